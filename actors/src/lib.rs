@@ -10,3 +10,4 @@ pub mod auth;
 pub mod ids;
 pub mod model;
 pub mod store;
+pub mod wire;
