@@ -9,4 +9,5 @@
 pub mod auth;
 pub mod ids;
 pub mod model;
+pub mod protocol;
 pub mod store;
