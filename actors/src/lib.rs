@@ -9,5 +9,6 @@
 pub mod auth;
 pub mod ids;
 pub mod model;
+pub mod protocol;
 pub mod store;
 pub mod wire;

@@ -1,0 +1,380 @@
+//! Runs the document store conformance suite against the embedded store,
+//! one test per case, each on a fresh database in its own temporary
+//! directory; then the checks only an on-disk backend needs: data survives a
+//! restart, and real parallel writers (tasks on a multi-threaded runtime)
+//! keep the invariants.
+
+use std::sync::Arc;
+
+use huddle::store::{conformance, EmbeddedStore};
+use huddle_actors::ids::{new_id, UserId};
+use huddle_actors::model::{MessageBody, NewConversation, NewMessage, RefreshTokenRecord, User};
+use huddle_actors::store::{DocumentStore, StoreError};
+use tempfile::TempDir;
+
+/// A fresh store in its own directory; keep the `TempDir` alive as long as
+/// the store.
+fn fresh() -> (TempDir, EmbeddedStore) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = EmbeddedStore::open(dir.path()).expect("open store");
+    (dir, store)
+}
+
+macro_rules! conformance_cases {
+    ($($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                let (_dir, store) = fresh();
+                conformance::$case(&store).await;
+            }
+        )*
+    };
+}
+
+conformance_cases!(
+    case_ping,
+    case_create_user_and_lookups,
+    case_create_user_duplicate_email_conflicts,
+    case_create_user_duplicate_username_conflicts,
+    case_users_without_email_do_not_conflict,
+    case_ensure_user_creates_once_and_never_overwrites,
+    case_ensure_user_picks_free_username,
+    case_refresh_token_is_taken_once,
+    case_refresh_token_unknown_jti,
+    case_create_conversation,
+    case_direct_key_returns_existing_conversation,
+    case_conversation_unknown,
+    case_conversations_for_user_pages_newest_first,
+    case_conversations_for_user_only_members,
+    case_append_message_gap_free_seq,
+    case_append_message_idempotent_retry,
+    case_append_message_client_id_is_per_sender,
+    case_append_message_unknown_conversation,
+    case_messages_before_semantics,
+    case_file_message_round_trip,
+    case_mark_read_keeps_maximum,
+    case_read_marker_defaults_to_zero,
+    case_concurrent_appends_are_gap_free,
+    case_concurrent_idempotent_retries_create_once,
+    case_concurrent_take_refresh_token_once,
+    case_concurrent_direct_key_creates_once,
+    case_concurrent_ensure_user_creates_once,
+);
+
+/// All cases share one store without seeing each other's records.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn all_cases_share_one_store() {
+    let (_dir, store) = fresh();
+    conformance::run_all(Arc::new(store)).await;
+}
+
+fn user(tag: &str) -> User {
+    let id = new_id();
+    User {
+        id: UserId(id.clone()),
+        email: Some(format!("{tag}-{id}@example.test")),
+        name: tag.to_owned(),
+        username: format!("{tag}{id}"),
+        password_hash: None,
+        created_at: chrono::Utc::now(),
+    }
+}
+
+fn text(s: &str) -> MessageBody {
+    MessageBody::Text { text: s.to_owned() }
+}
+
+#[test]
+fn open_creates_the_directory_and_one_database_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let nested = dir.path().join("data").join("node-a");
+    let _store = EmbeddedStore::open(&nested).expect("open");
+    assert!(nested.join(huddle::store::embedded::FILE_NAME).is_file());
+}
+
+#[test]
+fn a_second_open_of_the_same_file_is_a_backend_error() {
+    let (dir, _store) = fresh();
+    let err = EmbeddedStore::open(dir.path()).unwrap_err();
+    assert!(
+        matches!(err, StoreError::Backend { .. }),
+        "expected Backend, got {err:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn data_survives_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let alice = user("alice");
+    let bob = user("bob");
+    let token = RefreshTokenRecord {
+        jti: new_id(),
+        user_id: alice.id.clone(),
+        expires_at: chrono::Utc::now(),
+    };
+    let direct_key = {
+        let mut ids = [alice.id.as_str(), bob.id.as_str()];
+        ids.sort_unstable();
+        ids.join("|")
+    };
+    let direct = NewConversation {
+        workspace_id: None,
+        title: None,
+        member_ids: vec![alice.id.clone(), bob.id.clone()],
+        created_by: alice.id.clone(),
+        direct_key: Some(direct_key),
+    };
+
+    let (conversation, messages) = {
+        let store = EmbeddedStore::open(dir.path()).unwrap();
+        store.create_user(alice.clone()).await.unwrap();
+        store.create_user(bob.clone()).await.unwrap();
+        store.put_refresh_token(token.clone()).await.unwrap();
+        let (conversation, _) = store.create_conversation(direct.clone()).await.unwrap();
+        let mut messages = Vec::new();
+        for i in 0..3 {
+            let (m, _) = store
+                .append_message(NewMessage {
+                    conversation_id: conversation.id.clone(),
+                    sender_id: alice.id.clone(),
+                    client_id: Some(format!("c{i}")),
+                    body: text(&format!("m{i}")),
+                })
+                .await
+                .unwrap();
+            messages.push(m);
+        }
+        store.mark_read(&conversation.id, &bob.id, 2).await.unwrap();
+        (conversation, messages)
+        // the store is dropped here: the file is closed
+    };
+
+    let store = EmbeddedStore::open(dir.path()).expect("reopen");
+    assert_eq!(
+        store.user_by_id(&alice.id).await.unwrap(),
+        Some(alice.clone())
+    );
+    assert_eq!(
+        store
+            .user_by_email(bob.email.as_deref().unwrap())
+            .await
+            .unwrap(),
+        Some(bob.clone())
+    );
+    assert_eq!(
+        store.user_by_username(&bob.username).await.unwrap(),
+        Some(bob.clone())
+    );
+    assert!(matches!(
+        store.create_user(alice.clone()).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(
+        store.take_refresh_token(&token.jti).await.unwrap(),
+        Some(token)
+    );
+
+    let reopened = store.conversation(&conversation.id).await.unwrap().unwrap();
+    assert_eq!(reopened.last_seq, 3);
+    assert_eq!(
+        store
+            .messages_before(&conversation.id, None, 50)
+            .await
+            .unwrap(),
+        messages
+    );
+    assert_eq!(
+        store.read_marker(&conversation.id, &bob.id).await.unwrap(),
+        2
+    );
+
+    // Idempotency, direct keys and seq allocation continue where they were.
+    let (retry, created) = store
+        .append_message(NewMessage {
+            conversation_id: conversation.id.clone(),
+            sender_id: alice.id.clone(),
+            client_id: Some("c0".into()),
+            body: text("again"),
+        })
+        .await
+        .unwrap();
+    assert!(!created);
+    assert_eq!(retry, messages[0]);
+    let (next, _) = store
+        .append_message(NewMessage {
+            conversation_id: conversation.id.clone(),
+            sender_id: bob.id.clone(),
+            client_id: None,
+            body: text("after restart"),
+        })
+        .await
+        .unwrap();
+    assert_eq!(next.seq, 4);
+    let (same, created) = store.create_conversation(direct).await.unwrap();
+    assert!(!created);
+    assert_eq!(same.id, conversation.id);
+
+    // Conversations made after the restart still list first.
+    let (newer, _) = store
+        .create_conversation(NewConversation {
+            workspace_id: None,
+            title: Some("after".into()),
+            member_ids: vec![alice.id.clone()],
+            created_by: alice.id.clone(),
+            direct_key: None,
+        })
+        .await
+        .unwrap();
+    let page = store
+        .conversations_for_user(&alice.id, None, 10)
+        .await
+        .unwrap();
+    let ids: Vec<_> = page.items.iter().map(|c| c.id.clone()).collect();
+    assert_eq!(ids, vec![newer.id, conversation.id]);
+}
+
+/// 8 tasks on 4 worker threads × 50 appends: seqs are exactly 1..=400.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn parallel_tasks_append_gap_free() {
+    let (_dir, store) = fresh();
+    let store: Arc<dyn DocumentStore> = Arc::new(store);
+    let alice = store.create_user(user("alice")).await.unwrap();
+    let (conversation, _) = store
+        .create_conversation(NewConversation {
+            workspace_id: None,
+            title: Some("busy".into()),
+            member_ids: vec![alice.id.clone()],
+            created_by: alice.id.clone(),
+            direct_key: None,
+        })
+        .await
+        .unwrap();
+
+    let tasks: Vec<_> = (0..8)
+        .map(|t| {
+            let store = Arc::clone(&store);
+            let conversation = conversation.id.clone();
+            let sender = alice.id.clone();
+            tokio::spawn(async move {
+                let mut seqs = Vec::new();
+                for i in 0..50 {
+                    let (m, created) = store
+                        .append_message(NewMessage {
+                            conversation_id: conversation.clone(),
+                            sender_id: sender.clone(),
+                            client_id: Some(format!("t{t}-{i}")),
+                            body: text("x"),
+                        })
+                        .await
+                        .unwrap();
+                    assert!(created);
+                    seqs.push(m.seq);
+                }
+                seqs
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for task in tasks {
+        all.extend(task.await.unwrap());
+    }
+    all.sort_unstable();
+    assert_eq!(all, (1..=400).collect::<Vec<u64>>());
+    let stored = store
+        .messages_before(&conversation.id, None, 1000)
+        .await
+        .unwrap();
+    assert_eq!(
+        stored.iter().map(|m| m.seq).collect::<Vec<_>>(),
+        (1..=400).collect::<Vec<u64>>()
+    );
+    assert_eq!(
+        store
+            .conversation(&conversation.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .last_seq,
+        400
+    );
+}
+
+/// Parallel tasks taking one refresh token: exactly one gets it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn parallel_tasks_take_a_refresh_token_once() {
+    let (_dir, store) = fresh();
+    let store: Arc<dyn DocumentStore> = Arc::new(store);
+    for _ in 0..20 {
+        let jti = new_id();
+        store
+            .put_refresh_token(RefreshTokenRecord {
+                jti: jti.clone(),
+                user_id: UserId(new_id()),
+                expires_at: chrono::Utc::now(),
+            })
+            .await
+            .unwrap();
+        let tasks: Vec<_> = (0..8)
+            .map(|_| {
+                let store = Arc::clone(&store);
+                let jti = jti.clone();
+                tokio::spawn(async move { store.take_refresh_token(&jti).await.unwrap() })
+            })
+            .collect();
+        let mut winners = 0;
+        for task in tasks {
+            if task.await.unwrap().is_some() {
+                winners += 1;
+            }
+        }
+        assert_eq!(winners, 1, "exactly one take of {jti} succeeds");
+    }
+}
+
+/// A cursor the store did not hand out is an error, not a silent restart.
+#[tokio::test]
+async fn a_malformed_cursor_is_rejected() {
+    let (_dir, store) = fresh();
+    let result = store
+        .conversations_for_user(&UserId(new_id()), Some("not-a-cursor"), 10)
+        .await;
+    assert!(result.is_err());
+}
+
+/// History reads stay a bounded range scan: a page from a long history
+/// returns just the page, from the right place.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_history_pages_from_the_end() {
+    let (_dir, store) = fresh();
+    let alice = store.create_user(user("alice")).await.unwrap();
+    let (conversation, _) = store
+        .create_conversation(NewConversation {
+            workspace_id: None,
+            title: Some("long".into()),
+            member_ids: vec![alice.id.clone()],
+            created_by: alice.id.clone(),
+            direct_key: None,
+        })
+        .await
+        .unwrap();
+    for _ in 0..300 {
+        store
+            .append_message(NewMessage {
+                conversation_id: conversation.id.clone(),
+                sender_id: alice.id.clone(),
+                client_id: None,
+                body: text("x"),
+            })
+            .await
+            .unwrap();
+    }
+    let page = store
+        .messages_before(&conversation.id, Some(151), 50)
+        .await
+        .unwrap();
+    assert_eq!(
+        page.iter().map(|m| m.seq).collect::<Vec<_>>(),
+        (101..=150).collect::<Vec<u64>>()
+    );
+}
