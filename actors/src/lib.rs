@@ -7,8 +7,23 @@
 //! later the blob store and the bus between nodes.
 
 pub mod auth;
+pub mod config;
+pub mod connection;
+pub mod encoded;
+pub mod engine;
 pub mod ids;
+pub mod metrics;
 pub mod model;
+pub mod namespace;
+pub mod outbox;
 pub mod protocol;
+pub mod recovery;
+pub mod registry;
+pub mod room;
 pub mod store;
+pub mod transport;
 pub mod wire;
+
+pub use config::EngineConfig;
+pub use engine::Engine;
+pub use namespace::{DisconnectReason, EventError, IncomingEvent, Namespace, Reply, Socket};

@@ -83,8 +83,7 @@ pub trait DocumentStore: Send + Sync + 'static {
     /// Creates a conversation with `last_seq` 0. When `direct_key` is set and
     /// a conversation with that key exists, returns it instead; the flag says
     /// whether it was created.
-    async fn create_conversation(&self, new: NewConversation)
-        -> StoreResult<(Conversation, bool)>;
+    async fn create_conversation(&self, new: NewConversation) -> StoreResult<(Conversation, bool)>;
     /// The conversation with this id.
     async fn conversation(&self, id: &ConversationId) -> StoreResult<Option<Conversation>>;
     /// Conversations the user is a member of, newest first, `limit` per page;

@@ -1,0 +1,51 @@
+//! The engine's settings: heartbeat, limits and recovery, as named durations
+//! and counts. The server fills them from its layered settings; the protocol
+//! echo example uses the reference configuration of the compliance suites.
+
+use std::time::Duration;
+
+/// Everything the engine needs to know about its limits and timers.
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    /// How often the server pings each client (`pingInterval`).
+    pub ping_interval: Duration,
+    /// How long the server waits for the pong (`pingTimeout`).
+    pub ping_timeout: Duration,
+    /// Largest Engine.IO message or polling body accepted (`maxPayload`).
+    pub max_payload: usize,
+    /// How long a new Engine.IO session may wait before its first namespace
+    /// CONNECT.
+    pub connect_timeout: Duration,
+    /// Packets queued toward one client before it is disconnected as too slow.
+    pub outbound_queue_max: usize,
+    /// Incoming events waiting for their handler before new ones are refused.
+    pub max_events_pending: usize,
+    /// Incoming events per second per connection (0: unlimited).
+    pub events_per_second: u32,
+    /// Connections (Engine.IO sessions) per user (0: unlimited).
+    pub max_connections_per_user: usize,
+    /// Connection state recovery window; `None` turns recovery off.
+    pub recovery_window: Option<Duration>,
+    /// Packets kept per room for recovery.
+    pub recovery_packets_per_room: usize,
+    /// Whether a namespace CONNECT needs a verified token.
+    pub require_auth: bool,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            ping_interval: Duration::from_millis(25_000),
+            ping_timeout: Duration::from_millis(20_000),
+            max_payload: 1_000_000,
+            connect_timeout: Duration::from_millis(45_000),
+            outbound_queue_max: 1024,
+            max_events_pending: 64,
+            events_per_second: 100,
+            max_connections_per_user: 10,
+            recovery_window: Some(Duration::from_millis(120_000)),
+            recovery_packets_per_room: 1000,
+            require_auth: true,
+        }
+    }
+}

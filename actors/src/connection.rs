@@ -1,0 +1,904 @@
+//! The connection actor: one per Engine.IO session, whatever the transport.
+//!
+//! It owns the session: the heartbeat, the sockets (one per namespace joined,
+//! multiplexed on this connection), their rooms, the user the session is
+//! authenticated as, and the bounded [`Outbox`] the transport drains.
+//! Transports send it [`Inbound`] packets (a WebSocket reader task, or the
+//! long-polling `POST` handler) and [`TransportClosed`]; rooms send it
+//! [`Deliver`]; socket handles send it [`SendPacket`], [`JoinRooms`] and
+//! [`LeaveRooms`].
+//!
+//! Socket.IO packets are handled one at a time in arrival order (a per
+//! connection pipeline, bounded by `max_events_pending`), so one client's
+//! `send_message`s keep their order. It stops when the transport closes, the
+//! heartbeat times out, the client falls too far behind, or the server drains;
+//! `stopped` leaves every room, releases the user's connection slot, and
+//! remembers the sockets for connection state recovery.
+
+use crate::auth::{AuthFailure, Identity};
+use crate::encoded::Encoded;
+use crate::engine::{encode_packet, Engine};
+use crate::ids::{RoomKey, RoomName, UserId};
+use crate::namespace::{DisconnectReason, EventError, IncomingEvent, Namespace, Reply, Socket};
+use crate::outbox::Outbox;
+use crate::protocol::engineio;
+use crate::protocol::socketio::{self, PacketKind, Reassembler};
+use crate::recovery::Snapshot;
+use crate::registry::{ConnId, Join, Leave};
+use crate::room::Deliver;
+use actix::prelude::*;
+use bytes::Bytes;
+use serde_json::{json, Value};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Engine.IO packets from the transport.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Inbound {
+    pub packets: Vec<engineio::Packet>,
+}
+
+/// The transport is gone (or broke the protocol).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct TransportClosed {
+    pub reason: DisconnectReason,
+    /// WebSocket close code to send, when the transport can still carry one.
+    pub code: u16,
+}
+
+/// A packet for this connection only (direct emits).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SendPacket {
+    pub packet: Encoded,
+}
+
+/// Joins rooms of a namespace this connection has a socket in.
+#[derive(Message)]
+#[rtype(result = "Result<(), EventError>")]
+pub struct JoinRooms {
+    pub nsp: Arc<str>,
+    pub rooms: Vec<RoomName>,
+}
+
+/// Leaves rooms.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct LeaveRooms {
+    pub nsp: Arc<str>,
+    pub rooms: Vec<RoomName>,
+}
+
+/// Whether the socket of `nsp` is in `room`.
+#[derive(Message)]
+#[rtype(result = "bool")]
+pub struct InRoom {
+    pub nsp: Arc<str>,
+    pub room: RoomName,
+}
+
+/// Closes the connection from the server side (drain, kick).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Close {
+    pub reason: DisconnectReason,
+}
+
+struct SocketState {
+    socket: Socket,
+    namespace: Arc<dyn Namespace>,
+    /// Private id for recovery (sent in the CONNECT answer as `pid`).
+    pid: String,
+    rooms: HashSet<RoomName>,
+}
+
+/// One complete Socket.IO packet waiting for the pipeline.
+struct Work {
+    packet: socketio::Packet,
+    attachments: Vec<Bytes>,
+}
+
+/// Fixed one-second window counter for the per-connection event rate.
+struct RateWindow {
+    started: Instant,
+    count: u32,
+}
+
+/// How many recent broadcast ids are remembered to drop duplicates when a
+/// broadcast names several rooms the connection is in.
+const RECENT_IDS: usize = 16;
+
+/// The connection actor.
+pub struct Connection {
+    id: ConnId,
+    sid: String,
+    engine: Engine,
+    outbox: Arc<Outbox>,
+    /// `?token=` from the handshake query.
+    query_token: Option<String>,
+    identity: Option<Identity>,
+    holds_user_slot: bool,
+    sockets: HashMap<Arc<str>, SocketState>,
+    reassembler: Reassembler,
+    pending: VecDeque<Work>,
+    busy: bool,
+    /// While a namespace CONNECT is being answered, deliveries wait here so
+    /// they reach the client after the CONNECT (and after recovered packets).
+    held: Option<Vec<Deliver>>,
+    last_pong: Instant,
+    recent: [u64; RECENT_IDS],
+    recent_pos: usize,
+    rate: RateWindow,
+    close_reason: Option<DisconnectReason>,
+}
+
+impl Connection {
+    /// A connection for Engine.IO session `sid`.
+    pub fn new(
+        engine: Engine,
+        id: ConnId,
+        sid: String,
+        outbox: Arc<Outbox>,
+        query_token: Option<String>,
+    ) -> Self {
+        Connection {
+            id,
+            sid,
+            engine,
+            outbox,
+            query_token,
+            identity: None,
+            holds_user_slot: false,
+            sockets: HashMap::new(),
+            reassembler: Reassembler::default(),
+            pending: VecDeque::new(),
+            busy: false,
+            held: None,
+            last_pong: Instant::now(),
+            recent: [u64::MAX; RECENT_IDS],
+            recent_pos: 0,
+            rate: RateWindow {
+                started: Instant::now(),
+                count: 0,
+            },
+            close_reason: None,
+        }
+    }
+
+    /// Ends the session: what is queued still goes out, then the transport
+    /// closes with `code`.
+    fn close(&mut self, ctx: &mut Context<Self>, reason: DisconnectReason, code: u16) {
+        if self.close_reason.is_none() {
+            self.close_reason = Some(reason);
+        }
+        self.outbox.close(code);
+        ctx.stop();
+    }
+
+    fn send(&mut self, ctx: &mut Context<Self>, packet: Encoded) {
+        self.engine.metrics().packet_out(packet.ws_len());
+        if self.outbox.push(packet).is_err() {
+            self.too_slow(ctx);
+        }
+    }
+
+    fn too_slow(&mut self, ctx: &mut Context<Self>) {
+        log::warn!(
+            "closing connection {} (user {:?}): client too slow, {} packets queued",
+            self.sid,
+            self.identity.as_ref().map(|i| i.user_id.as_str()),
+            self.outbox.len()
+        );
+        self.engine.metrics().slow_client();
+        self.close_reason = Some(DisconnectReason::ServerDisconnect);
+        self.outbox.abort(1008);
+        ctx.stop();
+    }
+
+    fn heartbeat(&mut self, ctx: &mut Context<Self>) {
+        let cfg = self.engine.config();
+        let interval = cfg.ping_interval;
+        let timeout = cfg.ping_timeout;
+        ctx.run_interval(interval, move |act, ctx| {
+            let sent = Instant::now();
+            act.outbox
+                .push_control(Encoded::engine(&engineio::Packet::Ping(Bytes::new())));
+            ctx.run_later(timeout, move |act, ctx| {
+                if act.last_pong < sent {
+                    log::debug!("connection {}: ping timeout", act.sid);
+                    act.close(ctx, DisconnectReason::PingTimeout, 1000);
+                }
+            });
+        });
+    }
+
+    fn on_engine_packet(&mut self, ctx: &mut Context<Self>, packet: engineio::Packet) {
+        if let (Some(raw), engineio::Packet::Message(_) | engineio::Packet::Binary(_)) =
+            (self.engine.raw(), &packet)
+        {
+            for reply in raw.on_message(&packet) {
+                let encoded = Encoded::engine(&reply);
+                self.send(ctx, encoded);
+            }
+            return;
+        }
+        match packet {
+            engineio::Packet::Pong(_) => self.last_pong = Instant::now(),
+            engineio::Packet::Ping(data) => self
+                .outbox
+                .push_control(Encoded::engine(&engineio::Packet::Pong(data))),
+            engineio::Packet::Message(text) => {
+                let decoded = std::str::from_utf8(&text)
+                    .map_err(|_| crate::protocol::DecodeError::InvalidUtf8)
+                    .and_then(socketio::Packet::decode)
+                    .and_then(|p| self.reassembler.push_packet(p));
+                self.on_decoded(ctx, decoded);
+            }
+            engineio::Packet::Binary(data) => {
+                let decoded = self.reassembler.push_binary(data);
+                self.on_decoded(ctx, decoded);
+            }
+            engineio::Packet::Close => self.close(ctx, DisconnectReason::TransportClose, 1000),
+            engineio::Packet::Noop | engineio::Packet::Upgrade => {}
+            engineio::Packet::Open(_) => {
+                log::debug!("connection {}: client sent OPEN", self.sid);
+                self.close(ctx, DisconnectReason::ParseError, 1002);
+            }
+        }
+    }
+
+    fn on_decoded(
+        &mut self,
+        ctx: &mut Context<Self>,
+        decoded: Result<Option<(socketio::Packet, Vec<Bytes>)>, crate::protocol::DecodeError>,
+    ) {
+        match decoded {
+            Ok(Some((packet, attachments))) => {
+                let total: usize = attachments.iter().map(|a| a.len()).sum();
+                if total > self.engine.config().max_payload {
+                    log::debug!("connection {}: attachments too large", self.sid);
+                    return self.close(ctx, DisconnectReason::ParseError, 1009);
+                }
+                if self.pending.len() >= self.engine.config().max_events_pending {
+                    self.refuse(
+                        &packet,
+                        EventError::new("rate_limited", "too many events waiting"),
+                    );
+                    return;
+                }
+                self.pending.push_back(Work {
+                    packet,
+                    attachments,
+                });
+                self.pump(ctx);
+            }
+            Ok(None) => {}
+            Err(e) => {
+                // Socket.IO closes the connection on a packet it cannot parse.
+                log::debug!("connection {}: invalid packet: {e}", self.sid);
+                self.close(ctx, DisconnectReason::ParseError, 1002);
+            }
+        }
+    }
+
+    /// Answers a packet that will not be handled: failed ack or `error` event.
+    fn refuse(&mut self, packet: &socketio::Packet, err: EventError) {
+        if !matches!(packet.kind, PacketKind::Event | PacketKind::BinaryEvent)
+            || !self.sockets.contains_key(packet.nsp.as_str())
+        {
+            return;
+        }
+        let out = match packet.id {
+            Some(id) => encode_packet(
+                &socketio::Packet {
+                    kind: PacketKind::Ack,
+                    nsp: packet.nsp.clone(),
+                    id: Some(id),
+                    data: Some(Value::Array(vec![err.to_ack()])),
+                    attachments: 0,
+                },
+                &[],
+            ),
+            None => encode_packet(
+                &socketio::Packet {
+                    kind: PacketKind::Event,
+                    nsp: packet.nsp.clone(),
+                    id: None,
+                    data: Some(json!(["error", err.to_event()])),
+                    attachments: 0,
+                },
+                &[],
+            ),
+        };
+        // Control bypass: a refusal must not itself trip the bound.
+        self.outbox.push_control(out);
+    }
+
+    fn rate_allows(&mut self) -> bool {
+        let limit = self.engine.config().events_per_second;
+        if limit == 0 {
+            return true;
+        }
+        let now = Instant::now();
+        if now.duration_since(self.rate.started) >= Duration::from_secs(1) {
+            self.rate.started = now;
+            self.rate.count = 0;
+        }
+        self.rate.count += 1;
+        self.rate.count <= limit
+    }
+
+    /// Starts the next packet of the pipeline when idle.
+    fn pump(&mut self, ctx: &mut Context<Self>) {
+        while !self.busy {
+            let Some(work) = self.pending.pop_front() else {
+                return;
+            };
+            match work.packet.kind {
+                PacketKind::Connect => {
+                    self.busy = true;
+                    self.start_connect(ctx, work.packet);
+                }
+                PacketKind::Disconnect => {
+                    if let Some(state) = self.sockets.remove(work.packet.nsp.as_str()) {
+                        self.busy = true;
+                        self.drop_socket_rooms(&state);
+                        let fut = async move {
+                            state
+                                .namespace
+                                .on_disconnect(
+                                    &state.socket,
+                                    DisconnectReason::ClientNamespaceDisconnect,
+                                )
+                                .await;
+                        };
+                        ctx.spawn(fut.into_actor(self).map(|_, act, ctx| {
+                            act.busy = false;
+                            act.pump(ctx);
+                        }));
+                    }
+                }
+                PacketKind::Event | PacketKind::BinaryEvent => {
+                    self.start_event(ctx, work);
+                }
+                PacketKind::Ack | PacketKind::BinaryAck => {
+                    // The server never asks clients for acknowledgements.
+                }
+                PacketKind::ConnectError => {
+                    log::debug!("connection {}: client sent CONNECT_ERROR", self.sid);
+                    return self.close(ctx, DisconnectReason::ParseError, 1002);
+                }
+            }
+        }
+    }
+
+    fn start_event(&mut self, ctx: &mut Context<Self>, work: Work) {
+        let Some(state) = self.sockets.get(work.packet.nsp.as_str()) else {
+            // Not connected to that namespace: Socket.IO ignores it.
+            return;
+        };
+        let socket = state.socket.clone();
+        let namespace = state.namespace.clone();
+        if !self.rate_allows() {
+            return self.refuse(
+                &work.packet,
+                EventError::new("rate_limited", "too many events, slow down"),
+            );
+        }
+        let mut args = match work.packet.data {
+            Some(Value::Array(a)) => a,
+            _ => return,
+        };
+        let name = match args.first() {
+            Some(Value::String(_)) => match args.remove(0) {
+                Value::String(s) => s,
+                _ => unreachable!("checked to be a string"),
+            },
+            _ => return,
+        };
+        self.engine.metrics().event_in();
+        let ack_id = work.packet.id;
+        let nsp = work.packet.nsp;
+        let event = IncomingEvent {
+            name,
+            args,
+            attachments: work.attachments,
+            wants_ack: ack_id.is_some(),
+        };
+        self.busy = true;
+        let fut = async move { namespace.on_event(&socket, event).await };
+        ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| {
+            act.busy = false;
+            act.answer(ctx, &nsp, ack_id, res);
+            act.pump(ctx);
+        }));
+    }
+
+    fn answer(
+        &mut self,
+        ctx: &mut Context<Self>,
+        nsp: &str,
+        ack_id: Option<u64>,
+        res: Result<Reply, EventError>,
+    ) {
+        let packet = match (ack_id, res) {
+            (Some(id), Ok(reply)) => {
+                let kind = if reply.attachments.is_empty() {
+                    PacketKind::Ack
+                } else {
+                    PacketKind::BinaryAck
+                };
+                encode_packet(
+                    &socketio::Packet {
+                        kind,
+                        nsp: nsp.to_owned(),
+                        id: Some(id),
+                        data: Some(Value::Array(reply.args)),
+                        attachments: reply.attachments.len(),
+                    },
+                    &reply.attachments,
+                )
+            }
+            (Some(id), Err(err)) => encode_packet(
+                &socketio::Packet {
+                    kind: PacketKind::Ack,
+                    nsp: nsp.to_owned(),
+                    id: Some(id),
+                    data: Some(Value::Array(vec![err.to_ack()])),
+                    attachments: 0,
+                },
+                &[],
+            ),
+            (None, Ok(_)) => return,
+            (None, Err(err)) => encode_packet(
+                &socketio::Packet {
+                    kind: PacketKind::Event,
+                    nsp: nsp.to_owned(),
+                    id: None,
+                    data: Some(json!(["error", err.to_event()])),
+                    attachments: 0,
+                },
+                &[],
+            ),
+        };
+        self.send(ctx, packet);
+    }
+
+    fn connect_error(&mut self, nsp: &str, message: &str, code: Option<&str>) {
+        let data = match code {
+            Some(code) => json!({ "message": message, "data": { "code": code } }),
+            None => json!({ "message": message }),
+        };
+        self.outbox.push_control(encode_packet(
+            &socketio::Packet {
+                kind: PacketKind::ConnectError,
+                nsp: nsp.to_owned(),
+                id: None,
+                data: Some(data),
+                attachments: 0,
+            },
+            &[],
+        ));
+    }
+
+    fn start_connect(&mut self, ctx: &mut Context<Self>, packet: socketio::Packet) {
+        let nsp: Arc<str> = Arc::from(packet.nsp.as_str());
+        let Some(namespace) = self.engine.namespace(&nsp) else {
+            self.connect_error(&nsp, "Invalid namespace", None);
+            self.busy = false;
+            return;
+        };
+        if self.sockets.contains_key(&nsp) {
+            // Already connected: answer again with the same socket id.
+            let state = &self.sockets[&nsp];
+            let answer = self.connect_answer(&nsp, state.socket.sid(), &state.pid);
+            self.outbox.push_control(answer);
+            self.busy = false;
+            return;
+        }
+        let auth = packet.data.unwrap_or(Value::Null);
+        let token = auth
+            .get("token")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .or_else(|| self.query_token.clone());
+        let engine = self.engine.clone();
+        let sid = self.sid.clone();
+        let auth_fut = async move {
+            match engine.authenticator() {
+                None => Ok(Identity {
+                    user_id: UserId(format!("anonymous:{sid}")),
+                    name: "anonymous".into(),
+                }),
+                Some(a) => match token {
+                    Some(t) => a.authenticate(&t).await,
+                    None => Err(AuthFailure::Unauthorized),
+                },
+            }
+        };
+        ctx.spawn(auth_fut.into_actor(self).map(
+            move |res, act, ctx| match act.admit(ctx, &nsp, res) {
+                Ok(identity) => act.finish_connect(ctx, nsp, namespace, identity, auth),
+                Err((message, code)) => {
+                    act.connect_error(&nsp, &message, Some(code));
+                    act.busy = false;
+                    act.pump(ctx);
+                }
+            },
+        ));
+    }
+
+    /// Checks the verified identity against the session and the per-user
+    /// connection limit.
+    fn admit(
+        &mut self,
+        _ctx: &mut Context<Self>,
+        nsp: &str,
+        res: Result<Identity, AuthFailure>,
+    ) -> Result<Identity, (String, &'static str)> {
+        let identity = match res {
+            Ok(i) => i,
+            Err(f) => {
+                log::debug!("connection {}: CONNECT {nsp} refused: {f}", self.sid);
+                return Err((f.to_string(), f.code()));
+            }
+        };
+        if let Some(current) = &self.identity {
+            if current.user_id != identity.user_id {
+                return Err((
+                    "token is for another user than this connection".into(),
+                    "unauthorized",
+                ));
+            }
+            return Ok(identity);
+        }
+        if self.engine.authenticator().is_some() {
+            if !self.engine.acquire_user_slot(&identity.user_id) {
+                return Err((
+                    "too many connections for this user".into(),
+                    "too_many_connections",
+                ));
+            }
+            self.holds_user_slot = true;
+        }
+        self.identity = Some(identity.clone());
+        Ok(identity)
+    }
+
+    fn connect_answer(&self, nsp: &str, sid: &str, pid: &str) -> Encoded {
+        let data = if self.engine.config().recovery_window.is_some() {
+            json!({ "sid": sid, "pid": pid })
+        } else {
+            json!({ "sid": sid })
+        };
+        encode_packet(
+            &socketio::Packet {
+                kind: PacketKind::Connect,
+                nsp: nsp.to_owned(),
+                id: None,
+                data: Some(data),
+                attachments: 0,
+            },
+            &[],
+        )
+    }
+
+    fn finish_connect(
+        &mut self,
+        ctx: &mut Context<Self>,
+        nsp: Arc<str>,
+        namespace: Arc<dyn Namespace>,
+        identity: Identity,
+        auth: Value,
+    ) {
+        let device_id = auth
+            .get("deviceId")
+            .and_then(Value::as_str)
+            .map(|d| d.chars().take(128).collect());
+        // Recovery: same pid and offset as a socket that dropped recently.
+        let restored = match (
+            auth.get("pid").and_then(Value::as_str),
+            auth.get("offset")
+                .and_then(Value::as_str)
+                .and_then(|o| o.parse::<u64>().ok()),
+        ) {
+            (Some(pid), Some(offset)) => self
+                .engine
+                .recovery()
+                .and_then(|r| r.restore(pid, &identity.user_id, &nsp, offset))
+                .map(|(snap, missed)| (pid.to_owned(), snap, missed)),
+            _ => None,
+        };
+        let (sid, pid, mut rooms, missed) = match restored {
+            Some((pid, snap, missed)) => (snap.sid, pid, snap.rooms, Some(missed)),
+            None => (crate::ids::new_id(), crate::ids::new_id(), Vec::new(), None),
+        };
+        let user_room = RoomName(format!("user:{}", identity.user_id));
+        if !rooms.contains(&user_room) {
+            rooms.push(user_room);
+        }
+        let socket = Socket::new(
+            self.engine.clone(),
+            ctx.address(),
+            self.id,
+            nsp.clone(),
+            sid.clone(),
+            identity.user_id.clone(),
+            identity.name.clone(),
+            device_id,
+        );
+        self.held = Some(Vec::new());
+        self.sockets.insert(
+            nsp.clone(),
+            SocketState {
+                socket: socket.clone(),
+                namespace: namespace.clone(),
+                pid: pid.clone(),
+                rooms: rooms.iter().cloned().collect(),
+            },
+        );
+        let join = self.engine.registry().send(Join {
+            conn: self.id,
+            keys: rooms
+                .iter()
+                .map(|r| RoomKey {
+                    nsp: nsp.to_string(),
+                    room: r.clone(),
+                })
+                .collect(),
+            recipient: ctx.address().recipient(),
+        });
+        let recovered = missed.is_some();
+        let fut = async move {
+            let _ = join.await;
+            if recovered {
+                Ok(())
+            } else {
+                namespace.on_connect(&socket, &auth).await
+            }
+        };
+        ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| {
+            match res {
+                Ok(()) => {
+                    let answer = act.connect_answer(&nsp, &sid, &pid);
+                    act.send(ctx, answer);
+                    let mut replayed = HashSet::new();
+                    for (offset, packet) in missed.unwrap_or_default() {
+                        replayed.insert(offset);
+                        act.send(ctx, packet);
+                    }
+                    if recovered {
+                        log::debug!(
+                            "connection {}: recovered {nsp} socket {sid} ({} packets)",
+                            act.sid,
+                            replayed.len()
+                        );
+                    }
+                    act.release_held(ctx, &replayed);
+                }
+                Err(err) => {
+                    if let Some(state) = act.sockets.remove(&nsp) {
+                        act.drop_socket_rooms(&state);
+                    }
+                    act.connect_error(&nsp, &err.message, Some(err.code));
+                    act.release_held(ctx, &HashSet::new());
+                }
+            }
+            act.busy = false;
+            act.pump(ctx);
+        }));
+    }
+
+    fn release_held(&mut self, ctx: &mut Context<Self>, skip: &HashSet<u64>) {
+        if let Some(held) = self.held.take() {
+            for d in held {
+                if !skip.contains(&d.id) {
+                    self.send(ctx, d.packet);
+                }
+            }
+        }
+    }
+
+    fn drop_socket_rooms(&self, state: &SocketState) {
+        if state.rooms.is_empty() {
+            return;
+        }
+        self.engine.registry().do_send(Leave {
+            conn: self.id,
+            keys: state
+                .rooms
+                .iter()
+                .map(|r| RoomKey {
+                    nsp: state.socket.nsp().to_owned(),
+                    room: r.clone(),
+                })
+                .collect(),
+        });
+    }
+
+    fn seen_recently(&mut self, id: u64) -> bool {
+        if self.recent.contains(&id) {
+            return true;
+        }
+        self.recent[self.recent_pos] = id;
+        self.recent_pos = (self.recent_pos + 1) % RECENT_IDS;
+        false
+    }
+}
+
+impl Actor for Connection {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(self.engine.config().outbound_queue_max.max(16));
+        self.heartbeat(ctx);
+        ctx.run_later(self.engine.config().connect_timeout, |act, ctx| {
+            if act.sockets.is_empty() && act.engine.raw().is_none() {
+                log::debug!("connection {}: no namespace joined in time", act.sid);
+                act.close(ctx, DisconnectReason::TransportClose, 1000);
+            }
+        });
+        self.engine.metrics().connection_opened();
+    }
+
+    fn stopped(&mut self, _: &mut Self::Context) {
+        let reason = self
+            .close_reason
+            .unwrap_or(DisconnectReason::TransportClose);
+        self.outbox.close(1000);
+        self.engine.remove_session(&self.sid);
+        let sockets: Vec<SocketState> = self.sockets.drain().map(|(_, s)| s).collect();
+        for state in sockets {
+            self.drop_socket_rooms(&state);
+            if reason.recoverable() {
+                if let Some(recovery) = self.engine.recovery() {
+                    recovery.save(
+                        state.pid.clone(),
+                        Snapshot {
+                            user_id: state.socket.user_id().clone(),
+                            nsp: state.socket.nsp().to_owned(),
+                            sid: state.socket.sid().to_owned(),
+                            rooms: state.rooms.iter().cloned().collect(),
+                            at: Instant::now(),
+                        },
+                    );
+                }
+            }
+            let SocketState {
+                socket, namespace, ..
+            } = state;
+            actix::spawn(async move { namespace.on_disconnect(&socket, reason).await });
+        }
+        if self.holds_user_slot {
+            if let Some(identity) = &self.identity {
+                self.engine.release_user_slot(&identity.user_id);
+            }
+        }
+        self.engine.metrics().connection_closed();
+        log::debug!("connection {} closed: {}", self.sid, reason.as_str());
+    }
+}
+
+impl Handler<Inbound> for Connection {
+    type Result = ();
+    fn handle(&mut self, msg: Inbound, ctx: &mut Self::Context) {
+        for p in msg.packets {
+            if self.close_reason.is_some() {
+                return;
+            }
+            self.on_engine_packet(ctx, p);
+        }
+    }
+}
+
+impl Handler<TransportClosed> for Connection {
+    type Result = ();
+    fn handle(&mut self, msg: TransportClosed, ctx: &mut Self::Context) {
+        self.close(ctx, msg.reason, msg.code);
+    }
+}
+
+impl Handler<Close> for Connection {
+    type Result = ();
+    fn handle(&mut self, msg: Close, ctx: &mut Self::Context) {
+        self.close(ctx, msg.reason, 1001);
+    }
+}
+
+impl Handler<SendPacket> for Connection {
+    type Result = ();
+    fn handle(&mut self, msg: SendPacket, ctx: &mut Self::Context) {
+        self.send(ctx, msg.packet);
+    }
+}
+
+impl Handler<Deliver> for Connection {
+    type Result = ();
+    fn handle(&mut self, msg: Deliver, ctx: &mut Self::Context) {
+        if self.seen_recently(msg.id) {
+            return;
+        }
+        if let Some(held) = &mut self.held {
+            if held.len() < self.engine.config().outbound_queue_max {
+                held.push(msg);
+                return;
+            }
+            return self.too_slow(ctx);
+        }
+        self.send(ctx, msg.packet);
+    }
+}
+
+impl Handler<JoinRooms> for Connection {
+    type Result = ResponseActFuture<Self, Result<(), EventError>>;
+    fn handle(&mut self, msg: JoinRooms, ctx: &mut Self::Context) -> Self::Result {
+        let Some(state) = self.sockets.get_mut(&msg.nsp) else {
+            return Box::pin(fut::ready(Err(EventError::new(
+                "internal",
+                "socket not connected",
+            ))));
+        };
+        let new: Vec<RoomName> = msg
+            .rooms
+            .into_iter()
+            .filter(|r| state.rooms.insert(r.clone()))
+            .collect();
+        if new.is_empty() {
+            return Box::pin(fut::ready(Ok(())));
+        }
+        let join = self.engine.registry().send(Join {
+            conn: self.id,
+            keys: new
+                .into_iter()
+                .map(|r| RoomKey {
+                    nsp: msg.nsp.to_string(),
+                    room: r,
+                })
+                .collect(),
+            recipient: ctx.address().recipient(),
+        });
+        Box::pin(
+            async move {
+                join.await
+                    .map_err(|_| EventError::new("internal", "room registry unavailable"))
+            }
+            .into_actor(self),
+        )
+    }
+}
+
+impl Handler<LeaveRooms> for Connection {
+    type Result = ();
+    fn handle(&mut self, msg: LeaveRooms, _: &mut Self::Context) {
+        let Some(state) = self.sockets.get_mut(&msg.nsp) else {
+            return;
+        };
+        let gone: Vec<RoomKey> = msg
+            .rooms
+            .into_iter()
+            .filter(|r| state.rooms.remove(r))
+            .map(|r| RoomKey {
+                nsp: msg.nsp.to_string(),
+                room: r,
+            })
+            .collect();
+        if !gone.is_empty() {
+            self.engine.registry().do_send(Leave {
+                conn: self.id,
+                keys: gone,
+            });
+        }
+    }
+}
+
+impl Handler<InRoom> for Connection {
+    type Result = bool;
+    fn handle(&mut self, msg: InRoom, _: &mut Self::Context) -> bool {
+        self.sockets
+            .get(&msg.nsp)
+            .is_some_and(|s| s.rooms.contains(&msg.room))
+    }
+}

@@ -1,0 +1,330 @@
+//! The engine: the node-wide handle shared by transports, socket handles and
+//! the HTTP API. It knows the namespaces, the authenticator, the room
+//! registry, the Engine.IO sessions of this node, the per-user connection
+//! counts and the recovery log, and it is the one place broadcasts are
+//! encoded — once per broadcast, whatever the number of recipients.
+
+use crate::auth::Authenticator;
+use crate::config::EngineConfig;
+use crate::connection::{Close, Connection};
+use crate::encoded::{Encoded, Frame};
+use crate::ids::{RoomKey, RoomName, UserId};
+use crate::metrics::Metrics;
+use crate::namespace::{DisconnectReason, Namespace};
+use crate::outbox::Outbox;
+use crate::protocol::socketio;
+use crate::recovery::Recovery;
+use crate::registry::{Broadcast, ConnId, Registry};
+use actix::prelude::*;
+use bytes::Bytes;
+use serde::Serialize;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// One Engine.IO session as the transports see it.
+pub(crate) struct SessionEntry {
+    pub conn: Addr<Connection>,
+    pub outbox: Arc<Outbox>,
+    /// A long-polling `GET` is in progress.
+    pub polling_get: AtomicBool,
+    /// A long-polling `POST` is in progress.
+    pub polling_post: AtomicBool,
+    /// A WebSocket upgrade has started (or the session began on a WebSocket).
+    pub websocket: AtomicBool,
+}
+
+/// Handles Engine.IO messages directly, without Socket.IO on top (the
+/// protocol echo example's `/engine.io/`).
+pub trait RawMessages: Send + Sync + 'static {
+    /// Packets to send back for one message or binary packet.
+    fn on_message(
+        &self,
+        packet: &crate::protocol::engineio::Packet,
+    ) -> Vec<crate::protocol::engineio::Packet>;
+}
+
+struct Inner {
+    config: EngineConfig,
+    raw: Option<Arc<dyn RawMessages>>,
+    namespaces: HashMap<String, Arc<dyn Namespace>>,
+    authenticator: Option<Arc<dyn Authenticator>>,
+    registry: Addr<Registry>,
+    sessions: Mutex<HashMap<String, Arc<SessionEntry>>>,
+    user_slots: Mutex<HashMap<UserId, usize>>,
+    recovery: Option<Recovery>,
+    metrics: Metrics,
+    next_conn: AtomicU64,
+    next_broadcast: AtomicU64,
+    draining: AtomicBool,
+}
+
+/// The node's engine; cheap to clone.
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+/// Builds an [`Engine`].
+pub struct EngineBuilder {
+    config: EngineConfig,
+    raw: Option<Arc<dyn RawMessages>>,
+    namespaces: HashMap<String, Arc<dyn Namespace>>,
+    authenticator: Option<Arc<dyn Authenticator>>,
+}
+
+impl EngineBuilder {
+    /// Serves `namespace` at `path` (e.g. `/chat`).
+    pub fn namespace(mut self, path: &str, namespace: Arc<dyn Namespace>) -> Self {
+        self.namespaces.insert(path.to_owned(), namespace);
+        self
+    }
+
+    /// Serves plain Engine.IO: messages go to `raw` instead of Socket.IO.
+    pub fn raw(mut self, raw: Arc<dyn RawMessages>) -> Self {
+        self.raw = Some(raw);
+        self
+    }
+
+    /// Verifies tokens on CONNECT with `authenticator`.
+    pub fn authenticator(mut self, authenticator: Arc<dyn Authenticator>) -> Self {
+        self.authenticator = Some(authenticator);
+        self
+    }
+
+    /// Starts the registry and the recovery sweeper; call inside an actix
+    /// system.
+    pub fn build(self) -> Engine {
+        let recovery = self
+            .config
+            .recovery_window
+            .map(|w| Recovery::new(w, self.config.recovery_packets_per_room));
+        // Offsets must keep increasing across restarts of the node, so a
+        // client never presents an offset that a fresh node already used.
+        let epoch = (chrono::Utc::now().timestamp_millis().max(0) as u64) << 10;
+        let engine = Engine {
+            inner: Arc::new(Inner {
+                registry: Registry::default().start(),
+                config: self.config,
+                raw: self.raw,
+                namespaces: self.namespaces,
+                authenticator: self.authenticator,
+                sessions: Mutex::new(HashMap::new()),
+                user_slots: Mutex::new(HashMap::new()),
+                recovery,
+                metrics: Metrics::default(),
+                next_conn: AtomicU64::new(1),
+                next_broadcast: AtomicU64::new(epoch),
+                draining: AtomicBool::new(false),
+            }),
+        };
+        if engine.inner.recovery.is_some() {
+            let weak = Arc::downgrade(&engine.inner);
+            actix::spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_secs(5));
+                loop {
+                    tick.tick().await;
+                    let Some(inner) = weak.upgrade() else { break };
+                    if let Some(r) = &inner.recovery {
+                        r.sweep();
+                    }
+                }
+            });
+        }
+        engine
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Engine {
+    /// Starts building an engine with `config`.
+    pub fn builder(config: EngineConfig) -> EngineBuilder {
+        EngineBuilder {
+            config,
+            raw: None,
+            namespaces: HashMap::new(),
+            authenticator: None,
+        }
+    }
+
+    /// The engine's settings.
+    pub fn config(&self) -> &EngineConfig {
+        &self.inner.config
+    }
+
+    /// The plain Engine.IO handler, when this engine serves no Socket.IO.
+    pub fn raw(&self) -> Option<&Arc<dyn RawMessages>> {
+        self.inner.raw.as_ref()
+    }
+
+    /// The namespace served at `path`.
+    pub fn namespace(&self, path: &str) -> Option<Arc<dyn Namespace>> {
+        self.inner.namespaces.get(path).cloned()
+    }
+
+    /// The authenticator, when CONNECTs need a token.
+    pub fn authenticator(&self) -> Option<&Arc<dyn Authenticator>> {
+        self.inner.authenticator.as_ref()
+    }
+
+    /// The room registry.
+    pub fn registry(&self) -> &Addr<Registry> {
+        &self.inner.registry
+    }
+
+    /// The recovery log, when recovery is on.
+    pub fn recovery(&self) -> Option<&Recovery> {
+        self.inner.recovery.as_ref()
+    }
+
+    /// The engine's counters.
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
+    /// Number of Engine.IO sessions on this node.
+    pub fn session_count(&self) -> usize {
+        lock(&self.inner.sessions).len()
+    }
+
+    /// Whether the node is draining (no new sessions).
+    pub fn is_draining(&self) -> bool {
+        self.inner.draining.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn next_conn_id(&self) -> ConnId {
+        ConnId(self.inner.next_conn.fetch_add(1, Ordering::Relaxed))
+    }
+
+    pub(crate) fn add_session(&self, sid: String, entry: Arc<SessionEntry>) {
+        lock(&self.inner.sessions).insert(sid, entry);
+    }
+
+    pub(crate) fn session(&self, sid: &str) -> Option<Arc<SessionEntry>> {
+        lock(&self.inner.sessions).get(sid).cloned()
+    }
+
+    pub(crate) fn remove_session(&self, sid: &str) {
+        lock(&self.inner.sessions).remove(sid);
+    }
+
+    /// Takes one of the user's connection slots; `false` at the limit.
+    pub fn acquire_user_slot(&self, user: &UserId) -> bool {
+        let max = self.inner.config.max_connections_per_user;
+        let mut slots = lock(&self.inner.user_slots);
+        let n = slots.entry(user.clone()).or_insert(0);
+        if max != 0 && *n >= max {
+            return false;
+        }
+        *n += 1;
+        true
+    }
+
+    /// Gives a slot back.
+    pub fn release_user_slot(&self, user: &UserId) {
+        let mut slots = lock(&self.inner.user_slots);
+        if let Some(n) = slots.get_mut(user) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                slots.remove(user);
+            }
+        }
+    }
+
+    /// Connections the user has on this node.
+    pub fn user_connections(&self, user: &UserId) -> usize {
+        lock(&self.inner.user_slots).get(user).copied().unwrap_or(0)
+    }
+
+    /// Broadcasts `event` with `data` to `rooms` of namespace `nsp`, every
+    /// socket in them once, but the connection `except`.
+    pub fn emit(
+        &self,
+        nsp: &str,
+        rooms: &[RoomName],
+        except: Option<ConnId>,
+        event: &str,
+        data: &impl Serialize,
+    ) {
+        match serde_json::to_vec(data) {
+            Ok(json) => self.emit_raw(nsp, rooms, except, event, &[&json]),
+            Err(e) => log::error!("cannot serialize {event}: {e}"),
+        }
+    }
+
+    /// Broadcasts an event whose arguments are already JSON texts.
+    pub fn emit_raw(
+        &self,
+        nsp: &str,
+        rooms: &[RoomName],
+        except: Option<ConnId>,
+        event: &str,
+        args: &[&[u8]],
+    ) {
+        if rooms.is_empty() {
+            return;
+        }
+        let id = self.inner.next_broadcast.fetch_add(1, Ordering::Relaxed);
+        let offset = self.inner.recovery.as_ref().map(|_| id);
+        let packet = encode_event(nsp, event, args, offset);
+        if let Some(r) = &self.inner.recovery {
+            r.record(nsp, rooms, id, &packet);
+        }
+        self.inner.metrics.broadcast();
+        self.inner.registry.do_send(Broadcast {
+            keys: rooms
+                .iter()
+                .map(|r| RoomKey {
+                    nsp: nsp.to_owned(),
+                    room: r.clone(),
+                })
+                .collect(),
+            packet,
+            id,
+            except,
+        });
+    }
+
+    /// Drains the node: refuses new sessions and closes every connection
+    /// (clients reconnect, through the load balancer, to another node).
+    pub fn close_all(&self) {
+        self.inner.draining.store(true, Ordering::Relaxed);
+        let sessions: Vec<Arc<SessionEntry>> =
+            lock(&self.inner.sessions).values().cloned().collect();
+        for s in sessions {
+            s.conn.do_send(Close {
+                reason: DisconnectReason::ServerDisconnect,
+            });
+        }
+    }
+}
+
+/// Encodes an event packet `[event, ...args, offset?]` of namespace `nsp`
+/// (the offset is the recovery offset, sent as a string).
+pub fn encode_event(nsp: &str, event: &str, args: &[&[u8]], offset: Option<u64>) -> Encoded {
+    let size: usize =
+        args.iter().map(|a| a.len() + 1).sum::<usize>() + nsp.len() + event.len() + 32;
+    Encoded::single(Frame::build(false, size, |buf| match offset {
+        Some(o) => {
+            let o = format!("\"{o}\"");
+            let mut all: Vec<&[u8]> = Vec::with_capacity(args.len() + 1);
+            all.extend_from_slice(args);
+            all.push(o.as_bytes());
+            socketio::write_event(buf, true, nsp, None, event, &all);
+        }
+        None => socketio::write_event(buf, true, nsp, None, event, args),
+    }))
+}
+
+/// Encodes any Socket.IO packet with its binary attachments.
+pub fn encode_packet(packet: &socketio::Packet, attachments: &[Bytes]) -> Encoded {
+    let head = Frame::build(false, 64, |buf| {
+        buf.extend_from_slice(b"4");
+        packet.encode_into(buf);
+    });
+    Encoded::with_attachments(head, attachments.iter().map(|a| Frame::binary(a)).collect())
+}

@@ -1,0 +1,334 @@
+//! Namespaces: what the application plugs into the engine.
+//!
+//! A [`Namespace`] receives the events of its sockets, already decoded from the
+//! wire, and answers with a [`Reply`] (sent as the acknowledgement when the
+//! client asked for one) or an [`EventError`] (a failed acknowledgement
+//! `{ ok: false, error }`, or an `error` event when no ack was asked). The
+//! [`Socket`] handle given to it joins and leaves rooms, emits to the socket,
+//! and broadcasts through the engine.
+
+use crate::connection::{Connection, JoinRooms, LeaveRooms, SendPacket};
+use crate::engine::Engine;
+use crate::ids::{RoomName, UserId};
+use crate::registry::ConnId;
+use actix::Addr;
+use async_trait::async_trait;
+use bytes::Bytes;
+use serde::Serialize;
+use serde_json::Value;
+use std::sync::Arc;
+
+/// An event from a client: `socket.emit(name, ...args)`.
+#[derive(Debug, Clone)]
+pub struct IncomingEvent {
+    /// Event name (first element of the array).
+    pub name: String,
+    /// The arguments after the name, with binary placeholders in place.
+    pub args: Vec<Value>,
+    /// Binary attachments the placeholders refer to.
+    pub attachments: Vec<Bytes>,
+    /// Whether the client waits for an acknowledgement.
+    pub wants_ack: bool,
+}
+
+impl IncomingEvent {
+    /// The first argument, or `null`.
+    pub fn payload(&self) -> &Value {
+        self.args.first().unwrap_or(&Value::Null)
+    }
+}
+
+/// A failed event: the contract's `{ code, message }`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{code}: {message}")]
+pub struct EventError {
+    /// Machine-readable code (`bad_request`, `forbidden`, ...).
+    pub code: &'static str,
+    /// Human-readable explanation.
+    pub message: String,
+}
+
+impl EventError {
+    /// An error with this code and message.
+    pub fn new(code: &'static str, message: impl Into<String>) -> Self {
+        EventError {
+            code,
+            message: message.into(),
+        }
+    }
+    /// `bad_request`: malformed or invalid input.
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new("bad_request", message)
+    }
+    /// `forbidden`.
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new("forbidden", message)
+    }
+    /// `not_found`.
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new("not_found", message)
+    }
+    /// `internal`: details stay in the log.
+    pub fn internal() -> Self {
+        Self::new("internal", "internal error")
+    }
+    /// The JSON the client sees in a failed ack: `{ ok: false, error: { code, message } }`.
+    pub fn to_ack(&self) -> Value {
+        serde_json::json!({ "ok": false, "error": { "code": self.code, "message": self.message } })
+    }
+    /// The JSON of an `error` event: `{ code, message }`.
+    pub fn to_event(&self) -> Value {
+        serde_json::json!({ "code": self.code, "message": self.message })
+    }
+}
+
+/// What a handler answers.
+#[derive(Debug, Clone, Default)]
+pub struct Reply {
+    /// Acknowledgement arguments.
+    pub args: Vec<Value>,
+    /// Binary attachments referenced by placeholders in `args`.
+    pub attachments: Vec<Bytes>,
+}
+
+impl Reply {
+    /// No acknowledgement arguments.
+    pub fn none() -> Self {
+        Reply::default()
+    }
+    /// One acknowledgement argument.
+    pub fn one(value: Value) -> Self {
+        Reply {
+            args: vec![value],
+            attachments: Vec::new(),
+        }
+    }
+}
+
+/// Why a socket left its namespace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DisconnectReason {
+    /// The client disconnected the namespace (`socket.disconnect()`).
+    ClientNamespaceDisconnect,
+    /// The transport closed (network loss, tab closed).
+    TransportClose,
+    /// No pong within `pingTimeout`.
+    PingTimeout,
+    /// The server closed the connection (drain, kick, slow client).
+    ServerDisconnect,
+    /// The client sent something that broke the protocol.
+    ParseError,
+}
+
+impl DisconnectReason {
+    /// Socket.IO's name for the reason.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DisconnectReason::ClientNamespaceDisconnect => "client namespace disconnect",
+            DisconnectReason::TransportClose => "transport close",
+            DisconnectReason::PingTimeout => "ping timeout",
+            DisconnectReason::ServerDisconnect => "server shutting down",
+            DisconnectReason::ParseError => "parse error",
+        }
+    }
+
+    /// Whether the session may be recovered (the client did not leave on purpose).
+    pub fn recoverable(self) -> bool {
+        matches!(
+            self,
+            DisconnectReason::TransportClose
+                | DisconnectReason::PingTimeout
+                | DisconnectReason::ServerDisconnect
+        )
+    }
+}
+
+/// A namespace's event handling. One instance serves every socket of the
+/// namespace on every worker thread.
+#[async_trait(?Send)]
+pub trait Namespace: Send + Sync + 'static {
+    /// Called once the socket is authenticated and in its `user:{id}` room,
+    /// before the CONNECT is answered. An error refuses the connection with
+    /// CONNECT_ERROR.
+    async fn on_connect(&self, _socket: &Socket, _auth: &Value) -> Result<(), EventError> {
+        Ok(())
+    }
+
+    /// Handles one event. Events of one connection are handled one at a time,
+    /// in arrival order.
+    async fn on_event(&self, socket: &Socket, event: IncomingEvent) -> Result<Reply, EventError>;
+
+    /// Called when the socket leaves (its rooms are left by the engine).
+    async fn on_disconnect(&self, _socket: &Socket, _reason: DisconnectReason) {}
+}
+
+struct SocketInner {
+    engine: Engine,
+    conn: Addr<Connection>,
+    conn_id: ConnId,
+    nsp: Arc<str>,
+    sid: String,
+    user_id: UserId,
+    name: String,
+    device_id: Option<String>,
+}
+
+/// A socket: one namespace on one connection, as handlers see it.
+#[derive(Clone)]
+pub struct Socket {
+    inner: Arc<SocketInner>,
+}
+
+impl std::fmt::Debug for Socket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Socket")
+            .field("nsp", &self.inner.nsp)
+            .field("sid", &self.inner.sid)
+            .field("user", &self.inner.user_id)
+            .finish()
+    }
+}
+
+impl Socket {
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        engine: Engine,
+        conn: Addr<Connection>,
+        conn_id: ConnId,
+        nsp: Arc<str>,
+        sid: String,
+        user_id: UserId,
+        name: String,
+        device_id: Option<String>,
+    ) -> Self {
+        Socket {
+            inner: Arc::new(SocketInner {
+                engine,
+                conn,
+                conn_id,
+                nsp,
+                sid,
+                user_id,
+                name,
+                device_id,
+            }),
+        }
+    }
+
+    /// The engine, for broadcasts.
+    pub fn engine(&self) -> &Engine {
+        &self.inner.engine
+    }
+    /// The namespace.
+    pub fn nsp(&self) -> &str {
+        &self.inner.nsp
+    }
+    /// The socket id (as sent in the CONNECT answer).
+    pub fn sid(&self) -> &str {
+        &self.inner.sid
+    }
+    /// The connection this socket belongs to.
+    pub fn conn_id(&self) -> ConnId {
+        self.inner.conn_id
+    }
+    /// The authenticated user.
+    pub fn user_id(&self) -> &UserId {
+        &self.inner.user_id
+    }
+    /// The user's display name.
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+    /// The `deviceId` from the auth payload.
+    pub fn device_id(&self) -> Option<&str> {
+        self.inner.device_id.as_deref()
+    }
+
+    /// Emits an event to this socket only.
+    pub fn emit(&self, event: &str, data: &impl Serialize) {
+        match serde_json::to_vec(data) {
+            Ok(json) => {
+                let packet = crate::engine::encode_event(&self.inner.nsp, event, &[&json], None);
+                self.inner.conn.do_send(SendPacket { packet });
+            }
+            Err(e) => log::error!("cannot serialize {event} for {}: {e}", self.inner.sid),
+        }
+    }
+
+    /// Emits an event with binary attachments to this socket only; `args`
+    /// hold `{"_placeholder":true,"num":n}` where attachment `n` goes.
+    pub fn emit_binary(&self, event: &str, mut args: Vec<Value>, attachments: Vec<Bytes>) {
+        args.insert(0, Value::String(event.to_owned()));
+        let kind = if attachments.is_empty() {
+            crate::protocol::socketio::PacketKind::Event
+        } else {
+            crate::protocol::socketio::PacketKind::BinaryEvent
+        };
+        let packet = crate::engine::encode_packet(
+            &crate::protocol::socketio::Packet {
+                kind,
+                nsp: self.inner.nsp.to_string(),
+                id: None,
+                data: Some(Value::Array(args)),
+                attachments: attachments.len(),
+            },
+            &attachments,
+        );
+        self.inner.conn.do_send(SendPacket { packet });
+    }
+
+    /// Joins rooms of this namespace; returns once the rooms have the socket,
+    /// so a broadcast sent afterwards reaches it.
+    pub async fn join(&self, rooms: Vec<RoomName>) -> Result<(), EventError> {
+        self.inner
+            .conn
+            .send(JoinRooms {
+                nsp: self.inner.nsp.clone(),
+                rooms,
+            })
+            .await
+            .map_err(|_| EventError::new("internal", "connection closed"))?
+    }
+
+    /// Leaves rooms of this namespace.
+    pub async fn leave(&self, rooms: Vec<RoomName>) -> Result<(), EventError> {
+        self.inner
+            .conn
+            .send(LeaveRooms {
+                nsp: self.inner.nsp.clone(),
+                rooms,
+            })
+            .await
+            .map_err(|_| EventError::new("internal", "connection closed"))
+    }
+
+    /// Whether the socket is in `room`.
+    pub async fn in_room(&self, room: &RoomName) -> bool {
+        self.inner
+            .conn
+            .send(crate::connection::InRoom {
+                nsp: self.inner.nsp.clone(),
+                room: room.clone(),
+            })
+            .await
+            .unwrap_or(false)
+    }
+
+    /// Broadcasts to rooms of this namespace, every socket in them included.
+    pub fn broadcast(&self, rooms: &[RoomName], event: &str, data: &impl Serialize) {
+        self.inner
+            .engine
+            .emit(&self.inner.nsp, rooms, None, event, data);
+    }
+
+    /// Broadcasts to rooms of this namespace except this socket's connection.
+    pub fn broadcast_others(&self, rooms: &[RoomName], event: &str, data: &impl Serialize) {
+        self.inner.engine.emit(
+            &self.inner.nsp,
+            rooms,
+            Some(self.inner.conn_id),
+            event,
+            data,
+        );
+    }
+}

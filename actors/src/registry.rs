@@ -1,0 +1,158 @@
+//! The room registry: one per node. It starts a [`Room`] actor on the first
+//! join and stops it when its last member leaves, and routes broadcasts to the
+//! rooms named. Joins, leaves and broadcasts all pass through it, so for any
+//! room they keep the order in which they were sent: a socket that has joined
+//! receives every broadcast sent after its join returned.
+//!
+//! Senders: connection actors (join, leave, leave-all on stop) and the engine
+//! (broadcasts from handlers, the HTTP API and, later, the bus between nodes).
+
+use crate::encoded::Encoded;
+use crate::ids::RoomKey;
+use crate::room::{Deliver, Enter, Exit, Publish, Room};
+use actix::prelude::*;
+use std::collections::HashMap;
+
+/// A connection's id on this node (room membership is per connection: a
+/// connection has at most one socket per namespace, and room keys carry the
+/// namespace).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnId(pub u64);
+
+struct RoomEntry {
+    addr: Addr<Room>,
+    members: usize,
+}
+
+/// The registry actor.
+#[derive(Default)]
+pub struct Registry {
+    rooms: HashMap<RoomKey, RoomEntry>,
+}
+
+impl Actor for Registry {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        // Broadcast bursts from many connections land here; do not make
+        // senders wait on a small default mailbox.
+        ctx.set_mailbox_capacity(65_536);
+    }
+}
+
+/// Adds a connection to rooms, starting the rooms that do not exist yet.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Join {
+    pub conn: ConnId,
+    pub keys: Vec<RoomKey>,
+    pub recipient: Recipient<Deliver>,
+}
+
+/// Removes a connection from rooms; empty rooms stop.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Leave {
+    pub conn: ConnId,
+    pub keys: Vec<RoomKey>,
+}
+
+/// Sends an encoded packet to every member of the rooms named.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Broadcast {
+    pub keys: Vec<RoomKey>,
+    pub packet: Encoded,
+    /// Broadcast id: a connection in several of the rooms keeps one copy.
+    pub id: u64,
+    /// A connection that must not receive it (the sender of a typing event).
+    pub except: Option<crate::registry::ConnId>,
+}
+
+/// How many rooms are running (for `/metrics` and tests).
+#[derive(Message)]
+#[rtype(result = "usize")]
+pub struct RoomCount;
+
+/// Members of one room (for tests and diagnostics).
+#[derive(Message)]
+#[rtype(result = "usize")]
+pub struct MemberCount(pub RoomKey);
+
+impl Handler<Join> for Registry {
+    type Result = ();
+
+    fn handle(&mut self, msg: Join, _: &mut Self::Context) {
+        for key in msg.keys {
+            let entry = self.rooms.entry(key.clone()).or_insert_with(|| RoomEntry {
+                addr: Room::new(key).start(),
+                members: 0,
+            });
+            entry.members += 1;
+            entry.addr.do_send(Enter {
+                conn: msg.conn,
+                recipient: msg.recipient.clone(),
+            });
+        }
+    }
+}
+
+impl Handler<Leave> for Registry {
+    type Result = ();
+
+    fn handle(&mut self, msg: Leave, _: &mut Self::Context) {
+        for key in msg.keys {
+            if let Some(entry) = self.rooms.get_mut(&key) {
+                entry.addr.do_send(Exit { conn: msg.conn });
+                entry.members = entry.members.saturating_sub(1);
+                if entry.members == 0 {
+                    // The room's mailbox gets Exit first, then the end of its
+                    // sender: it stops once drained. A later join starts a
+                    // fresh room.
+                    self.rooms.remove(&key);
+                }
+            }
+        }
+    }
+}
+
+impl Handler<Broadcast> for Registry {
+    type Result = ();
+
+    fn handle(&mut self, msg: Broadcast, _: &mut Self::Context) {
+        let last = msg.keys.len().saturating_sub(1);
+        let mut packet = Some(msg.packet);
+        for (i, key) in msg.keys.iter().enumerate() {
+            if let Some(entry) = self.rooms.get(key) {
+                let p = if i == last {
+                    packet.take()
+                } else {
+                    packet.clone()
+                };
+                if let Some(p) = p {
+                    entry.addr.do_send(Publish {
+                        packet: p,
+                        id: msg.id,
+                        except: msg.except,
+                    });
+                }
+            }
+        }
+    }
+}
+
+impl Handler<RoomCount> for Registry {
+    type Result = usize;
+
+    fn handle(&mut self, _: RoomCount, _: &mut Self::Context) -> usize {
+        self.rooms.len()
+    }
+}
+
+impl Handler<MemberCount> for Registry {
+    type Result = usize;
+
+    fn handle(&mut self, msg: MemberCount, _: &mut Self::Context) -> usize {
+        self.rooms.get(&msg.0).map_or(0, |e| e.members)
+    }
+}
