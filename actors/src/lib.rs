@@ -7,6 +7,7 @@
 //! later the blob store and the bus between nodes.
 
 pub mod auth;
+pub mod chat;
 pub mod config;
 pub mod connection;
 pub mod encoded;
@@ -19,6 +20,7 @@ pub mod outbox;
 pub mod protocol;
 pub mod recovery;
 pub mod registry;
+pub mod root;
 pub mod room;
 pub mod store;
 pub mod transport;

@@ -1,0 +1,357 @@
+//! Namespace `/chat`: conversations, persisted messages with gap-free `seq`,
+//! typing indicators with the auto-stop, and read markers.
+//!
+//! Events are decoded once into [`ChatEvent`] and dispatched with one match.
+//! A message is persisted before it is broadcast, and a retry with the same
+//! `clientId` returns the stored message without broadcasting it again.
+
+use crate::ids::{ConversationId, RoomName, UserId};
+use crate::model::{MessageBody, NewMessage};
+use crate::namespace::{DisconnectReason, EventError, IncomingEvent, Namespace, Reply, Socket};
+use crate::registry::ConnId;
+use crate::store::{DocumentStore, StoreError};
+use crate::wire;
+use async_trait::async_trait;
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Settings of the chat namespace.
+#[derive(Clone, Debug)]
+pub struct ChatConfig {
+    /// Typing stops by itself this long after the last `typing:start`.
+    pub typing_timeout: Duration,
+    /// Longest message text, in characters.
+    pub max_message_chars: usize,
+}
+
+impl Default for ChatConfig {
+    fn default() -> Self {
+        ChatConfig {
+            typing_timeout: Duration::from_secs(5),
+            max_message_chars: 10_000,
+        }
+    }
+}
+
+/// Longest id or client id accepted from a client.
+const MAX_ID_LEN: usize = 128;
+/// Conversations whose member list is kept in memory.
+const MEMBER_CACHE_MAX: usize = 10_000;
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ConversationRef {
+    conversation_id: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SendMessage {
+    conversation_id: String,
+    text: String,
+    client_id: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ReadMarker {
+    conversation_id: String,
+    seq: u64,
+}
+
+/// The events of `/chat`, decoded from the wire.
+#[derive(Debug)]
+enum ChatEvent {
+    Join(ConversationRef),
+    Leave(ConversationRef),
+    Send(SendMessage),
+    TypingStart(ConversationRef),
+    TypingStop(ConversationRef),
+    Read(ReadMarker),
+}
+
+fn payload<T: DeserializeOwned>(event: &IncomingEvent) -> Result<T, EventError> {
+    T::deserialize(event.payload())
+        .map_err(|e| EventError::bad_request(format!("invalid {} payload: {e}", event.name)))
+}
+
+impl ChatEvent {
+    fn decode(event: &IncomingEvent) -> Result<ChatEvent, EventError> {
+        let ev = match event.name.as_str() {
+            "conversation:join" => ChatEvent::Join(payload(event)?),
+            "conversation:leave" => ChatEvent::Leave(payload(event)?),
+            "send_message" => ChatEvent::Send(payload(event)?),
+            "typing:start" => ChatEvent::TypingStart(payload(event)?),
+            "typing:stop" => ChatEvent::TypingStop(payload(event)?),
+            "message:read" => ChatEvent::Read(payload(event)?),
+            other => {
+                return Err(EventError::bad_request(format!(
+                    "unknown event {:?} in /chat",
+                    other.chars().take(64).collect::<String>()
+                )))
+            }
+        };
+        Ok(ev)
+    }
+}
+
+fn check_id(id: &str, what: &str) -> Result<(), EventError> {
+    if id.is_empty() || id.len() > MAX_ID_LEN {
+        return Err(EventError::bad_request(format!(
+            "{what} must be 1 to {MAX_ID_LEN} characters"
+        )));
+    }
+    Ok(())
+}
+
+fn room(conversation: &str) -> RoomName {
+    RoomName(format!("conversation:{conversation}"))
+}
+
+/// Maps a store failure to the client's error, keeping the cause in the log.
+fn store_error(e: StoreError) -> EventError {
+    match e {
+        StoreError::NotFound(_) => EventError::not_found("conversation not found"),
+        StoreError::Conflict(m) => EventError::new("conflict", m),
+        other => {
+            log::error!("chat store error: {other}: {:?}", std::error::Error::source(&other));
+            EventError::internal()
+        }
+    }
+}
+
+/// Who is typing where: (connection, conversation) → generation of the last
+/// `typing:start`, so a timer only stops the typing it started.
+type TypingKey = (ConnId, String);
+
+/// The `/chat` namespace.
+pub struct ChatNamespace {
+    store: Arc<dyn DocumentStore>,
+    config: ChatConfig,
+    /// Conversation id → member ids. Membership of a conversation does not
+    /// change after creation, so entries never go stale.
+    members: Mutex<HashMap<String, Arc<HashSet<UserId>>>>,
+    typing: Arc<Mutex<HashMap<TypingKey, u64>>>,
+    generation: std::sync::atomic::AtomicU64,
+}
+
+impl ChatNamespace {
+    /// A chat namespace persisting to `store`.
+    pub fn new(store: Arc<dyn DocumentStore>, config: ChatConfig) -> Self {
+        ChatNamespace {
+            store,
+            config,
+            members: Mutex::new(HashMap::new()),
+            typing: Arc::new(Mutex::new(HashMap::new())),
+            generation: Default::default(),
+        }
+    }
+
+    /// Fails with `not_found` unless the user is a member (a non-member
+    /// learns nothing about the conversation).
+    async fn require_member(&self, conversation: &str, user: &UserId) -> Result<(), EventError> {
+        check_id(conversation, "conversationId")?;
+        let cached = self
+            .members
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(conversation)
+            .cloned();
+        let members = match cached {
+            Some(m) => m,
+            None => {
+                let conv = self
+                    .store
+                    .conversation(&ConversationId::from(conversation))
+                    .await
+                    .map_err(store_error)?
+                    .ok_or_else(|| EventError::not_found("conversation not found"))?;
+                let set: Arc<HashSet<UserId>> = Arc::new(conv.member_ids.into_iter().collect());
+                let mut cache = self.members.lock().unwrap_or_else(|e| e.into_inner());
+                if cache.len() >= MEMBER_CACHE_MAX {
+                    cache.clear();
+                }
+                cache.insert(conversation.to_owned(), set.clone());
+                set
+            }
+        };
+        if members.contains(user) {
+            Ok(())
+        } else {
+            Err(EventError::not_found("conversation not found"))
+        }
+    }
+
+    fn typing_payload(socket: &Socket, conversation: &str) -> Value {
+        json!({ "userId": socket.user_id(), "name": socket.name(), "conversationId": conversation })
+    }
+
+    fn start_typing(&self, socket: &Socket, conversation: String) {
+        let generation = self
+            .generation
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let key = (socket.conn_id(), conversation.clone());
+        self.typing
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key.clone(), generation);
+        socket.broadcast_others(
+            &[room(&conversation)],
+            "typing:user_typing",
+            &Self::typing_payload(socket, &conversation),
+        );
+        let typing = self.typing.clone();
+        let socket = socket.clone();
+        let timeout = self.config.typing_timeout;
+        actix::spawn(async move {
+            tokio::time::sleep(timeout).await;
+            let expired = {
+                let mut t = typing.lock().unwrap_or_else(|e| e.into_inner());
+                if t.get(&key) == Some(&generation) {
+                    t.remove(&key);
+                    true
+                } else {
+                    false
+                }
+            };
+            if expired {
+                socket.broadcast_others(
+                    &[room(&key.1)],
+                    "typing:user_stopped",
+                    &Self::typing_payload(&socket, &key.1),
+                );
+            }
+        });
+    }
+
+    fn stop_typing(&self, socket: &Socket, conversation: &str) {
+        let was_typing = self
+            .typing
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&(socket.conn_id(), conversation.to_owned()))
+            .is_some();
+        if was_typing {
+            socket.broadcast_others(
+                &[room(conversation)],
+                "typing:user_stopped",
+                &Self::typing_payload(socket, conversation),
+            );
+        }
+    }
+
+    async fn handle(&self, socket: &Socket, event: ChatEvent) -> Result<Value, EventError> {
+        match event {
+            ChatEvent::Join(r) => {
+                self.require_member(&r.conversation_id, socket.user_id())
+                    .await?;
+                socket.join(vec![room(&r.conversation_id)]).await?;
+                let last_seq = self
+                    .store
+                    .conversation(&ConversationId::from(r.conversation_id.as_str()))
+                    .await
+                    .map_err(store_error)?
+                    .map_or(0, |c| c.last_seq);
+                Ok(json!({ "ok": true, "conversationId": r.conversation_id, "lastSeq": last_seq }))
+            }
+            ChatEvent::Leave(r) => {
+                check_id(&r.conversation_id, "conversationId")?;
+                self.stop_typing(socket, &r.conversation_id);
+                socket.leave(vec![room(&r.conversation_id)]).await?;
+                Ok(json!({ "ok": true }))
+            }
+            ChatEvent::Send(m) => {
+                self.require_member(&m.conversation_id, socket.user_id())
+                    .await?;
+                let chars = m.text.chars().count();
+                if chars == 0 || chars > self.config.max_message_chars {
+                    return Err(EventError::bad_request(format!(
+                        "text must be 1 to {} characters",
+                        self.config.max_message_chars
+                    )));
+                }
+                if let Some(c) = &m.client_id {
+                    check_id(c, "clientId")?;
+                }
+                let (message, created) = self
+                    .store
+                    .append_message(NewMessage {
+                        conversation_id: ConversationId::from(m.conversation_id.as_str()),
+                        sender_id: socket.user_id().clone(),
+                        client_id: m.client_id,
+                        body: MessageBody::Text { text: m.text },
+                    })
+                    .await
+                    .map_err(store_error)?;
+                let view = wire::message(&message);
+                if created {
+                    self.stop_typing(socket, &m.conversation_id);
+                    socket.broadcast(&[room(&m.conversation_id)], "new_message", &view);
+                }
+                Ok(json!({ "ok": true, "message": view }))
+            }
+            ChatEvent::TypingStart(r) => {
+                self.require_member(&r.conversation_id, socket.user_id())
+                    .await?;
+                self.start_typing(socket, r.conversation_id);
+                Ok(json!({ "ok": true }))
+            }
+            ChatEvent::TypingStop(r) => {
+                check_id(&r.conversation_id, "conversationId")?;
+                self.stop_typing(socket, &r.conversation_id);
+                Ok(json!({ "ok": true }))
+            }
+            ChatEvent::Read(r) => {
+                self.require_member(&r.conversation_id, socket.user_id())
+                    .await?;
+                let conversation = ConversationId::from(r.conversation_id.as_str());
+                self.store
+                    .mark_read(&conversation, socket.user_id(), r.seq)
+                    .await
+                    .map_err(store_error)?;
+                socket.broadcast(
+                    &[room(&r.conversation_id)],
+                    "message:read",
+                    &json!({ "conversationId": r.conversation_id, "userId": socket.user_id(), "seq": r.seq }),
+                );
+                Ok(json!({ "ok": true }))
+            }
+        }
+    }
+}
+
+#[async_trait(?Send)]
+impl Namespace for ChatNamespace {
+    async fn on_event(&self, socket: &Socket, event: IncomingEvent) -> Result<Reply, EventError> {
+        let decoded = ChatEvent::decode(&event)?;
+        self.handle(socket, decoded).await.map(Reply::one)
+    }
+
+    async fn on_disconnect(&self, socket: &Socket, _reason: DisconnectReason) {
+        let mine: Vec<String> = {
+            let mut t = self.typing.lock().unwrap_or_else(|e| e.into_inner());
+            let keys: Vec<TypingKey> = t
+                .keys()
+                .filter(|(conn, _)| *conn == socket.conn_id())
+                .cloned()
+                .collect();
+            keys.into_iter()
+                .map(|k| {
+                    t.remove(&k);
+                    k.1
+                })
+                .collect()
+        };
+        for conversation in mine {
+            socket.broadcast_others(
+                &[room(&conversation)],
+                "typing:user_stopped",
+                &Self::typing_payload(socket, &conversation),
+            );
+        }
+    }
+}

@@ -1,0 +1,182 @@
+//! Startup: builds a node from its settings — document store, engine with its
+//! namespaces, HTTP server — binds the listener it is given (port 0 in tests)
+//! and reports its port; on `SIGTERM` or `SIGINT` it drains.
+
+use crate::settings::Settings;
+use crate::state::AppState;
+use crate::store::EmbeddedStore;
+use actix_web::dev::{Server, ServerHandle};
+use actix_web::{web, App, HttpServer};
+use anyhow::Context as _;
+use huddle_actors::chat::{ChatConfig, ChatNamespace};
+use huddle_actors::root::RootNamespace;
+use huddle_actors::store::DocumentStore;
+use huddle_actors::{Engine, EngineConfig};
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A node, built and bound, not yet running.
+pub struct Application {
+    port: u16,
+    server: Server,
+    engine: Engine,
+    state: AppState,
+}
+
+/// The engine's settings, from the node's.
+pub fn engine_config(settings: &Settings) -> EngineConfig {
+    EngineConfig {
+        ping_interval: Duration::from_millis(settings.engine.ping_interval_ms),
+        ping_timeout: Duration::from_millis(settings.engine.ping_timeout_ms),
+        max_payload: settings.engine.max_payload,
+        connect_timeout: Duration::from_millis(settings.engine.connect_timeout_ms),
+        outbound_queue_max: settings.engine.outbound_queue_max,
+        max_events_pending: settings.limits.max_events_pending_per_connection as usize,
+        events_per_second: settings.rate_limits.socket_events_per_second,
+        max_connections_per_user: settings.limits.max_connections_per_user as usize,
+        recovery_window: (settings.recovery.max_disconnect_ms > 0)
+            .then(|| Duration::from_millis(settings.recovery.max_disconnect_ms)),
+        recovery_packets_per_room: EngineConfig::default().recovery_packets_per_room,
+        require_auth: true,
+    }
+}
+
+/// Opens the document store the settings choose.
+pub async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn DocumentStore>> {
+    let dir = &settings.server.data_dir;
+    let store = EmbeddedStore::open(dir)
+        .with_context(|| format!("opening the embedded store in {}", dir.display()))?;
+    log::info!("document store: embedded, in {}", dir.display());
+    Ok(Arc::new(store))
+}
+
+impl Application {
+    /// Binds `host:port` from the settings and builds the node.
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let address = format!("{}:{}", settings.server.host, settings.server.port);
+        let listener =
+            TcpListener::bind(&address).with_context(|| format!("binding {address}"))?;
+        Self::build_with_listener(settings, listener).await
+    }
+
+    /// Builds the node on a listener that is already bound.
+    pub async fn build_with_listener(
+        settings: Settings,
+        listener: TcpListener,
+    ) -> anyhow::Result<Self> {
+        let port = listener.local_addr()?.port();
+        let store = open_store(&settings).await?;
+        let state = AppState::new(settings.clone(), store.clone());
+        let chat = ChatNamespace::new(
+            store.clone(),
+            ChatConfig {
+                typing_timeout: Duration::from_millis(settings.chat.typing_timeout_ms),
+                max_message_chars: settings.chat.max_message_chars,
+            },
+        );
+        let engine = Engine::builder(engine_config(&settings))
+            .authenticator(state.authenticator())
+            .namespace("/", Arc::new(RootNamespace))
+            .namespace("/chat", Arc::new(chat))
+            .build();
+        let server = {
+            let state = state.clone();
+            let engine = engine.clone();
+            let cors_origins = settings.server.cors_origins.clone();
+            let mut server = HttpServer::new(move || {
+                let engine = engine.clone();
+                App::new()
+                    .wrap(crate::http::cors(&cors_origins))
+                    .wrap(actix_web::middleware::Logger::new(
+                        "%a \"%r\" %s %b %Dms",
+                    ).exclude("/health"))
+                    .app_data(web::Data::new(state.clone()))
+                    .app_data(web::Data::new(engine.clone()))
+                    .configure(move |cfg| huddle_actors::transport::configure(cfg, engine))
+                    .configure(crate::http::configure)
+            })
+            .disable_signals()
+            .shutdown_timeout(settings.server.shutdown_timeout_secs);
+            if settings.server.workers > 0 {
+                server = server.workers(settings.server.workers);
+            }
+            server.listen(listener)?.run()
+        };
+        log::info!(
+            "huddle listening on http://{}:{port} ({} mode)",
+            settings.server.host,
+            settings.server.env.as_str()
+        );
+        Ok(Application {
+            port,
+            server,
+            engine,
+            state,
+        })
+    }
+
+    /// The port the node listens on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The node's engine (for tests and the publish API).
+    pub fn engine(&self) -> Engine {
+        self.engine.clone()
+    }
+
+    /// The node's shared state.
+    pub fn state(&self) -> AppState {
+        self.state.clone()
+    }
+
+    /// A handle that stops the server.
+    pub fn handle(&self) -> ServerHandle {
+        self.server.handle()
+    }
+
+    /// Runs until the server stops; `SIGTERM` or `SIGINT` drains first.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let handle = self.server.handle();
+        let engine = self.engine.clone();
+        actix_web::rt::spawn(async move {
+            wait_for_signal().await;
+            drain(&engine, handle).await;
+        });
+        self.server.await
+    }
+}
+
+/// Stops accepting sessions, tells every client to reconnect elsewhere, lets
+/// queued packets go out, then stops the HTTP server gracefully.
+pub async fn drain(engine: &Engine, handle: ServerHandle) {
+    log::info!(
+        "draining: closing {} connections so clients reconnect elsewhere",
+        engine.session_count()
+    );
+    engine.close_all();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while engine.session_count() > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    handle.stop(true).await;
+    log::info!("drained, stopped");
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate()).expect("installing the SIGTERM handler");
+        let mut int = signal(SignalKind::interrupt()).expect("installing the SIGINT handler");
+        tokio::select! {
+            _ = term.recv() => log::info!("SIGTERM received"),
+            _ = int.recv() => log::info!("SIGINT received"),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
