@@ -1,0 +1,73 @@
+//! The HTTP surface of huddle outside the socket engine: `/health`, `/ready`
+//! and the JSON API under `/api/v1` (accounts, conversations, chat history).
+//!
+//! [`configure`] mounts everything on an actix `App` or `ServiceConfig`; it
+//! expects `web::Data<AppState>` as app data. It also installs the pieces
+//! that keep every answer in the contract's shape: extractor error handlers
+//! (bad JSON, query or path → `bad_request`), a JSON body size limit, JSON 405
+//! on known paths and a JSON 404 default service, and the rate-limit
+//! middleware on the API scope (operations endpoints are never limited, so
+//! load balancer probes always get through).
+
+pub mod accounts;
+pub mod conversations;
+pub mod ops;
+
+use crate::error::{json_config, method_not_allowed, not_found, path_config, query_config};
+use crate::ratelimit::{auth_limits, http_limits};
+use actix_web::middleware::from_fn;
+use actix_web::{web, Resource};
+
+/// A resource whose other methods answer a JSON 405.
+fn resource(path: &str) -> Resource {
+    web::resource(path).default_service(web::to(method_not_allowed))
+}
+
+/// Mounts `/health`, `/ready` and `/api/v1/...`, and a JSON 404 for unknown
+/// routes (this sets the default service of the app it is configured on).
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    configure_with(cfg, |_| {});
+}
+
+/// Like [`configure`], with more routes mounted inside the `/api/v1` scope
+/// (paths relative to it, e.g. `/publish`), so they share its rate limits and
+/// error handling; a separate `/api/v1/...` service registered after
+/// `configure` would never be reached, because this scope answers 404 first.
+pub fn configure_with(
+    cfg: &mut web::ServiceConfig,
+    api_extra: impl FnOnce(&mut web::ServiceConfig),
+) {
+    cfg.service(resource("/health").route(web::get().to(ops::health)))
+        .service(resource("/ready").route(web::get().to(ops::ready)))
+        .service(
+            web::scope("/api/v1")
+                .app_data(json_config())
+                .app_data(query_config())
+                .app_data(path_config())
+                .wrap(from_fn(http_limits))
+                .service(
+                    resource("/auth/register")
+                        .wrap(from_fn(auth_limits))
+                        .route(web::post().to(accounts::register)),
+                )
+                .service(
+                    resource("/auth/login")
+                        .wrap(from_fn(auth_limits))
+                        .route(web::post().to(accounts::login)),
+                )
+                .service(resource("/auth/refresh").route(web::post().to(accounts::refresh)))
+                .service(resource("/auth/me").route(web::get().to(accounts::me)))
+                .service(
+                    resource("/conversations")
+                        .route(web::post().to(conversations::create))
+                        .route(web::get().to(conversations::list)),
+                )
+                .service(
+                    resource("/conversations/{id}/messages")
+                        .route(web::get().to(conversations::history)),
+                )
+                .configure(api_extra)
+                .default_service(web::to(not_found)),
+        )
+        .default_service(web::to(not_found));
+}

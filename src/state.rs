@@ -1,0 +1,64 @@
+//! The shared state of HTTP handlers and middleware: settings, the document
+//! store, the token keys and the rate limiter, built once at startup and
+//! cloned (cheaply, all `Arc`s) into every worker as `web::Data<AppState>`.
+
+use crate::auth::{JwtAuth, JwtAuthenticator};
+use crate::ratelimit::{MemoryRateLimiter, RateLimiter};
+use crate::settings::Settings;
+use huddle_actors::auth::Authenticator;
+use huddle_actors::store::DocumentStore;
+use std::sync::Arc;
+
+/// Everything a request handler may need.
+#[derive(Clone)]
+pub struct AppState {
+    /// The node's settings.
+    pub settings: Arc<Settings>,
+    /// The document store (embedded or MongoDB).
+    pub store: Arc<dyn DocumentStore>,
+    /// Token keys, built once.
+    pub jwt: Arc<JwtAuth>,
+    /// Token verification plus user records, shared with the socket handshake.
+    pub authenticator: Arc<JwtAuthenticator>,
+    /// Counts requests for the HTTP limits (and socket events, if the engine
+    /// wishes); in memory until Redis shares it between nodes.
+    pub rate_limiter: Arc<dyn RateLimiter>,
+}
+
+impl AppState {
+    /// Builds the state with an in-memory rate limiter.
+    pub fn new(settings: Settings, store: Arc<dyn DocumentStore>) -> Self {
+        Self::with_rate_limiter(settings, store, Arc::new(MemoryRateLimiter::new()))
+    }
+
+    /// Builds the state with the given rate limiter (Redis-backed, or one on a
+    /// test clock).
+    pub fn with_rate_limiter(
+        settings: Settings,
+        store: Arc<dyn DocumentStore>,
+        rate_limiter: Arc<dyn RateLimiter>,
+    ) -> Self {
+        let jwt = Arc::new(JwtAuth::new(&settings.auth));
+        let authenticator = Arc::new(JwtAuthenticator::new(jwt.clone(), store.clone()));
+        AppState {
+            settings: Arc::new(settings),
+            store,
+            jwt,
+            authenticator,
+            rate_limiter,
+        }
+    }
+
+    /// The authenticator as the core's port, for the socket handshake.
+    pub fn authenticator(&self) -> Arc<dyn Authenticator> {
+        self.authenticator.clone()
+    }
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,3 @@
+//! Shared helpers of the HTTP integration tests.
+
+pub mod memory_store;
