@@ -180,8 +180,6 @@ pub struct EngineSettings {
     pub connect_timeout_ms: u64,
     /// Packets queued toward one client before it is disconnected as too slow.
     pub outbound_queue_max: usize,
-    /// Largest WebSocket frame; `None` means `max_payload`.
-    pub max_ws_frame: Option<usize>,
 }
 
 /// `[recovery]`: connection state recovery.
@@ -597,7 +595,7 @@ mod tests {
         assert_eq!(s.auth.refresh_ttl_secs, 30 * 24 * 3600);
         assert_eq!(s.limits.max_connections_per_user, 10);
         assert_eq!(s.rate_limits.auth_ip_per_minute, 30);
-        assert_eq!(s.engine.max_ws_frame, None);
+        assert_eq!(s.engine.max_payload, 1_000_000);
         assert!(s.auth.jwt_secret.len() >= MIN_SECRET_BYTES);
         assert_ne!(s.auth.jwt_secret, s.auth.refresh_secret);
         let again = Settings::load_from(&crate_config(), &env(&[])).unwrap();
@@ -627,7 +625,7 @@ mod tests {
                 ("SERVICE_KEYS", "k1,k2,"),
                 ("REDIS_URL", "redis://:pw@localhost:6379"),
                 ("MONGODB_DB", "other"),
-                ("HUDDLE__ENGINE__MAX_WS_FRAME", "4096"),
+                ("HUDDLE__ENGINE__MAX_PAYLOAD", "4096"),
                 ("HUDDLE__CHAT__HISTORY_DEFAULT_LIMIT", "20"),
             ]),
         )
@@ -643,7 +641,7 @@ mod tests {
         assert_eq!(s.service.keys, vec!["k1", "k2"]);
         assert_eq!(s.redis.url.as_deref(), Some("redis://:pw@localhost:6379"));
         assert_eq!(s.mongodb.db, "other");
-        assert_eq!(s.engine.max_ws_frame, Some(4096));
+        assert_eq!(s.engine.max_payload, 4096);
         assert_eq!(s.chat.history_default_limit, 20);
     }
 

@@ -55,8 +55,7 @@ impl Application {
     /// Binds `host:port` from the settings and builds the node.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         let address = format!("{}:{}", settings.server.host, settings.server.port);
-        let listener =
-            TcpListener::bind(&address).with_context(|| format!("binding {address}"))?;
+        let listener = TcpListener::bind(&address).with_context(|| format!("binding {address}"))?;
         Self::build_with_listener(settings, listener).await
     }
 
@@ -88,9 +87,10 @@ impl Application {
                 let engine = engine.clone();
                 App::new()
                     .wrap(crate::http::cors(&cors_origins))
-                    .wrap(actix_web::middleware::Logger::new(
-                        "%a \"%r\" %s %b %Dms",
-                    ).exclude("/health"))
+                    .wrap(
+                        actix_web::middleware::Logger::new("%a \"%r\" %s %b %Dms")
+                            .exclude("/health"),
+                    )
                     .app_data(web::Data::new(state.clone()))
                     .app_data(web::Data::new(engine.clone()))
                     .configure(move |cfg| huddle_actors::transport::configure(cfg, engine))

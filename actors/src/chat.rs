@@ -118,7 +118,10 @@ fn store_error(e: StoreError) -> EventError {
         StoreError::NotFound(_) => EventError::not_found("conversation not found"),
         StoreError::Conflict(m) => EventError::new("conflict", m),
         other => {
-            log::error!("chat store error: {other}: {:?}", std::error::Error::source(&other));
+            log::error!(
+                "chat store error: {other}: {:?}",
+                std::error::Error::source(&other)
+            );
             EventError::internal()
         }
     }

@@ -18,6 +18,25 @@ use crate::ratelimit::{auth_limits, http_limits};
 use actix_web::middleware::from_fn;
 use actix_web::{web, Resource};
 
+/// CORS for browsers on other origins: the listed origins may call the API
+/// and open sockets with credentials; with none listed, only the same origin
+/// (no CORS headers at all).
+pub fn cors(origins: &[String]) -> actix_cors::Cors {
+    let mut cors = actix_cors::Cors::default()
+        .allow_any_method()
+        .allow_any_header()
+        .supports_credentials()
+        .max_age(3600);
+    for origin in origins {
+        if origin == "*" {
+            cors = cors.allow_any_origin().send_wildcard();
+        } else {
+            cors = cors.allowed_origin(origin);
+        }
+    }
+    cors
+}
+
 /// A resource whose other methods answer a JSON 405.
 fn resource(path: &str) -> Resource {
     web::resource(path).default_service(web::to(method_not_allowed))
