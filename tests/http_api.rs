@@ -19,7 +19,7 @@ use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use support::memory_store::TestMemoryStore;
+use support::faulty_store::FaultyStore;
 
 const JWT_SECRET: &str = "integration-test-access-secret-0123456789";
 const REFRESH_SECRET: &str = "integration-test-refresh-secret-0123456789";
@@ -44,12 +44,12 @@ fn settings_with(extra: &[(&str, &str)]) -> Settings {
 }
 
 struct Ctx {
-    store: Arc<TestMemoryStore>,
+    store: Arc<FaultyStore>,
     state: AppState,
 }
 
 fn ctx_with(extra: &[(&str, &str)]) -> Ctx {
-    let store = Arc::new(TestMemoryStore::new());
+    let store = Arc::new(FaultyStore::new());
     let state = AppState::new(settings_with(extra), store.clone());
     Ctx { store, state }
 }

@@ -1,3 +1,7 @@
-//! Shared helpers of the HTTP integration tests.
+//! Shared helpers of the integration tests.
 
-pub mod memory_store;
+#![allow(dead_code)]
+
+pub mod app;
+pub mod faulty_store;
+pub mod sio;

@@ -1,0 +1,159 @@
+//! A small Socket.IO client over a WebSocket, built on the server's own codec,
+//! for tests that need to see raw frames (the official `socket.io-client`
+//! suite in `tests/node` covers the client's side of the contract).
+
+use actix_codec::Framed;
+use actix_http::ws::{Codec, Frame, Message};
+use awc::BoxedSocket;
+use futures_util::{SinkExt, StreamExt};
+use serde_json::Value;
+use std::time::Duration;
+
+/// One WebSocket connection speaking Engine.IO / Socket.IO.
+pub struct SioClient {
+    pub framed: Framed<BoxedSocket, Codec>,
+}
+
+/// What the server sent.
+#[derive(Debug)]
+pub enum Received {
+    Text(String),
+    Binary(Vec<u8>),
+    Closed(Option<u16>),
+}
+
+impl SioClient {
+    /// Opens a WebSocket session and reads the OPEN packet.
+    pub async fn open(port: u16) -> Self {
+        let (_, framed) = awc::Client::new()
+            .ws(format!(
+                "ws://127.0.0.1:{port}/socket.io/?EIO=4&transport=websocket"
+            ))
+            .max_frame_size(8 << 20)
+            .connect()
+            .await
+            .expect("websocket connects");
+        let mut c = SioClient { framed };
+        match c.recv().await {
+            Received::Text(t) => assert!(t.starts_with("0{"), "OPEN first, got {t}"),
+            other => panic!("expected OPEN, got {other:?}"),
+        }
+        c
+    }
+
+    /// Opens a session and connects namespace `nsp` with `token`.
+    pub async fn connect(port: u16, nsp: &str, token: &str) -> Self {
+        let mut c = Self::open(port).await;
+        let answer = c.join_nsp(nsp, token).await;
+        assert!(
+            answer.starts_with(&format!("40{nsp},{{")) && answer.contains("\"sid\""),
+            "CONNECT answer: {answer}"
+        );
+        c
+    }
+
+    /// Sends a CONNECT for `nsp` and returns the answer packet's text.
+    pub async fn join_nsp(&mut self, nsp: &str, token: &str) -> String {
+        self.send_text(&format!(
+            "40{nsp},{}",
+            serde_json::json!({ "token": token })
+        ))
+        .await;
+        self.next_text_where(|t| {
+            t.starts_with(&format!("40{nsp},")) || t.starts_with(&format!("44{nsp},"))
+        })
+        .await
+    }
+
+    /// Sends a text frame.
+    pub async fn send_text(&mut self, text: &str) {
+        self.framed
+            .send(Message::Text(text.to_owned().into()))
+            .await
+            .expect("frame sent");
+    }
+
+    /// Sends a binary frame.
+    pub async fn send_binary(&mut self, data: Vec<u8>) {
+        self.framed
+            .send(Message::Binary(data.into()))
+            .await
+            .expect("frame sent");
+    }
+
+    /// Next frame (answers pings), with a 5 s bound.
+    pub async fn recv(&mut self) -> Received {
+        loop {
+            let next = tokio::time::timeout(Duration::from_secs(5), self.framed.next())
+                .await
+                .expect("server answered within 5 s");
+            match next {
+                Some(Ok(Frame::Text(b))) => {
+                    let t = String::from_utf8(b.to_vec()).expect("utf-8 text frame");
+                    if t == "2" {
+                        self.send_text("3").await;
+                        continue;
+                    }
+                    return Received::Text(t);
+                }
+                Some(Ok(Frame::Binary(b))) => return Received::Binary(b.to_vec()),
+                Some(Ok(Frame::Close(reason))) => {
+                    return Received::Closed(reason.map(|r| u16::from(r.code)))
+                }
+                Some(Ok(_)) => continue,
+                Some(Err(_)) | None => return Received::Closed(None),
+            }
+        }
+    }
+
+    /// The next text packet satisfying `pred` (others are skipped).
+    pub async fn next_text_where(&mut self, pred: impl Fn(&str) -> bool) -> String {
+        loop {
+            match self.recv().await {
+                Received::Text(t) if pred(&t) => return t,
+                Received::Closed(code) => panic!("closed ({code:?}) while waiting"),
+                _ => continue,
+            }
+        }
+    }
+
+    /// Emits `event` with `data` on `nsp` asking for ack `id`; returns the ack's first argument.
+    pub async fn emit_ack(&mut self, nsp: &str, id: u64, event: &str, data: Value) -> Value {
+        let prefix = if nsp == "/" {
+            String::new()
+        } else {
+            format!("{nsp},")
+        };
+        self.send_text(&format!(
+            "42{prefix}{id}{}",
+            serde_json::json!([event, data])
+        ))
+        .await;
+        let want = format!("43{prefix}{id}[");
+        let text = self.next_text_where(|t| t.starts_with(&want)).await;
+        let args: Value = serde_json::from_str(&text[want.len() - 1..]).expect("ack json");
+        args[0].clone()
+    }
+
+    /// Waits for event `name` on `nsp`; returns its first argument.
+    pub async fn expect_event(&mut self, nsp: &str, name: &str) -> Value {
+        let prefix = if nsp == "/" {
+            String::new()
+        } else {
+            format!("{nsp},")
+        };
+        let want = format!("42{prefix}[\"{name}\"");
+        let text = self.next_text_where(|t| t.starts_with(&want)).await;
+        let args: Value = serde_json::from_str(&text[2 + prefix.len()..]).expect("event json");
+        args[1].clone()
+    }
+
+    /// Whether the server closes this connection within 5 s; the close code.
+    pub async fn closed(&mut self) -> Option<u16> {
+        loop {
+            if let Received::Closed(code) = self.recv().await {
+                return code;
+            }
+        }
+    }
+}
