@@ -101,10 +101,46 @@ struct Work {
     attachments: Vec<Bytes>,
 }
 
-/// Fixed one-second window counter for the per-connection event rate.
+/// Sliding one-second window for the per-connection event rate: the count of
+/// the current window plus the previous window's, weighted by how much of it
+/// still overlaps the last second (constant memory, no burst at the edge of
+/// a fixed window).
 struct RateWindow {
     started: Instant,
-    count: u32,
+    current: u32,
+    previous: u32,
+}
+
+impl RateWindow {
+    fn new(now: Instant) -> Self {
+        RateWindow {
+            started: now,
+            current: 0,
+            previous: 0,
+        }
+    }
+
+    /// Counts one event at `now`; whether it is within `limit` per second.
+    fn hit(&mut self, now: Instant, limit: u32) -> bool {
+        let window = Duration::from_secs(1);
+        let elapsed = now.duration_since(self.started);
+        if elapsed >= window * 2 {
+            self.previous = 0;
+            self.current = 0;
+            self.started = now;
+        } else if elapsed >= window {
+            self.previous = self.current;
+            self.current = 0;
+            self.started += window;
+        }
+        let into = now.duration_since(self.started).as_secs_f64();
+        let estimate = f64::from(self.previous) * (1.0 - into) + f64::from(self.current);
+        if estimate >= f64::from(limit) {
+            return false;
+        }
+        self.current += 1;
+        true
+    }
 }
 
 /// How many recent broadcast ids are remembered to drop duplicates when a
@@ -160,10 +196,7 @@ impl Connection {
             last_pong: Instant::now(),
             recent: [u64::MAX; RECENT_IDS],
             recent_pos: 0,
-            rate: RateWindow {
-                started: Instant::now(),
-                count: 0,
-            },
+            rate: RateWindow::new(Instant::now()),
             close_reason: None,
         }
     }
@@ -322,13 +355,7 @@ impl Connection {
         if limit == 0 {
             return true;
         }
-        let now = Instant::now();
-        if now.duration_since(self.rate.started) >= Duration::from_secs(1) {
-            self.rate.started = now;
-            self.rate.count = 0;
-        }
-        self.rate.count += 1;
-        self.rate.count <= limit
+        self.rate.hit(Instant::now(), limit)
     }
 
     /// Starts the next packet of the pipeline when idle.
@@ -900,5 +927,26 @@ impl Handler<InRoom> for Connection {
         self.sockets
             .get(&msg.nsp)
             .is_some_and(|s| s.rooms.contains(&msg.room))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RateWindow;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn sliding_window_allows_the_limit_then_refuses() {
+        let t0 = Instant::now();
+        let mut w = RateWindow::new(t0);
+        assert!((0..100).all(|_| w.hit(t0, 100)));
+        assert!(!w.hit(t0, 100));
+        // Half a second into the next window, half of the previous one counts.
+        let t1 = t0 + Duration::from_millis(1500);
+        assert!((0..50).all(|_| w.hit(t1, 100)));
+        assert!(!w.hit(t1, 100));
+        // Two windows later everything is forgotten.
+        let t2 = t0 + Duration::from_secs(4);
+        assert!((0..100).all(|_| w.hit(t2, 100)));
     }
 }

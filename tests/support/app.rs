@@ -47,6 +47,8 @@ pub fn settings(data_dir: &std::path::Path, extra: &[(&str, &str)]) -> Settings 
 
 /// Starts a node; call inside `#[actix_web::test]`.
 pub async fn spawn_app(extra: &[(&str, &str)]) -> TestApp {
+    // RUST_LOG=debug shows the node's log in failing tests.
+    let _ = env_logger::builder().is_test(true).try_init();
     let data_dir = tempfile::tempdir().expect("temporary data directory");
     let settings = settings(data_dir.path(), extra);
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind port 0");

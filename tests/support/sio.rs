@@ -9,6 +9,15 @@ use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
 use std::time::Duration;
 
+/// How a namespace appears in a packet: nothing for `/`, else `/nsp,`.
+pub fn prefix(nsp: &str) -> String {
+    if nsp == "/" {
+        String::new()
+    } else {
+        format!("{nsp},")
+    }
+}
+
 /// One WebSocket connection speaking Engine.IO / Socket.IO.
 pub struct SioClient {
     pub framed: Framed<BoxedSocket, Codec>,
@@ -46,23 +55,21 @@ impl SioClient {
         let mut c = Self::open(port).await;
         let answer = c.join_nsp(nsp, token).await;
         assert!(
-            answer.starts_with(&format!("40{nsp},{{")) && answer.contains("\"sid\""),
+            answer.starts_with(&format!("40{}{{", prefix(nsp))) && answer.contains("\"sid\""),
             "CONNECT answer: {answer}"
         );
         c
     }
 
-    /// Sends a CONNECT for `nsp` and returns the answer packet's text.
+    /// Sends a CONNECT for `nsp` and returns the answer packet's text
+    /// (CONNECT or CONNECT_ERROR).
     pub async fn join_nsp(&mut self, nsp: &str, token: &str) -> String {
-        self.send_text(&format!(
-            "40{nsp},{}",
-            serde_json::json!({ "token": token })
-        ))
-        .await;
-        self.next_text_where(|t| {
-            t.starts_with(&format!("40{nsp},")) || t.starts_with(&format!("44{nsp},"))
-        })
-        .await
+        let p = prefix(nsp);
+        self.send_text(&format!("40{p}{}", serde_json::json!({ "token": token })))
+            .await;
+        let (ok, err) = (format!("40{p}"), format!("44{p}"));
+        self.next_text_where(|t| t.starts_with(&ok) || t.starts_with(&err))
+            .await
     }
 
     /// Sends a text frame.
