@@ -14,7 +14,7 @@ use huddle::state::AppState;
 use huddle_actors::auth::AuthFailure;
 use huddle_actors::ids::{ConversationId, UserId};
 use huddle_actors::model::{MessageBody as Body, NewMessage};
-use huddle_actors::store::DocumentStore;
+use huddle_actors::store::prelude::*;
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::path::PathBuf;

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use huddle::store::{conformance, EmbeddedStore};
 use huddle_actors::ids::{new_id, UserId};
 use huddle_actors::model::{MessageBody, NewConversation, NewMessage, RefreshTokenRecord, User};
+use huddle_actors::store::prelude::*;
 use huddle_actors::store::{DocumentStore, StoreError};
 use tempfile::TempDir;
 

@@ -9,7 +9,7 @@ use crate::ids::{ConversationId, RoomName, UserId};
 use crate::model::{MessageBody, NewMessage};
 use crate::namespace::{DisconnectReason, EventError, IncomingEvent, Namespace, Reply, Socket};
 use crate::registry::ConnId;
-use crate::store::{DocumentStore, StoreError};
+use crate::store::prelude::*;
 use crate::wire;
 use async_trait::async_trait;
 use serde::de::DeserializeOwned;

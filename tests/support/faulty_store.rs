@@ -9,7 +9,7 @@ use huddle_actors::ids::{ConversationId, UserId};
 use huddle_actors::model::{
     Conversation, Message, NewConversation, NewMessage, Page, RefreshTokenRecord, User,
 };
-use huddle_actors::store::{DocumentStore, StoreError, StoreResult};
+use huddle_actors::store::{AccountStore, ChatStore, DocumentStore, StoreError, StoreResult};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 /// An embedded store with an outage switch.
@@ -52,6 +52,10 @@ impl DocumentStore for FaultyStore {
     async fn ping(&self) -> StoreResult<()> {
         self.check()?.ping().await
     }
+}
+
+#[async_trait]
+impl AccountStore for FaultyStore {
     async fn create_user(&self, user: User) -> StoreResult<User> {
         self.check()?.create_user(user).await
     }
@@ -73,6 +77,10 @@ impl DocumentStore for FaultyStore {
     async fn take_refresh_token(&self, jti: &str) -> StoreResult<Option<RefreshTokenRecord>> {
         self.check()?.take_refresh_token(jti).await
     }
+}
+
+#[async_trait]
+impl ChatStore for FaultyStore {
     async fn create_conversation(&self, new: NewConversation) -> StoreResult<(Conversation, bool)> {
         self.check()?.create_conversation(new).await
     }

@@ -1,0 +1,279 @@
+//! Chat in the embedded store: conversations, messages keyed by
+//! `(conversation, seq)`, the idempotency index and read markers.
+
+use super::*;
+use async_trait::async_trait;
+use huddle_actors::store::ChatStore;
+
+#[async_trait]
+impl ChatStore for EmbeddedStore {
+    async fn create_conversation(&self, new: NewConversation) -> StoreResult<(Conversation, bool)> {
+        self.write("create_conversation", move |txn| {
+            let mut conversations = txn.open_table(CONVERSATIONS).ctx("open conversations")?;
+            let mut last_seqs = txn
+                .open_table(CONVERSATION_LAST_SEQ)
+                .ctx("open conversation_last_seq")?;
+            let mut by_direct_key = txn
+                .open_table(CONVERSATIONS_BY_DIRECT_KEY)
+                .ctx("open conversations_by_direct_key")?;
+            if let Some(key) = &new.direct_key {
+                if let Some(id) = get_id(&by_direct_key, key)? {
+                    let existing =
+                        load_conversation(&conversations, &last_seqs, &id)?.ok_or_else(|| {
+                            StoreError::NotFound(format!(
+                                "conversation {id} named by direct key {key} is missing"
+                            ))
+                        })?;
+                    return Ok((existing, false));
+                }
+            }
+
+            let mut counters = txn.open_table(COUNTERS).ctx("open counters")?;
+            let order = counters
+                .get(CONVERSATION_ORDER)
+                .ctx("reading counter")?
+                .map_or(0, |guard| guard.value())
+                + 1;
+            counters
+                .insert(CONVERSATION_ORDER, order)
+                .ctx("writing counter")?;
+
+            let mut member_ids = new.member_ids;
+            let mut seen = std::collections::HashSet::new();
+            member_ids.retain(|id| seen.insert(id.clone()));
+            let conversation = Conversation {
+                id: ConversationId(new_id()),
+                workspace_id: new.workspace_id,
+                title: new.title,
+                member_ids,
+                created_by: new.created_by,
+                created_at: Utc::now(),
+                last_seq: 0,
+                direct_key: new.direct_key,
+            };
+            let id = conversation.id.as_str();
+            conversations
+                .insert(id, encode(&conversation)?.as_slice())
+                .ctx("writing conversation")?;
+            // The seq row also marks the conversation as existing for appends.
+            last_seqs.insert(id, 0).ctx("writing last seq")?;
+            if let Some(key) = &conversation.direct_key {
+                by_direct_key
+                    .insert(key.as_str(), id)
+                    .ctx("writing direct key")?;
+            }
+            let mut by_user = txn
+                .open_table(USER_CONVERSATIONS)
+                .ctx("open user_conversations")?;
+            for member in &conversation.member_ids {
+                by_user
+                    .insert((member.as_str(), order), id)
+                    .ctx("writing membership")?;
+            }
+            Ok((conversation, true))
+        })
+        .await
+    }
+
+    async fn conversation(&self, id: &ConversationId) -> StoreResult<Option<Conversation>> {
+        let id = id.clone();
+        self.read("conversation", move |txn| {
+            let conversations = txn.open_table(CONVERSATIONS).ctx("open conversations")?;
+            let last_seqs = txn
+                .open_table(CONVERSATION_LAST_SEQ)
+                .ctx("open conversation_last_seq")?;
+            load_conversation(&conversations, &last_seqs, id.as_str())
+        })
+        .await
+    }
+
+    async fn conversations_for_user(
+        &self,
+        user: &UserId,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<Page<Conversation>> {
+        // The cursor is the creation order of the last conversation handed
+        // out; the next page starts strictly below it.
+        let below = match cursor {
+            None => None,
+            Some(c) => Some(c.parse::<u64>().map_err(|_| {
+                StoreError::NotFound(format!("conversation cursor {c:?} is not valid"))
+            })?),
+        };
+        let user = user.clone();
+        self.read("conversations_for_user", move |txn| {
+            let mut page = Page {
+                items: Vec::new(),
+                next_cursor: None,
+            };
+            if limit == 0 {
+                return Ok(page);
+            }
+            let by_user = txn
+                .open_table(USER_CONVERSATIONS)
+                .ctx("open user_conversations")?;
+            let conversations = txn.open_table(CONVERSATIONS).ctx("open conversations")?;
+            let last_seqs = txn
+                .open_table(CONVERSATION_LAST_SEQ)
+                .ctx("open conversation_last_seq")?;
+            let user = user.as_str();
+            let range = match below {
+                Some(below) => by_user.range((user, 0u64)..(user, below)),
+                None => by_user.range((user, 0u64)..=(user, u64::MAX)),
+            }
+            .ctx("scanning user_conversations")?;
+            let mut last_order = 0;
+            // One more than asked, to know whether another page exists.
+            for entry in range.rev().take(limit + 1) {
+                let (key, id) = entry.ctx("reading user_conversations")?;
+                if page.items.len() == limit {
+                    page.next_cursor = Some(last_order.to_string());
+                    break;
+                }
+                last_order = key.value().1;
+                let id = id.value();
+                let conversation =
+                    load_conversation(&conversations, &last_seqs, id)?.ok_or_else(|| {
+                        StoreError::NotFound(format!("indexed conversation {id} is missing"))
+                    })?;
+                page.items.push(conversation);
+            }
+            Ok(page)
+        })
+        .await
+    }
+
+    async fn append_message(&self, new: NewMessage) -> StoreResult<(Message, bool)> {
+        self.write("append_message", move |txn| {
+            let conversation = new.conversation_id.as_str();
+            let mut last_seqs = txn
+                .open_table(CONVERSATION_LAST_SEQ)
+                .ctx("open conversation_last_seq")?;
+            let last_seq = last_seqs
+                .get(conversation)
+                .ctx("reading last seq")?
+                .map(|guard| guard.value());
+            let Some(last_seq) = last_seq else {
+                return Err(StoreError::NotFound(format!("conversation {conversation}")));
+            };
+            let mut messages = txn.open_table(MESSAGES).ctx("open messages")?;
+            let mut by_client_id = txn
+                .open_table(MESSAGES_BY_CLIENT_ID)
+                .ctx("open messages_by_client_id")?;
+            let sender = new.sender_id.as_str();
+
+            if let Some(client_id) = &new.client_id {
+                let original = by_client_id
+                    .get((sender, client_id.as_str()))
+                    .ctx("reading idempotency index")?
+                    .map(|guard| {
+                        let (conversation, seq) = guard.value();
+                        (conversation.to_owned(), seq)
+                    });
+                if let Some((conversation, seq)) = original {
+                    let guard = messages
+                        .get((conversation.as_str(), seq))
+                        .ctx("reading message")?
+                        .ok_or_else(|| {
+                            StoreError::NotFound(format!(
+                                "indexed message {conversation}#{seq} is missing"
+                            ))
+                        })?;
+                    return Ok((decode(guard.value())?, false));
+                }
+            }
+
+            let seq = last_seq + 1;
+            let message = Message {
+                id: MessageId(new_id()),
+                conversation_id: new.conversation_id.clone(),
+                seq,
+                sender_id: new.sender_id.clone(),
+                client_id: new.client_id.clone(),
+                body: new.body,
+                created_at: Utc::now(),
+            };
+            messages
+                .insert((conversation, seq), encode(&message)?.as_slice())
+                .ctx("writing message")?;
+            last_seqs
+                .insert(conversation, seq)
+                .ctx("writing last seq")?;
+            if let Some(client_id) = &new.client_id {
+                by_client_id
+                    .insert((sender, client_id.as_str()), (conversation, seq))
+                    .ctx("writing idempotency index")?;
+            }
+            Ok((message, true))
+        })
+        .await
+    }
+
+    async fn messages_before(
+        &self,
+        conversation: &ConversationId,
+        before: Option<u64>,
+        limit: usize,
+    ) -> StoreResult<Vec<Message>> {
+        let conversation = conversation.clone();
+        self.read("messages_before", move |txn| {
+            if limit == 0 {
+                return Ok(Vec::new());
+            }
+            let messages = txn.open_table(MESSAGES).ctx("open messages")?;
+            let conversation = conversation.as_str();
+            let range = match before {
+                Some(before) => messages.range((conversation, 0u64)..(conversation, before)),
+                None => messages.range((conversation, 0u64)..=(conversation, u64::MAX)),
+            }
+            .ctx("scanning messages")?;
+            // Walk back from the bound and stop after `limit`: the cost is
+            // the page, not the history.
+            let mut page = Vec::with_capacity(limit.min(256));
+            for entry in range.rev().take(limit) {
+                let (_, value) = entry.ctx("reading message")?;
+                page.push(decode::<Message>(value.value())?);
+            }
+            page.reverse();
+            Ok(page)
+        })
+        .await
+    }
+
+    async fn mark_read(
+        &self,
+        conversation: &ConversationId,
+        user: &UserId,
+        seq: u64,
+    ) -> StoreResult<()> {
+        let conversation = conversation.clone();
+        let user = user.clone();
+        self.write("mark_read", move |txn| {
+            let mut markers = txn.open_table(READ_MARKERS).ctx("open read_markers")?;
+            let key = (conversation.as_str(), user.as_str());
+            let current = markers
+                .get(key)
+                .ctx("reading read marker")?
+                .map_or(0, |guard| guard.value());
+            if seq > current {
+                markers.insert(key, seq).ctx("writing read marker")?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn read_marker(&self, conversation: &ConversationId, user: &UserId) -> StoreResult<u64> {
+        let conversation = conversation.clone();
+        let user = user.clone();
+        self.read("read_marker", move |txn| {
+            let markers = txn.open_table(READ_MARKERS).ctx("open read_markers")?;
+            Ok(markers
+                .get((conversation.as_str(), user.as_str()))
+                .ctx("reading read marker")?
+                .map_or(0, |guard| guard.value()))
+        })
+        .await
+    }
+}

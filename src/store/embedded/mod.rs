@@ -1,0 +1,297 @@
+//! The embedded document store: one `redb` database file, `{dir}/huddle.redb`.
+//!
+//! It is the default backend, so `cargo run` keeps users, conversations and
+//! messages across restarts with no other process running. Records are stored
+//! as JSON bytes in a table keyed by id; separate index tables make every
+//! lookup a point read or a bounded range scan (history is a range over
+//! `(conversation, seq)`, never a scan of all messages). Every rule that spans
+//! several records — unique email and username, gap-free `seq` together with
+//! the idempotency check, one conversation per `direct_key`, take-once
+//! refresh tokens — is checked and written inside a single redb write
+//! transaction, and redb runs one writer at a time, so they hold under
+//! concurrency. redb is blocking, so every call runs on the blocking thread
+//! pool and async callers never stall the reactor.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::Utc;
+use huddle_actors::ids::{new_id, ConversationId, MessageId, UserId};
+use huddle_actors::model::{
+    Conversation, Message, NewConversation, NewMessage, Page, RefreshTokenRecord, User,
+};
+use huddle_actors::store::{DocumentStore, StoreError, StoreResult};
+
+mod accounts;
+mod chat;
+use redb::{
+    Database, ReadTransaction, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction,
+};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+/// File name of the database inside the data directory.
+pub const FILE_NAME: &str = "huddle.redb";
+
+/// user id → `User` (JSON).
+pub(super) const USERS: TableDefinition<&str, &[u8]> = TableDefinition::new("users");
+/// lower-cased email → user id (unique index).
+pub(super) const USERS_BY_EMAIL: TableDefinition<&str, &str> =
+    TableDefinition::new("users_by_email");
+/// lower-cased username → user id (unique index).
+pub(super) const USERS_BY_USERNAME: TableDefinition<&str, &str> =
+    TableDefinition::new("users_by_username");
+/// jti → `RefreshTokenRecord` (JSON).
+pub(super) const REFRESH_TOKENS: TableDefinition<&str, &[u8]> =
+    TableDefinition::new("refresh_tokens");
+/// conversation id → `Conversation` (JSON). Its `last_seq` field is not
+/// maintained here but in [`CONVERSATION_LAST_SEQ`], so appending a message
+/// does not rewrite the whole record (member list included).
+pub(super) const CONVERSATIONS: TableDefinition<&str, &[u8]> =
+    TableDefinition::new("conversations");
+/// conversation id → highest `seq` given out.
+pub(super) const CONVERSATION_LAST_SEQ: TableDefinition<&str, u64> =
+    TableDefinition::new("conversation_last_seq");
+/// direct key (`"a|b"`) → conversation id (unique index).
+pub(super) const CONVERSATIONS_BY_DIRECT_KEY: TableDefinition<&str, &str> =
+    TableDefinition::new("conversations_by_direct_key");
+/// (user id, creation order) → conversation id: a user's conversations,
+/// oldest to newest, so a page is a reverse range scan.
+pub(super) const USER_CONVERSATIONS: TableDefinition<(&str, u64), &str> =
+    TableDefinition::new("user_conversations");
+/// (conversation id, seq) → `Message` (JSON).
+pub(super) const MESSAGES: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("messages");
+/// (sender id, client id) → (conversation id, seq): the idempotency index.
+pub(super) const MESSAGES_BY_CLIENT_ID: TableDefinition<(&str, &str), (&str, u64)> =
+    TableDefinition::new("messages_by_client_id");
+/// (conversation id, user id) → highest seq read.
+pub(super) const READ_MARKERS: TableDefinition<(&str, &str), u64> =
+    TableDefinition::new("read_markers");
+/// Named counters; see [`CONVERSATION_ORDER`].
+pub(super) const COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("counters");
+
+/// Counter giving each conversation its creation order. A counter rather
+/// than `created_at`, so order is strict even within one clock tick.
+pub(super) const CONVERSATION_ORDER: &str = "conversation_order";
+
+/// The embedded, on-disk document store. Cheap to clone; clones share the
+/// database.
+#[derive(Clone)]
+pub struct EmbeddedStore {
+    db: Arc<Database>,
+}
+
+impl std::fmt::Debug for EmbeddedStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmbeddedStore").finish_non_exhaustive()
+    }
+}
+
+impl EmbeddedStore {
+    /// Opens (or creates) the store in `dir`, creating the directory and
+    /// every table. Blocking: call it at startup or on a blocking thread.
+    /// Only one `EmbeddedStore` per file may be open at a time.
+    pub fn open(dir: &Path) -> StoreResult<Self> {
+        std::fs::create_dir_all(dir).ctx(format!("creating data directory {}", dir.display()))?;
+        let path = dir.join(FILE_NAME);
+        let db = Database::create(&path).ctx(format!("opening {}", path.display()))?;
+        write_txn(&db, "creating tables", |txn| {
+            txn.open_table(USERS).ctx("open users")?;
+            txn.open_table(USERS_BY_EMAIL).ctx("open users_by_email")?;
+            txn.open_table(USERS_BY_USERNAME)
+                .ctx("open users_by_username")?;
+            txn.open_table(REFRESH_TOKENS).ctx("open refresh_tokens")?;
+            txn.open_table(CONVERSATIONS).ctx("open conversations")?;
+            txn.open_table(CONVERSATION_LAST_SEQ)
+                .ctx("open conversation_last_seq")?;
+            txn.open_table(CONVERSATIONS_BY_DIRECT_KEY)
+                .ctx("open conversations_by_direct_key")?;
+            txn.open_table(USER_CONVERSATIONS)
+                .ctx("open user_conversations")?;
+            txn.open_table(MESSAGES).ctx("open messages")?;
+            txn.open_table(MESSAGES_BY_CLIENT_ID)
+                .ctx("open messages_by_client_id")?;
+            txn.open_table(READ_MARKERS).ctx("open read_markers")?;
+            txn.open_table(COUNTERS).ctx("open counters")?;
+            Ok(())
+        })?;
+        Ok(Self { db: Arc::new(db) })
+    }
+
+    /// Runs `f` against the database on the blocking thread pool.
+    pub(super) async fn blocking<T, F>(&self, what: &'static str, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Database) -> StoreResult<T> + Send + 'static,
+    {
+        let db = Arc::clone(&self.db);
+        tokio::task::spawn_blocking(move || f(&db))
+            .await
+            .ctx(format!("{what}: blocking task failed"))?
+    }
+
+    /// Runs `f` in a read transaction on the blocking thread pool.
+    pub(super) async fn read<T, F>(&self, what: &'static str, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&ReadTransaction) -> StoreResult<T> + Send + 'static,
+    {
+        self.blocking(what, move |db| {
+            let txn = db.begin_read().ctx(what)?;
+            f(&txn)
+        })
+        .await
+    }
+
+    /// Runs `f` in one write transaction on the blocking thread pool;
+    /// commits when `f` succeeds, aborts when it fails.
+    pub(super) async fn write<T, F>(&self, what: &'static str, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&WriteTransaction) -> StoreResult<T> + Send + 'static,
+    {
+        self.blocking(what, move |db| write_txn(db, what, f)).await
+    }
+}
+
+/// Runs `f` in one write transaction: committed when `f` succeeds, aborted
+/// (nothing written) when it fails.
+pub(super) fn write_txn<T>(
+    db: &Database,
+    what: &str,
+    f: impl FnOnce(&WriteTransaction) -> StoreResult<T>,
+) -> StoreResult<T> {
+    let txn = db.begin_write().ctx(what)?;
+    match f(&txn) {
+        Ok(out) => {
+            txn.commit().ctx(format!("{what}: commit"))?;
+            Ok(out)
+        }
+        Err(err) => {
+            if let Err(abort) = txn.abort() {
+                log::warn!("{what}: aborting write transaction failed: {abort}");
+            }
+            Err(err)
+        }
+    }
+}
+
+/// Attaches context to a backend error, keeping it as the source.
+pub(super) trait Ctx<T> {
+    fn ctx(self, what: impl Into<String>) -> StoreResult<T>;
+}
+
+impl<T, E> Ctx<T> for Result<T, E>
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
+    fn ctx(self, what: impl Into<String>) -> StoreResult<T> {
+        self.map_err(|e| StoreError::backend(what, e))
+    }
+}
+
+pub(super) fn encode<T: Serialize>(value: &T) -> StoreResult<Vec<u8>> {
+    serde_json::to_vec(value).ctx("encoding record")
+}
+
+pub(super) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> StoreResult<T> {
+    serde_json::from_slice(bytes).ctx("decoding stored record")
+}
+
+/// Reads a JSON record by string key from any readable table.
+pub(super) fn get_json<T: DeserializeOwned>(
+    table: &impl ReadableTable<&'static str, &'static [u8]>,
+    key: &str,
+) -> StoreResult<Option<T>> {
+    match table.get(key).ctx("reading record")? {
+        Some(guard) => decode(guard.value()).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// Reads the id stored under `key` in a string → string index table.
+pub(super) fn get_id(
+    table: &impl ReadableTable<&'static str, &'static str>,
+    key: &str,
+) -> StoreResult<Option<String>> {
+    Ok(table
+        .get(key)
+        .ctx("reading index")?
+        .map(|guard| guard.value().to_owned()))
+}
+
+/// Loads a conversation with its current `last_seq` filled in.
+pub(super) fn load_conversation(
+    conversations: &impl ReadableTable<&'static str, &'static [u8]>,
+    last_seqs: &impl ReadableTable<&'static str, u64>,
+    id: &str,
+) -> StoreResult<Option<Conversation>> {
+    let Some(mut conversation) = get_json::<Conversation>(conversations, id)? else {
+        return Ok(None);
+    };
+    conversation.last_seq = last_seqs
+        .get(id)
+        .ctx("reading last seq")?
+        .map_or(0, |guard| guard.value());
+    Ok(Some(conversation))
+}
+
+/// Looks a user up through a unique index (email or username).
+pub(super) fn user_by_index(
+    txn: &ReadTransaction,
+    index: TableDefinition<&'static str, &'static str>,
+    key: &str,
+) -> StoreResult<Option<User>> {
+    let index = txn.open_table(index).ctx("open user index")?;
+    let Some(id) = get_id(&index, key)? else {
+        return Ok(None);
+    };
+    let users = txn.open_table(USERS).ctx("open users")?;
+    get_json(&users, &id)
+}
+
+/// Inserts `user` and its index entries, enforcing uniqueness of id, email
+/// and username. Must run inside the caller's write transaction.
+pub(super) fn insert_user(txn: &WriteTransaction, user: &User) -> StoreResult<()> {
+    let mut users = txn.open_table(USERS).ctx("open users")?;
+    let mut by_email = txn.open_table(USERS_BY_EMAIL).ctx("open users_by_email")?;
+    let mut by_username = txn
+        .open_table(USERS_BY_USERNAME)
+        .ctx("open users_by_username")?;
+    let id = user.id.as_str();
+    if users.get(id).ctx("reading user")?.is_some() {
+        return Err(StoreError::Conflict(format!("user id {id} already exists")));
+    }
+    if let Some(email) = &user.email {
+        if by_email.get(email.as_str()).ctx("reading email")?.is_some() {
+            return Err(StoreError::Conflict("email already registered".into()));
+        }
+        by_email.insert(email.as_str(), id).ctx("writing email")?;
+    }
+    if by_username
+        .get(user.username.as_str())
+        .ctx("reading username")?
+        .is_some()
+    {
+        return Err(StoreError::Conflict("username already taken".into()));
+    }
+    by_username
+        .insert(user.username.as_str(), id)
+        .ctx("writing username")?;
+    users
+        .insert(id, encode(user)?.as_slice())
+        .ctx("writing user")?;
+    Ok(())
+}
+
+#[async_trait]
+impl DocumentStore for EmbeddedStore {
+    async fn ping(&self) -> StoreResult<()> {
+        self.read("ping", |txn| {
+            txn.open_table(COUNTERS).ctx("open counters")?;
+            Ok(())
+        })
+        .await
+    }
+}
