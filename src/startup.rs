@@ -8,6 +8,7 @@ use crate::store::EmbeddedStore;
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::{web, App, HttpServer};
 use anyhow::Context as _;
+use huddle_actors::auth::Authenticator;
 use huddle_actors::chat::{ChatConfig, ChatNamespace};
 use huddle_actors::root::RootNamespace;
 use huddle_actors::store::DocumentStore;
@@ -42,6 +43,26 @@ pub fn engine_config(settings: &Settings) -> EngineConfig {
     }
 }
 
+/// Builds the engine with every namespace of the contract.
+pub fn build_engine(
+    settings: &Settings,
+    store: Arc<dyn DocumentStore>,
+    authenticator: Arc<dyn Authenticator>,
+) -> Engine {
+    let chat = ChatNamespace::new(
+        store,
+        ChatConfig {
+            typing_timeout: Duration::from_millis(settings.chat.typing_timeout_ms),
+            max_message_chars: settings.chat.max_message_chars,
+        },
+    );
+    Engine::builder(engine_config(settings))
+        .authenticator(authenticator)
+        .namespace("/", Arc::new(RootNamespace))
+        .namespace("/chat", Arc::new(chat))
+        .build()
+}
+
 /// Opens the document store the settings choose.
 pub async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn DocumentStore>> {
     let dir = &settings.server.data_dir;
@@ -66,19 +87,8 @@ impl Application {
     ) -> anyhow::Result<Self> {
         let port = listener.local_addr()?.port();
         let store = open_store(&settings).await?;
-        let state = AppState::new(settings.clone(), store.clone());
-        let chat = ChatNamespace::new(
-            store.clone(),
-            ChatConfig {
-                typing_timeout: Duration::from_millis(settings.chat.typing_timeout_ms),
-                max_message_chars: settings.chat.max_message_chars,
-            },
-        );
-        let engine = Engine::builder(engine_config(&settings))
-            .authenticator(state.authenticator())
-            .namespace("/", Arc::new(RootNamespace))
-            .namespace("/chat", Arc::new(chat))
-            .build();
+        let state = AppState::new(settings.clone(), store);
+        let engine = state.engine.clone();
         let server = {
             let state = state.clone();
             let engine = engine.clone();
@@ -92,7 +102,6 @@ impl Application {
                             .exclude("/health"),
                     )
                     .app_data(web::Data::new(state.clone()))
-                    .app_data(web::Data::new(engine.clone()))
                     .configure(move |cfg| huddle_actors::transport::configure(cfg, engine))
                     .configure(crate::http::configure)
             })

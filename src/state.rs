@@ -1,12 +1,15 @@
-//! The shared state of HTTP handlers and middleware: settings, the document
-//! store, the token keys and the rate limiter, built once at startup and
-//! cloned (cheaply, all `Arc`s) into every worker as `web::Data<AppState>`.
+//! The shared state of a node: settings, the document store, the token keys,
+//! the rate limiter and the realtime engine (with its namespaces), built once
+//! at startup and cloned (cheaply, all `Arc`s) into every worker as
+//! `web::Data<AppState>`. HTTP handlers reach the engine through it to emit
+//! the events their writes cause.
 
 use crate::auth::{JwtAuth, JwtAuthenticator};
 use crate::ratelimit::{MemoryRateLimiter, RateLimiter};
 use crate::settings::Settings;
 use huddle_actors::auth::Authenticator;
 use huddle_actors::store::DocumentStore;
+use huddle_actors::Engine;
 use std::sync::Arc;
 
 /// Everything a request handler may need.
@@ -23,10 +26,13 @@ pub struct AppState {
     /// Counts requests for the HTTP limits (and socket events, if the engine
     /// wishes); in memory until Redis shares it between nodes.
     pub rate_limiter: Arc<dyn RateLimiter>,
+    /// The realtime engine: namespaces, rooms, broadcasts.
+    pub engine: Engine,
 }
 
 impl AppState {
-    /// Builds the state with an in-memory rate limiter.
+    /// Builds the state with an in-memory rate limiter. Starts the engine's
+    /// actors, so it must run inside an actix system.
     pub fn new(settings: Settings, store: Arc<dyn DocumentStore>) -> Self {
         Self::with_rate_limiter(settings, store, Arc::new(MemoryRateLimiter::new()))
     }
@@ -40,12 +46,14 @@ impl AppState {
     ) -> Self {
         let jwt = Arc::new(JwtAuth::new(&settings.auth));
         let authenticator = Arc::new(JwtAuthenticator::new(jwt.clone(), store.clone()));
+        let engine = crate::startup::build_engine(&settings, store.clone(), authenticator.clone());
         AppState {
             settings: Arc::new(settings),
             store,
             jwt,
             authenticator,
             rate_limiter,
+            engine,
         }
     }
 
