@@ -140,6 +140,10 @@ pub struct ChatNamespace {
     members: Mutex<HashMap<String, Arc<HashSet<UserId>>>>,
     typing: Arc<Mutex<HashMap<TypingKey, u64>>>,
     generation: std::sync::atomic::AtomicU64,
+    /// Conversation id → lock held from storing a message to broadcasting
+    /// it, so `new_message` reaches every socket in `seq` order even when
+    /// members send at once from connections on different worker threads.
+    send_order: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl ChatNamespace {
@@ -151,7 +155,18 @@ impl ChatNamespace {
             members: Mutex::new(HashMap::new()),
             typing: Arc::new(Mutex::new(HashMap::new())),
             generation: Default::default(),
+            send_order: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The lock that orders the messages of `conversation`.
+    fn send_order(&self, conversation: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self.send_order.lock().unwrap_or_else(|e| e.into_inner());
+        if locks.len() >= MEMBER_CACHE_MAX {
+            // Only locks nobody holds or waits for can go.
+            locks.retain(|_, lock| Arc::strong_count(lock) > 1);
+        }
+        locks.entry(conversation.to_owned()).or_default().clone()
     }
 
     /// Fails with `not_found` unless the user is a member (a non-member
@@ -280,6 +295,8 @@ impl ChatNamespace {
                 if let Some(c) = &m.client_id {
                     check_id(c, "clientId")?;
                 }
+                let order = self.send_order(&m.conversation_id);
+                let _in_seq_order = order.lock().await;
                 let (message, created) = self
                     .store
                     .append_message(NewMessage {
