@@ -175,6 +175,23 @@ impl Outbox {
         waker.wake();
     }
 
+    /// Closes because the client sent CLOSE: it already knows, so a poll
+    /// still pending ends with a noop rather than a CLOSE packet (as the
+    /// reference server's polling transport does); what is queued still goes
+    /// out first.
+    pub fn close_by_client(&self, code: u16) {
+        let waker = {
+            let mut s = self.lock();
+            if !s.closed {
+                s.closed = true;
+                s.close_code = code;
+                s.noop = s.drain == Drain::Polling;
+            }
+            s.wakers()
+        };
+        waker.wake();
+    }
+
     /// Closes at once, dropping what is queued (the client is gone or too slow).
     pub fn abort(&self, code: u16) {
         let waker = {
@@ -390,6 +407,36 @@ mod tests {
             }
             other => panic!("unexpected {other:?}"),
         }
+    }
+
+    #[test]
+    fn client_close_ends_the_pending_poll_with_a_noop() {
+        let o = Outbox::new(8, Drain::Polling);
+        let w = noop_waker();
+        let mut cx = Context::from_waker(&w);
+        assert!(o.poll_polling(&mut cx).is_pending());
+        o.close_by_client(1000);
+        assert!(matches!(
+            o.poll_polling(&mut cx),
+            Poll::Ready(PollOutcome::Payload(ref b)) if &b[..] == b"6"
+        ));
+        assert!(matches!(
+            o.poll_polling(&mut cx),
+            Poll::Ready(PollOutcome::Closed)
+        ));
+    }
+
+    #[test]
+    fn server_close_ends_the_pending_poll_with_a_close() {
+        let o = Outbox::new(8, Drain::Polling);
+        let w = noop_waker();
+        let mut cx = Context::from_waker(&w);
+        assert!(o.poll_polling(&mut cx).is_pending());
+        o.close(1000);
+        assert!(matches!(
+            o.poll_polling(&mut cx),
+            Poll::Ready(PollOutcome::Closed)
+        ));
     }
 
     #[test]
