@@ -51,6 +51,9 @@ struct State {
     noop: bool,
     /// The pending long-polling `GET`'s waker.
     poll_waker: Option<Waker>,
+    /// A long-polling `GET` is waiting for packets (it may have been woken
+    /// and not yet polled again, so its waker is no evidence).
+    poll_pending: bool,
     /// The WebSocket body's waker (both exist during an upgrade).
     ws_waker: Option<Waker>,
 }
@@ -94,6 +97,7 @@ impl Outbox {
                 noop: false,
                 ws_direct: VecDeque::new(),
                 poll_waker: None,
+                poll_pending: false,
                 ws_waker: None,
             }),
             capacity: capacity.max(1),
@@ -215,12 +219,13 @@ impl Outbox {
     }
 
     /// Switches draining to the WebSocket (end of an upgrade); a poll still
-    /// pending is answered with a noop so the client can let it go.
+    /// pending is answered with a noop so the client can let it go. Later
+    /// polls are refused by the transport.
     pub fn switch_to_websocket(&self) {
         let waker = {
             let mut s = self.lock();
             s.drain = Drain::WebSocket;
-            s.noop = true;
+            s.noop = s.poll_pending;
             s.wakers()
         };
         waker.wake();
@@ -244,6 +249,7 @@ impl Outbox {
     /// pending until something arrives.
     pub fn poll_polling(&self, cx: &mut Context<'_>) -> Poll<PollOutcome> {
         let mut s = self.lock();
+        s.poll_pending = false;
         if s.drain == Drain::WebSocket {
             // Upgraded: a last poll gets a noop, later ones a close.
             if s.noop {
@@ -267,6 +273,7 @@ impl Outbox {
             return Poll::Ready(PollOutcome::Closed);
         }
         s.poll_waker = Some(cx.waker().clone());
+        s.poll_pending = true;
         Poll::Pending
     }
 
@@ -395,7 +402,9 @@ mod tests {
         let w = noop_waker();
         let mut cx = Context::from_waker(&w);
         assert!(o.poll_websocket(&mut cx).is_pending());
+        assert!(o.poll_polling(&mut cx).is_pending());
         o.push(pkt("4x")).unwrap();
+        // The woken poll has not run again when the upgrade completes.
         o.switch_to_websocket();
         assert!(matches!(
             o.poll_polling(&mut cx),
@@ -407,6 +416,24 @@ mod tests {
             }
             other => panic!("unexpected {other:?}"),
         }
+    }
+
+    #[test]
+    fn upgrade_without_a_pending_poll_leaves_no_noop_behind() {
+        let o = Outbox::new(8, Drain::Polling);
+        let w = noop_waker();
+        let mut cx = Context::from_waker(&w);
+        o.wake_poll_with_noop();
+        // The probe's noop is taken by the next poll.
+        assert!(matches!(
+            o.poll_polling(&mut cx),
+            Poll::Ready(PollOutcome::Payload(ref b)) if &b[..] == b"6"
+        ));
+        o.switch_to_websocket();
+        assert!(matches!(
+            o.poll_polling(&mut cx),
+            Poll::Ready(PollOutcome::Closed)
+        ));
     }
 
     #[test]

@@ -175,8 +175,9 @@ async fn handle_get(
             let Some(session) = engine.session(sid) else {
                 return eio_error(1, "Session ID unknown");
             };
-            if session.outbox.drain() != Drain::Polling && !session.websocket.load(Ordering::SeqCst)
-            {
+            if session.outbox.drain() != Drain::Polling {
+                // A WebSocket session, or one that has upgraded: polling
+                // requests with its sid are refused, as the reference does.
                 return eio_error(3, "Bad request");
             }
             if session.polling_get.swap(true, Ordering::SeqCst) {
