@@ -10,6 +10,7 @@
 
 use crate::encoded::{close_frame, Encoded};
 use bytes::{Bytes, BytesMut};
+use futures_util::task::AtomicWaker;
 use std::collections::VecDeque;
 use std::sync::Mutex;
 use std::task::{Context, Poll, Waker};
@@ -308,9 +309,31 @@ pub enum WsItem {
     Close(u16),
 }
 
+/// Ends one WebSocket body without closing the session: the reader of an
+/// upgrade's WebSocket uses it when the client gives the upgrade up, so the
+/// client's close is answered and the session stays on long-polling.
+#[derive(Debug, Default)]
+pub struct WsEnd {
+    code: Mutex<Option<u16>>,
+    waker: AtomicWaker,
+}
+
+impl WsEnd {
+    /// The body sends a close frame with `code`, then ends.
+    pub fn end(&self, code: u16) {
+        *self.code.lock().unwrap_or_else(|e| e.into_inner()) = Some(code);
+        self.waker.wake();
+    }
+
+    fn take(&self) -> Option<u16> {
+        self.code.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+}
+
 /// The WebSocket response body: frames from the outbox, then a close frame.
 pub struct WsBody {
     outbox: std::sync::Arc<Outbox>,
+    end: std::sync::Arc<WsEnd>,
     /// Frames of the current packet not yet yielded.
     rest: VecDeque<Bytes>,
     done: bool,
@@ -321,9 +344,15 @@ impl WsBody {
     pub fn new(outbox: std::sync::Arc<Outbox>) -> Self {
         WsBody {
             outbox,
+            end: Default::default(),
             rest: VecDeque::new(),
             done: false,
         }
+    }
+
+    /// The handle that ends this body alone.
+    pub fn end_handle(&self) -> std::sync::Arc<WsEnd> {
+        self.end.clone()
     }
 }
 
@@ -339,6 +368,11 @@ impl futures_util::Stream for WsBody {
         }
         if self.done {
             return Poll::Ready(None);
+        }
+        self.end.waker.register(cx.waker());
+        if let Some(code) = self.end.take() {
+            self.done = true;
+            return Poll::Ready(Some(Ok(close_frame(code))));
         }
         match self.outbox.poll_websocket(cx) {
             Poll::Ready(WsItem::Direct(frame)) => Poll::Ready(Some(Ok(frame))),
@@ -463,6 +497,33 @@ mod tests {
         assert!(matches!(
             o.poll_polling(&mut cx),
             Poll::Ready(PollOutcome::Closed)
+        ));
+    }
+
+    #[test]
+    fn an_ended_body_closes_while_the_session_goes_on() {
+        use futures_util::Stream;
+        let o = std::sync::Arc::new(Outbox::new(8, Drain::Polling));
+        let mut body = WsBody::new(o.clone());
+        let w = noop_waker();
+        let mut cx = Context::from_waker(&w);
+        assert!(std::pin::Pin::new(&mut body)
+            .poll_next(&mut cx)
+            .is_pending());
+        body.end_handle().end(1000);
+        match std::pin::Pin::new(&mut body).poll_next(&mut cx) {
+            Poll::Ready(Some(Ok(f))) => assert_eq!(f, close_frame(1000)),
+            other => panic!("unexpected {other:?}"),
+        }
+        assert!(matches!(
+            std::pin::Pin::new(&mut body).poll_next(&mut cx),
+            Poll::Ready(None)
+        ));
+        assert!(!o.is_closed());
+        o.push(pkt("4still")).unwrap();
+        assert!(matches!(
+            o.poll_polling(&mut cx),
+            Poll::Ready(PollOutcome::Payload(ref b)) if &b[..] == b"4still"
         ));
     }
 

@@ -14,7 +14,7 @@ use crate::connection::{Connection, Inbound, TransportClosed};
 use crate::encoded::{pong_frame, Encoded, Frame};
 use crate::engine::{Engine, SessionEntry};
 use crate::namespace::DisconnectReason;
-use crate::outbox::{Drain, Outbox, PollOutcome, WsBody};
+use crate::outbox::{Drain, Outbox, PollOutcome, WsBody, WsEnd};
 use crate::protocol::engineio::{self, Handshake};
 use actix::prelude::*;
 use actix_http::ws::{Codec, Frame as WsFrame, Item, ProtocolError};
@@ -332,8 +332,10 @@ async fn websocket(
         entry.outbox.push_control(Encoded::engine(&open));
     }
     let max = engine.config().max_payload;
-    actix_web::rt::spawn(read_websocket(payload, entry.clone(), upgrading, max));
-    response.streaming(WsBody::new(entry.outbox.clone()))
+    let body = WsBody::new(entry.outbox.clone());
+    let end = body.end_handle();
+    actix_web::rt::spawn(read_websocket(payload, entry.clone(), upgrading, max, end));
+    response.streaming(body)
 }
 
 /// Reads WebSocket frames and hands Engine.IO packets to the connection.
@@ -342,6 +344,7 @@ async fn read_websocket(
     session: Arc<SessionEntry>,
     mut upgrading: bool,
     max: usize,
+    end: Arc<WsEnd>,
 ) {
     let mut codec = Codec::new().max_size(max);
     let mut buf = BytesMut::new();
@@ -363,6 +366,7 @@ async fn read_websocket(
                         close(DisconnectReason::TransportClose, 1006);
                     } else {
                         // A failed upgrade leaves the session on polling.
+                        end.end(1000);
                         session.websocket.store(false, Ordering::SeqCst);
                     }
                     return;
@@ -418,6 +422,9 @@ async fn read_websocket(
                 if !upgrading {
                     close(DisconnectReason::TransportClose, 1000);
                 } else {
+                    // The client gave the upgrade up: answer its close, and
+                    // leave the session on polling.
+                    end.end(1000);
                     session.websocket.store(false, Ordering::SeqCst);
                 }
                 return;
