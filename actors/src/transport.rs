@@ -45,6 +45,19 @@ pub fn configure_at(cfg: &mut web::ServiceConfig, path: &str, engine: Engine) {
     );
 }
 
+/// Connection hook for `HttpServer::on_connect`: turns Nagle's algorithm off
+/// on every accepted TCP connection. A server push often takes several small
+/// writes in a row (a CONNECT answer and the first event, a binary packet's
+/// attachments, a burst of broadcasts); with Nagle on, every write after the
+/// first waits for the client's delayed ACK, about 40 ms each time.
+pub fn on_connect(conn: &dyn std::any::Any, _: &mut actix_web::dev::Extensions) {
+    if let Some(tcp) = conn.downcast_ref::<actix_web::rt::net::TcpStream>() {
+        if let Err(e) = tcp.set_nodelay(true) {
+            log::debug!("cannot set TCP_NODELAY: {e}");
+        }
+    }
+}
+
 /// Handshake query parameters.
 #[derive(Debug, Deserialize)]
 pub struct EioQuery {
@@ -471,5 +484,22 @@ async fn read_websocket(
         {
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn on_connect_turns_nagle_off() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let client = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (accepted, _) = listener.accept().await.unwrap();
+        assert!(!accepted.nodelay().unwrap());
+        on_connect(&accepted, &mut actix_web::dev::Extensions::new());
+        assert!(accepted.nodelay().unwrap());
+        drop(client);
     }
 }
