@@ -274,7 +274,10 @@ impl Connection {
                 let decoded = self.reassembler.push_binary(data);
                 self.on_decoded(ctx, decoded);
             }
-            engineio::Packet::Close => self.close(ctx, DisconnectReason::TransportClose, 1000),
+            engineio::Packet::Close => {
+                self.outbox.close_by_client(1000);
+                self.close(ctx, DisconnectReason::TransportClose, 1000)
+            }
             engineio::Packet::Noop | engineio::Packet::Upgrade => {}
             engineio::Packet::Open(_) => {
                 log::debug!("connection {}: client sent OPEN", self.sid);
