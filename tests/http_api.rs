@@ -50,7 +50,7 @@ struct Ctx {
 
 fn ctx_with(extra: &[(&str, &str)]) -> Ctx {
     let store = Arc::new(FaultyStore::new());
-    let state = AppState::new(settings_with(extra), store.clone());
+    let state = AppState::new(settings_with(extra), store.clone(), store.blobs.clone());
     Ctx { store, state }
 }
 
