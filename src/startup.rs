@@ -177,11 +177,15 @@ impl Application {
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let handle = self.server.handle();
         let engine = self.engine.clone();
-        actix_web::rt::spawn(async move {
+        let signals = actix_web::rt::spawn(async move {
             wait_for_signal().await;
             drain(&engine, handle).await;
         });
-        self.server.await
+        let result = self.server.await;
+        // However the server stopped, the signal task (and the engine and
+        // stores it holds) goes too, so the data directory can be reopened.
+        signals.abort();
+        result
     }
 }
 
