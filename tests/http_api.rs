@@ -738,7 +738,7 @@ async fn health_and_readiness() {
     assert_eq!(ready.status, StatusCode::OK);
     assert_eq!(
         ready.body,
-        json!({ "status": "ok", "checks": { "store": "ok" } })
+        json!({ "status": "ok", "checks": { "store": "ok", "blobs": "ok" } })
     );
 
     ctx.store.set_down(true);
