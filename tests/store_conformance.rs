@@ -61,6 +61,13 @@ conformance_cases!(
     case_concurrent_take_refresh_token_once,
     case_concurrent_direct_key_creates_once,
     case_concurrent_ensure_user_creates_once,
+    case_file_create_read_and_grants,
+    case_download_tokens,
+    case_concurrent_one_time_token_used_once,
+    case_upload_session_lifecycle,
+    case_upload_sessions_in_progress_limit,
+    case_expired_upload_sessions,
+    case_concurrent_upload_session_limit,
 );
 
 /// All cases share one store without seeing each other's records.

@@ -4,9 +4,13 @@
 //! Events are decoded once into [`ChatEvent`] and dispatched with one match.
 //! A message is persisted before it is broadcast, and a retry with the same
 //! `clientId` returns the stored message without broadcasting it again.
+//! `share_file` posts a file message; sharing grants every member of the
+//! conversation read access to the file ([`share_file`] is also what an
+//! upload targeted at a conversation calls on completion).
 
+use crate::engine::Engine;
 use crate::ids::{ConversationId, RoomName, UserId};
-use crate::model::{MessageBody, NewMessage};
+use crate::model::{FileRecord, Message, MessageBody, NewMessage};
 use crate::namespace::{DisconnectReason, EventError, IncomingEvent, Namespace, Reply, Socket};
 use crate::registry::ConnId;
 use crate::store::prelude::*;
@@ -58,6 +62,15 @@ struct SendMessage {
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
+struct ShareFile {
+    file_id: String,
+    conversation_id: String,
+    message: Option<String>,
+    client_id: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
 struct ReadMarker {
     conversation_id: String,
     seq: u64,
@@ -69,6 +82,7 @@ enum ChatEvent {
     Join(ConversationRef),
     Leave(ConversationRef),
     Send(SendMessage),
+    Share(ShareFile),
     TypingStart(ConversationRef),
     TypingStop(ConversationRef),
     Read(ReadMarker),
@@ -85,6 +99,7 @@ impl ChatEvent {
             "conversation:join" => ChatEvent::Join(payload(event)?),
             "conversation:leave" => ChatEvent::Leave(payload(event)?),
             "send_message" => ChatEvent::Send(payload(event)?),
+            "share_file" => ChatEvent::Share(payload(event)?),
             "typing:start" => ChatEvent::TypingStart(payload(event)?),
             "typing:stop" => ChatEvent::TypingStop(payload(event)?),
             "message:read" => ChatEvent::Read(payload(event)?),
@@ -125,6 +140,48 @@ fn store_error(e: StoreError) -> EventError {
             EventError::internal()
         }
     }
+}
+
+/// Shares `file` into a conversation: grants every member read access, then
+/// appends the file message and, when it is new (not an idempotent retry of
+/// `client_id`), broadcasts `new_file_message` to the conversation's room.
+/// The caller has checked that `sender` is a member and may read the file.
+pub async fn share_file(
+    store: &dyn DocumentStore,
+    engine: &Engine,
+    file: &FileRecord,
+    conversation: &ConversationId,
+    sender: &UserId,
+    message: Option<String>,
+    client_id: Option<String>,
+) -> Result<Message, StoreError> {
+    let conv = store
+        .conversation(conversation)
+        .await?
+        .ok_or_else(|| StoreError::NotFound("conversation not found".to_owned()))?;
+    // Grant first, so a member who sees the message can download at once.
+    store.grant_file_read(&file.id, &conv.member_ids).await?;
+    let (stored, created) = store
+        .append_message(NewMessage {
+            conversation_id: conversation.clone(),
+            sender_id: sender.clone(),
+            client_id,
+            body: MessageBody::File {
+                file_info: wire::file_info(file),
+                message,
+            },
+        })
+        .await?;
+    if created {
+        engine.emit(
+            "/chat",
+            &[room(conversation.as_str())],
+            None,
+            "new_file_message",
+            &wire::message(&stored),
+        );
+    }
+    Ok(stored)
 }
 
 /// Who is typing where: (connection, conversation) → generation of the last
@@ -313,6 +370,49 @@ impl ChatNamespace {
                     socket.broadcast(&[room(&m.conversation_id)], "new_message", &view);
                 }
                 Ok(json!({ "ok": true, "message": view }))
+            }
+            ChatEvent::Share(f) => {
+                self.require_member(&f.conversation_id, socket.user_id())
+                    .await?;
+                check_id(&f.file_id, "fileId")?;
+                if let Some(c) = &f.client_id {
+                    check_id(c, "clientId")?;
+                }
+                if let Some(text) = &f.message {
+                    if text.chars().count() > self.config.max_message_chars {
+                        return Err(EventError::bad_request(format!(
+                            "message must be at most {} characters",
+                            self.config.max_message_chars
+                        )));
+                    }
+                }
+                // A file the sender cannot read is "not found": ids leak nothing.
+                let file = self
+                    .store
+                    .file(&f.file_id)
+                    .await
+                    .map_err(store_error)?
+                    .ok_or_else(|| EventError::not_found("file not found"))?;
+                if !self
+                    .store
+                    .can_read_file(&file.id, socket.user_id())
+                    .await
+                    .map_err(store_error)?
+                {
+                    return Err(EventError::not_found("file not found"));
+                }
+                let message = share_file(
+                    &*self.store,
+                    socket.engine(),
+                    &file,
+                    &ConversationId::from(f.conversation_id.as_str()),
+                    socket.user_id(),
+                    f.message.filter(|m| !m.is_empty()),
+                    f.client_id,
+                )
+                .await
+                .map_err(store_error)?;
+                Ok(json!({ "ok": true, "message": wire::message(&message) }))
             }
             ChatEvent::TypingStart(r) => {
                 self.require_member(&r.conversation_id, socket.user_id())

@@ -51,6 +51,10 @@ string_id!(
     MessageId
 );
 string_id!(
+    /// A client-chosen upload id (`uploadId`), unique per user.
+    UploadId
+);
+string_id!(
     /// A room name inside a namespace, e.g. `conversation:42` or `user:7`.
     RoomName
 );

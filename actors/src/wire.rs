@@ -1,7 +1,7 @@
 //! The contract's JSON shapes for records that both HTTP and sockets send, so
 //! a message looks the same in `new_message` and in the history endpoint.
 
-use crate::model::{Conversation, Message, MessageBody};
+use crate::model::{Conversation, FileRecord, Message, MessageBody};
 use serde_json::{json, Value};
 
 /// ISO 8601 UTC with millisecond precision, as JavaScript's `toISOString`.
@@ -46,5 +46,30 @@ pub fn conversation(c: &Conversation) -> Value {
         "createdBy": c.created_by,
         "createdAt": iso(&c.created_at),
         "lastSeq": c.last_seq,
+    })
+}
+
+/// A file object: `{ id, fileName, size, mimeType, sha256, downloadUrl, uploadedBy, createdAt }`.
+pub fn file(f: &FileRecord) -> Value {
+    json!({
+        "id": f.id,
+        "fileName": f.file_name,
+        "size": f.size,
+        "mimeType": f.mime_type,
+        "sha256": f.sha256,
+        "downloadUrl": f.download_url(),
+        "uploadedBy": f.uploaded_by,
+        "createdAt": iso(&f.created_at),
+    })
+}
+
+/// The `fileInfo` of a file message: `{ id, fileName, size, mimeType, downloadUrl }`.
+pub fn file_info(f: &FileRecord) -> Value {
+    json!({
+        "id": f.id,
+        "fileName": f.file_name,
+        "size": f.size,
+        "mimeType": f.mime_type,
+        "downloadUrl": f.download_url(),
     })
 }

@@ -1,5 +1,6 @@
 //! The HTTP surface of huddle outside the socket engine: `/health`, `/ready`
-//! and the JSON API under `/api/v1` (accounts, conversations, chat history).
+//! and the JSON API under `/api/v1` (accounts, conversations, chat history,
+//! uploads, files and download links).
 //!
 //! [`configure`] mounts everything on an actix `App` or `ServiceConfig`; it
 //! expects `web::Data<AppState>` as app data. It also installs the pieces
@@ -11,6 +12,7 @@
 
 pub mod accounts;
 pub mod conversations;
+pub mod files;
 pub mod ops;
 
 use crate::error::{json_config, method_not_allowed, not_found, path_config, query_config};
@@ -85,6 +87,14 @@ pub fn configure_with(
                     resource("/conversations/{id}/messages")
                         .route(web::get().to(conversations::history)),
                 )
+                .service(resource("/uploads").route(web::post().to(files::upload)))
+                .service(resource("/files/{id}").route(web::get().to(files::metadata)))
+                .service(resource("/files/{id}/content").route(web::get().to(files::content)))
+                .service(
+                    resource("/files/{id}/download-token")
+                        .route(web::post().to(files::download_token)),
+                )
+                .service(resource("/dl/{token}").route(web::get().to(files::by_token)))
                 .configure(api_extra)
                 .default_service(web::to(not_found)),
         )

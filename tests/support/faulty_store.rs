@@ -4,17 +4,23 @@
 //! clients as `internal` / `unavailable` without leaking details.
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use huddle::store::EmbeddedStore;
 use huddle_actors::ids::{ConversationId, UserId};
 use huddle_actors::model::{
     Conversation, Message, NewConversation, NewMessage, Page, RefreshTokenRecord, User,
 };
-use huddle_actors::store::{AccountStore, ChatStore, DocumentStore, StoreError, StoreResult};
+use huddle_actors::model::{DownloadToken, FileRecord, SessionStart, TokenUse, UploadSession};
+use huddle_actors::store::{
+    AccountStore, ChatStore, DocumentStore, FileStore, StoreError, StoreResult, UploadSessionStore,
+};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 /// An embedded store with an outage switch.
 pub struct FaultyStore {
     inner: EmbeddedStore,
+    /// Local blobs beside the store, in the same temporary directory.
+    pub blobs: std::sync::Arc<huddle::blob::LocalBlobStore>,
     down: AtomicBool,
     _dir: tempfile::TempDir,
 }
@@ -24,8 +30,12 @@ impl FaultyStore {
     pub fn new() -> Self {
         let dir = tempfile::tempdir().expect("temporary directory");
         let inner = EmbeddedStore::open(dir.path()).expect("embedded store opens");
+        let blobs = std::sync::Arc::new(
+            huddle::blob::LocalBlobStore::open(dir.path()).expect("blob directory opens"),
+        );
         FaultyStore {
             inner,
+            blobs,
             down: AtomicBool::new(false),
             _dir: dir,
         }
@@ -120,5 +130,85 @@ impl ChatStore for FaultyStore {
     }
     async fn read_marker(&self, conversation: &ConversationId, user: &UserId) -> StoreResult<u64> {
         self.check()?.read_marker(conversation, user).await
+    }
+}
+
+#[async_trait]
+impl FileStore for FaultyStore {
+    async fn create_file(&self, file: FileRecord) -> StoreResult<(FileRecord, bool)> {
+        self.check()?.create_file(file).await
+    }
+    async fn file(&self, id: &str) -> StoreResult<Option<FileRecord>> {
+        self.check()?.file(id).await
+    }
+    async fn grant_file_read(&self, file_id: &str, users: &[UserId]) -> StoreResult<()> {
+        self.check()?.grant_file_read(file_id, users).await
+    }
+    async fn can_read_file(&self, file_id: &str, user: &UserId) -> StoreResult<bool> {
+        self.check()?.can_read_file(file_id, user).await
+    }
+    async fn put_download_token(&self, token: DownloadToken) -> StoreResult<()> {
+        self.check()?.put_download_token(token).await
+    }
+    async fn use_download_token(
+        &self,
+        token_hash: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<TokenUse> {
+        self.check()?.use_download_token(token_hash, now).await
+    }
+}
+
+#[async_trait]
+impl UploadSessionStore for FaultyStore {
+    async fn create_upload_session(
+        &self,
+        session: UploadSession,
+        max_in_progress: usize,
+    ) -> StoreResult<SessionStart> {
+        self.check()?
+            .create_upload_session(session, max_in_progress)
+            .await
+    }
+    async fn upload_session(
+        &self,
+        user: &UserId,
+        upload_id: &str,
+    ) -> StoreResult<Option<UploadSession>> {
+        self.check()?.upload_session(user, upload_id).await
+    }
+    async fn received_chunks(&self, user: &UserId, upload_id: &str) -> StoreResult<Vec<u32>> {
+        self.check()?.received_chunks(user, upload_id).await
+    }
+    async fn record_chunk(
+        &self,
+        user: &UserId,
+        upload_id: &str,
+        index: u32,
+        expires_at: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        self.check()?
+            .record_chunk(user, upload_id, index, expires_at)
+            .await
+    }
+    async fn complete_upload_session(
+        &self,
+        user: &UserId,
+        upload_id: &str,
+        file_id: &str,
+    ) -> StoreResult<()> {
+        self.check()?
+            .complete_upload_session(user, upload_id, file_id)
+            .await
+    }
+    async fn delete_upload_session(&self, user: &UserId, upload_id: &str) -> StoreResult<bool> {
+        self.check()?.delete_upload_session(user, upload_id).await
+    }
+    async fn expired_upload_sessions(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> StoreResult<Vec<UploadSession>> {
+        self.check()?.expired_upload_sessions(now, limit).await
     }
 }

@@ -2,6 +2,9 @@
 //! turn them into the contract's JSON shapes (camelCase, ISO 8601 UTC times);
 //! secrets such as password hashes never leave through those views.
 
+mod files;
+pub use files::*;
+
 use crate::ids::{ConversationId, MessageId, UserId};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};

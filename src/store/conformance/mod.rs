@@ -10,6 +10,9 @@
 //! database) without seeing each other's records. Cases panic with a message
 //! on the first broken expectation, as test assertions do.
 
+mod files;
+pub use files::*;
+
 use std::collections::HashSet;
 use std::sync::Arc;
 
@@ -51,6 +54,13 @@ pub async fn run_all(store: Arc<dyn DocumentStore>) {
     case_concurrent_take_refresh_token_once(s).await;
     case_concurrent_direct_key_creates_once(s).await;
     case_concurrent_ensure_user_creates_once(s).await;
+    case_file_create_read_and_grants(s).await;
+    case_download_tokens(s).await;
+    case_concurrent_one_time_token_used_once(s).await;
+    case_upload_session_lifecycle(s).await;
+    case_upload_sessions_in_progress_limit(s).await;
+    case_expired_upload_sessions(s).await;
+    case_concurrent_upload_session_limit(s).await;
 }
 
 // ---- fixtures ----
@@ -69,7 +79,7 @@ fn new_user(tag: &str) -> User {
     }
 }
 
-async fn created_user(store: &dyn DocumentStore, tag: &str) -> User {
+pub(crate) async fn created_user(store: &dyn DocumentStore, tag: &str) -> User {
     store
         .create_user(new_user(tag))
         .await
