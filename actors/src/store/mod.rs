@@ -13,15 +13,24 @@
 
 mod accounts;
 mod chat;
+mod notifications;
+mod search;
+mod workspaces;
 
 pub use accounts::AccountStore;
 pub use chat::ChatStore;
+pub use notifications::NotificationStore;
+pub use search::SearchStore;
+pub use workspaces::WorkspaceStore;
 
 use async_trait::async_trait;
 
 /// Everything needed to call the store through `Arc<dyn DocumentStore>`.
 pub mod prelude {
-    pub use super::{AccountStore, ChatStore, DocumentStore, StoreError, StoreResult};
+    pub use super::{
+        AccountStore, ChatStore, DocumentStore, NotificationStore, SearchStore, StoreError,
+        StoreResult, WorkspaceStore,
+    };
 }
 
 /// What can go wrong in a store operation.
@@ -62,7 +71,9 @@ pub type StoreResult<T> = Result<T, StoreError>;
 /// check. Implementations are shared as `Arc<dyn DocumentStore>` and must be
 /// safe to call concurrently.
 #[async_trait]
-pub trait DocumentStore: AccountStore + ChatStore + Send + Sync + 'static {
+pub trait DocumentStore:
+    AccountStore + ChatStore + WorkspaceStore + NotificationStore + SearchStore + Send + Sync + 'static
+{
     /// Cheap liveness check for `/ready`.
     async fn ping(&self) -> StoreResult<()>;
 }

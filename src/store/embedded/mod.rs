@@ -25,6 +25,9 @@ use huddle_actors::store::{DocumentStore, StoreError, StoreResult};
 
 mod accounts;
 mod chat;
+mod notifications;
+mod search;
+mod workspaces;
 use redb::{
     Database, ReadTransaction, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction,
 };
@@ -80,6 +83,8 @@ pub(super) const CONVERSATION_ORDER: &str = "conversation_order";
 #[derive(Clone)]
 pub struct EmbeddedStore {
     db: Arc<Database>,
+    /// The task search index, derived from the database (see `search`).
+    search: Arc<search::TaskIndex>,
 }
 
 impl std::fmt::Debug for EmbeddedStore {
@@ -114,9 +119,15 @@ impl EmbeddedStore {
                 .ctx("open messages_by_client_id")?;
             txn.open_table(READ_MARKERS).ctx("open read_markers")?;
             txn.open_table(COUNTERS).ctx("open counters")?;
+            workspaces::create_tables(txn)?;
+            notifications::create_tables(txn)?;
             Ok(())
         })?;
-        Ok(Self { db: Arc::new(db) })
+        let search = search::build_index(&db)?;
+        Ok(Self {
+            db: Arc::new(db),
+            search: Arc::new(search),
+        })
     }
 
     /// Runs `f` against the database on the blocking thread pool.
