@@ -8,10 +8,12 @@
 
 pub mod auth;
 pub mod chat;
+pub mod collab;
 pub mod config;
 pub mod connection;
 pub mod encoded;
 pub mod engine;
+pub mod events;
 pub mod ids;
 pub mod metrics;
 pub mod model;
@@ -25,6 +27,7 @@ pub mod root;
 pub mod store;
 pub mod transport;
 pub mod wire;
+pub mod workspace;
 
 pub use config::EngineConfig;
 pub use engine::Engine;
