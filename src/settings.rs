@@ -116,6 +116,7 @@ pub struct Settings {
     pub limits: LimitSettings,
     pub chat: ChatSettings,
     pub uploads: UploadSettings,
+    pub collab: CollabSettings,
     pub rate_limits: RateLimitSettings,
     pub redis: RedisSettings,
     pub mongodb: MongoSettings,
@@ -268,6 +269,17 @@ impl UploadSettings {
             http_max_file_size: self.http_max_file_size,
         }
     }
+}
+
+/// `[collab]`: workspaces, presence.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CollabSettings {
+    /// `presence:user_offline` goes out this long after a user's last
+    /// connection closed (the contract allows at most 10 s).
+    pub offline_grace_ms: u64,
+    /// A workspace actor stops after this long without use.
+    pub workspace_idle_ms: u64,
 }
 
 /// `[rate_limits]`: sliding-window limits; 0 turns one off.
@@ -502,6 +514,12 @@ impl Settings {
         }
         if chat.max_message_chars == 0 {
             bail!("chat.max_message_chars must be at least 1");
+        }
+        if self.collab.offline_grace_ms > 10_000 {
+            bail!("collab.offline_grace_ms must be at most 10000 (the contract's bound)");
+        }
+        if self.collab.workspace_idle_ms == 0 {
+            bail!("collab.workspace_idle_ms must be positive");
         }
         if self.auth.access_ttl_secs == 0 || self.auth.refresh_ttl_secs == 0 {
             bail!("auth.access_ttl_secs and auth.refresh_ttl_secs must be positive");

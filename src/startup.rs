@@ -12,6 +12,7 @@ use anyhow::Context as _;
 use huddle_actors::auth::Authenticator;
 use huddle_actors::blob::BlobStore;
 use huddle_actors::chat::{ChatConfig, ChatNamespace};
+use huddle_actors::collab::{Collab, CollabConfig};
 use huddle_actors::file_upload::FileUploadNamespace;
 use huddle_actors::root::RootNamespace;
 use huddle_actors::store::DocumentStore;
@@ -47,13 +48,24 @@ pub fn engine_config(settings: &Settings) -> EngineConfig {
     }
 }
 
-/// Builds the engine with every namespace of the contract.
+/// The collaboration layer's settings, from the node's.
+pub fn collab_config(settings: &Settings) -> CollabConfig {
+    CollabConfig {
+        typing_timeout: Duration::from_millis(settings.chat.typing_timeout_ms),
+        offline_grace: Duration::from_millis(settings.collab.offline_grace_ms),
+        workspace_idle: Duration::from_millis(settings.collab.workspace_idle_ms),
+    }
+}
+
+/// Builds the engine with every namespace of the contract, and the
+/// collaboration layer that serves `/` (HTTP handlers publish through it).
 pub fn build_engine(
     settings: &Settings,
     store: Arc<dyn DocumentStore>,
     blobs: Arc<dyn BlobStore>,
     authenticator: Arc<dyn Authenticator>,
-) -> Engine {
+) -> (Engine, Arc<Collab>) {
+    let collab = Collab::new(store.clone(), collab_config(settings));
     let chat = ChatNamespace::new(
         store.clone(),
         ChatConfig {
@@ -69,12 +81,15 @@ pub fn build_engine(
         blobs,
         config: Arc::new(settings.uploads.to_config()),
     });
-    Engine::builder(engine_config(settings))
+    let engine = Engine::builder(engine_config(settings))
         .authenticator(authenticator)
-        .namespace("/", Arc::new(RootNamespace))
+        .presence(collab.clone())
+        .namespace("/", Arc::new(RootNamespace::new(collab.clone())))
         .namespace("/chat", Arc::new(chat))
         .namespace(huddle_actors::upload::NSP, uploads)
-        .build()
+        .build();
+    collab.attach(&engine);
+    (engine, collab)
 }
 
 /// Opens the blob store the settings choose: the local directory under

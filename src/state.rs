@@ -10,6 +10,7 @@ use crate::ratelimit::{MemoryRateLimiter, RateLimiter};
 use crate::settings::Settings;
 use huddle_actors::auth::Authenticator;
 use huddle_actors::blob::BlobStore;
+use huddle_actors::collab::Collab;
 use huddle_actors::store::DocumentStore;
 use huddle_actors::Engine;
 use std::sync::Arc;
@@ -32,6 +33,9 @@ pub struct AppState {
     pub rate_limiter: Arc<dyn RateLimiter>,
     /// The realtime engine: namespaces, rooms, broadcasts.
     pub engine: Engine,
+    /// The collaboration layer: workspace actors (membership cache, event
+    /// routing), room eviction, presence and notifications.
+    pub collab: Arc<Collab>,
 }
 
 impl AppState {
@@ -55,7 +59,7 @@ impl AppState {
     ) -> Self {
         let jwt = Arc::new(JwtAuth::new(&settings.auth));
         let authenticator = Arc::new(JwtAuthenticator::new(jwt.clone(), store.clone()));
-        let engine = crate::startup::build_engine(
+        let (engine, collab) = crate::startup::build_engine(
             &settings,
             store.clone(),
             blobs.clone(),
@@ -69,6 +73,7 @@ impl AppState {
             authenticator,
             rate_limiter,
             engine,
+            collab,
         }
     }
 

@@ -34,6 +34,19 @@ macro_rules! conformance_cases {
 }
 
 conformance_cases!(
+    case_create_workspace_makes_owner,
+    case_workspaces_for_user_pages,
+    case_add_member_and_list,
+    case_member_roles_and_owner_rules,
+    case_remove_member,
+    case_projects,
+    case_create_and_read_task,
+    case_update_task_patch,
+    case_delete_task_is_soft,
+    case_task_filters_and_pages,
+    case_comments,
+    case_notifications,
+    case_search_tasks,
     case_ping,
     case_create_user_and_lookups,
     case_create_user_duplicate_email_conflicts,

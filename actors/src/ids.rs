@@ -93,3 +93,24 @@ impl fmt::Display for RoomKey {
         write!(f, "{}#{}", self.nsp, self.room)
     }
 }
+
+string_id!(
+    /// A workspace's id.
+    WorkspaceId
+);
+string_id!(
+    /// A project's id.
+    ProjectId
+);
+string_id!(
+    /// A task's id.
+    TaskId
+);
+string_id!(
+    /// A comment's id.
+    CommentId
+);
+string_id!(
+    /// A notification's id.
+    NotificationId
+);

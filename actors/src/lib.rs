@@ -9,10 +9,12 @@
 pub mod auth;
 pub mod blob;
 pub mod chat;
+pub mod collab;
 pub mod config;
 pub mod connection;
 pub mod encoded;
 pub mod engine;
+pub mod events;
 pub mod file_upload;
 pub mod ids;
 pub mod metrics;
@@ -29,6 +31,7 @@ pub mod transport;
 pub mod upload;
 pub mod upload_rules;
 pub mod wire;
+pub mod workspace;
 
 pub use config::EngineConfig;
 pub use engine::Engine;

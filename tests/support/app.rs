@@ -23,6 +23,8 @@ pub struct TestApp {
 pub struct TestUser {
     pub id: String,
     pub token: String,
+    /// Unique, lower-cased; used for @mentions.
+    pub username: String,
 }
 
 /// Test settings with `extra` environment overrides.
@@ -129,6 +131,34 @@ impl TestApp {
         (status, body)
     }
 
+    /// Sends `method` with an optional JSON body, returns status and body.
+    pub async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let client = awc::Client::default();
+        let method = awc::http::Method::from_bytes(method.as_bytes()).expect("method");
+        let mut req = client.request(method, self.url(path));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let mut res = match body {
+            Some(b) => req.send_json(&b).await,
+            None => req.send().await,
+        }
+        .expect("request sent");
+        let status = res.status().as_u16();
+        let body = res
+            .json::<Value>()
+            .limit(1 << 20)
+            .await
+            .unwrap_or(Value::Null);
+        (status, body)
+    }
+
     /// Registers a user named `name`.
     pub async fn register(&self, name: &str) -> TestUser {
         let email = format!(
@@ -147,6 +177,10 @@ impl TestApp {
         TestUser {
             id: body["user"]["id"].as_str().expect("user id").to_owned(),
             token: body["accessToken"].as_str().expect("token").to_owned(),
+            username: body["user"]["username"]
+                .as_str()
+                .expect("username")
+                .to_owned(),
         }
     }
 

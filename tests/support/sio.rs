@@ -234,4 +234,29 @@ impl SioClient {
             }
         }
     }
+
+    /// Reads everything for `window`; panics if event `name` of `nsp`
+    /// arrives meanwhile.
+    pub async fn expect_no_event(&mut self, nsp: &str, name: &str, window: Duration) {
+        let want = format!("42{}[\"{name}\"", prefix(nsp));
+        let deadline = tokio::time::Instant::now() + window;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if left.is_zero() {
+                return;
+            }
+            match tokio::time::timeout(left, self.framed.next()).await {
+                Err(_) => return,
+                Ok(Some(Ok(Frame::Text(b)))) => {
+                    let t = String::from_utf8_lossy(&b).to_string();
+                    if t == "2" {
+                        self.send_text("3").await;
+                    }
+                    assert!(!t.starts_with(&want), "unexpected {name}: {t}");
+                }
+                Ok(Some(Ok(_))) => {}
+                Ok(_) => return,
+            }
+        }
+    }
 }

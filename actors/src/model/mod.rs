@@ -128,3 +128,9 @@ pub struct Page<T> {
     pub items: Vec<T>,
     pub next_cursor: Option<String>,
 }
+
+mod workspace;
+pub use workspace::{
+    Comment, Member, NewComment, NewNotification, NewProject, NewTask, Notification, Priority,
+    Project, Role, SearchHits, Task, TaskFilter, TaskPatch, TaskStatus, Workspace,
+};

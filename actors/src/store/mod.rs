@@ -14,18 +14,24 @@
 mod accounts;
 mod chat;
 mod files;
+mod notifications;
+mod search;
+mod workspaces;
 
 pub use accounts::AccountStore;
 pub use chat::ChatStore;
 pub use files::{FileStore, UploadSessionStore};
+pub use notifications::NotificationStore;
+pub use search::SearchStore;
+pub use workspaces::WorkspaceStore;
 
 use async_trait::async_trait;
 
 /// Everything needed to call the store through `Arc<dyn DocumentStore>`.
 pub mod prelude {
     pub use super::{
-        AccountStore, ChatStore, DocumentStore, FileStore, StoreError, StoreResult,
-        UploadSessionStore,
+        AccountStore, ChatStore, DocumentStore, FileStore, NotificationStore, SearchStore,
+        StoreError, StoreResult, UploadSessionStore, WorkspaceStore,
     };
 }
 
@@ -68,7 +74,16 @@ pub type StoreResult<T> = Result<T, StoreError>;
 /// safe to call concurrently.
 #[async_trait]
 pub trait DocumentStore:
-    AccountStore + ChatStore + FileStore + UploadSessionStore + Send + Sync + 'static
+    AccountStore
+    + ChatStore
+    + WorkspaceStore
+    + NotificationStore
+    + SearchStore
+    + FileStore
+    + UploadSessionStore
+    + Send
+    + Sync
+    + 'static
 {
     /// Cheap liveness check for `/ready`.
     async fn ping(&self) -> StoreResult<()>;

@@ -24,6 +24,9 @@ use huddle_actors::model::{
 };
 use huddle_actors::store::{DocumentStore, StoreError};
 
+mod workspaces;
+pub use workspaces::*;
+
 /// Runs every case, one after the other, against one shared store.
 pub async fn run_all(store: Arc<dyn DocumentStore>) {
     let s = &*store;
@@ -61,6 +64,19 @@ pub async fn run_all(store: Arc<dyn DocumentStore>) {
     case_upload_sessions_in_progress_limit(s).await;
     case_expired_upload_sessions(s).await;
     case_concurrent_upload_session_limit(s).await;
+    case_create_workspace_makes_owner(s).await;
+    case_workspaces_for_user_pages(s).await;
+    case_add_member_and_list(s).await;
+    case_member_roles_and_owner_rules(s).await;
+    case_remove_member(s).await;
+    case_projects(s).await;
+    case_create_and_read_task(s).await;
+    case_update_task_patch(s).await;
+    case_delete_task_is_soft(s).await;
+    case_task_filters_and_pages(s).await;
+    case_comments(s).await;
+    case_notifications(s).await;
+    case_search_tasks(s).await;
 }
 
 // ---- fixtures ----

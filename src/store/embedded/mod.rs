@@ -26,6 +26,9 @@ use huddle_actors::store::{DocumentStore, StoreError, StoreResult};
 mod accounts;
 mod chat;
 mod files;
+mod notifications;
+mod search;
+mod workspaces;
 use redb::{
     Database, ReadTransaction, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction,
 };
@@ -99,6 +102,8 @@ pub(super) const CONVERSATION_ORDER: &str = "conversation_order";
 #[derive(Clone)]
 pub struct EmbeddedStore {
     db: Arc<Database>,
+    /// The task search index, derived from the database (see `search`).
+    search: Arc<search::TaskIndex>,
 }
 
 impl std::fmt::Debug for EmbeddedStore {
@@ -142,9 +147,15 @@ impl EmbeddedStore {
             txn.open_table(UPLOADS_IN_PROGRESS)
                 .ctx("open uploads_in_progress")?;
             txn.open_table(UPLOAD_CHUNKS).ctx("open upload_chunks")?;
+            workspaces::create_tables(txn)?;
+            notifications::create_tables(txn)?;
             Ok(())
         })?;
-        Ok(Self { db: Arc::new(db) })
+        let search = search::build_index(&db)?;
+        Ok(Self {
+            db: Arc::new(db),
+            search: Arc::new(search),
+        })
     }
 
     /// Runs `f` against the database on the blocking thread pool.
