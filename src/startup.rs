@@ -148,6 +148,7 @@ impl Application {
                     .configure(move |cfg| huddle_actors::transport::configure(cfg, engine))
                     .configure(crate::http::configure)
             })
+            .on_connect(huddle_actors::transport::on_connect)
             .disable_signals()
             .shutdown_timeout(settings.server.shutdown_timeout_secs);
             if settings.server.workers > 0 {

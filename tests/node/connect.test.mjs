@@ -340,7 +340,7 @@ test("heartbeats: with a short pingInterval the connection stays up on every tra
   ));
 
 test("a packet over maxPayload closes that connection only; the server keeps serving", T, () =>
-  withServer({ env: { HUDDLE__ENGINE__MAX_PAYLOAD: "20000" } }, async (server) => {
+  withServer({ env: { HUDDLE__ENGINE__MAX_PAYLOAD: "20000", HUDDLE__UPLOADS__MAX_CHUNK_SIZE: "8192", HUDDLE__UPLOADS__DEFAULT_CHUNK_SIZE: "8192" } }, async (server) => {
     const { ann, bob, conv } = await pair(server);
     const b = await connectAs(server, bob);
     await ack(b, "conversation:join", { conversationId: conv.id });
