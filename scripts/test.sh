@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs huddle's whole test suite on a fresh Debian machine with the Rust
 # toolchain: installs what the tests need (Node.js for the official
-# socket.io-client suite), checks formatting and lints, builds once, then
+# socket.io-client suite), checks the Docker deployment files against the
+# settings (scripts/check-deploy.sh), checks formatting and lints, builds once, then
 # runs the Rust unit, integration and store conformance tests and the Node
 # client and protocol compliance suites against the built binaries.
 #
@@ -29,6 +30,9 @@ log "checking tools"
 command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 || apt_install nodejs npm
 node --version
 cargo --version
+
+log "deployment files agree with the settings (docker/, config/production.toml)"
+scripts/check-deploy.sh
 
 log "formatting and lints"
 cargo fmt --all -- --check
