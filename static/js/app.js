@@ -130,7 +130,8 @@ async function loadWorkspaces() {
     $("#ws-list").replaceChildren(...items.map((w) => el("li", { textContent: w.name, className: state.ws?.id === w.id ? "active" : "", onclick: () => openWorkspace(w) })));
     if (!items.length) $("#ws-list").append(el("li", { className: "hint", textContent: "No workspace yet: create one." }));
     showError("#ws-error");
-  } catch (err) { showError("#ws-error", err); }
+    return items;
+  } catch (err) { showError("#ws-error", err); return []; }
 }
 $("#ws-refresh").onclick = loadWorkspaces;
 $("#ws-form").addEventListener("submit", async (ev) => {
@@ -140,8 +141,10 @@ $("#ws-form").addEventListener("submit", async (ev) => {
 });
 
 async function openWorkspace(w) {
+  localStorage.setItem("huddle.ws", w.id);
   state.ws = w; state.project = null; state.tasks.clear();
-  $("#ws-panel").hidden = false; $("#conv-form").hidden = false;
+  $("#ws-panel").hidden = false; $("#conv-form").hidden = false; $("#search-form").hidden = false;
+  $("#search-results").replaceChildren();
   renderBoard(); loadWorkspaces();
   await Promise.all([loadProjects(), loadMembers()]);
   joinBoardRooms();
@@ -153,6 +156,7 @@ async function joinBoardRooms() {
 async function loadProjects() {
   try {
     const { items } = await api("GET", `/workspaces/${state.ws.id}/projects`);
+    if (!state.project) { const last = items.find((p) => p.id === localStorage.getItem("huddle.project")); if (last) openProject(last); }
     $("#project-list").replaceChildren(...items.map((p) => el("li", { textContent: p.name, className: state.project?.id === p.id ? "active" : "", onclick: () => openProject(p) })));
   } catch (err) { showError("#ws-panel-error", err); }
 }
@@ -164,7 +168,8 @@ $("#project-form").addEventListener("submit", async (ev) => {
 async function loadMembers() {
   try {
     const { items } = await api("GET", `/workspaces/${state.ws.id}/members`);
-    state.members = new Map(items.map((m) => [m.userId, m]));
+    const before = state.members;
+    state.members = new Map(items.map((m) => [m.userId, { ...m, status: before.get(m.userId)?.status ?? (m.userId === state.user.id ? "online" : "") }]));
     renderMembers();
   } catch (err) { showError("#ws-panel-error", err); }
 }
@@ -173,6 +178,9 @@ function renderMembers() {
   $("#member-list").replaceChildren(...list.map((m) => el("li", {}, el("span", { className: `dot ${m.status || ""}` }), m.name, el("span", { className: "hint", textContent: m.role }))));
   const others = list.filter((m) => m.userId !== state.user.id);
   $("#conv-form").member.replaceChildren(...others.map((m) => el("option", { value: m.userId, textContent: m.name })));
+  $("#task-assignee").replaceChildren(el("option", { value: "", textContent: "nobody" }), ...list.map((m) => el("option", { value: m.userId, textContent: m.name })));
+  if (state.task) $("#task-assignee").value = state.task.assigneeId || "";
+  if (state.convs.length) renderConversations();
 }
 $("#member-form").addEventListener("submit", async (ev) => {
   ev.preventDefault();
@@ -182,6 +190,7 @@ $("#member-form").addEventListener("submit", async (ev) => {
 
 // ------------------------------------------------------------- board
 async function openProject(p) {
+  localStorage.setItem("huddle.project", p.id);
   state.project = p;
   $("#board-title").textContent = `Task board — ${p.name}`;
   $("#task-form").hidden = false;
@@ -207,7 +216,7 @@ function renderBoard(flashId) {
       const card = el("div", { className: `task${t.id === flashId ? " flash" : ""}`, draggable: true, onclick: () => openTask(t) },
         el("div", { className: "title", textContent: t.title }),
         el("div", { className: "meta" }, el("span", { className: `prio ${t.priority}`, textContent: t.priority }),
-          t.attachments?.length ? `📎${t.attachments.length}` : null,
+          t.attachments?.length ? `${t.attachments.length} file(s)` : null,
           el("span", { className: "moves" },
             i > 0 ? el("button", { textContent: "◀", title: `Move to ${STATUSES[i - 1][1]}`, onclick: (e) => { e.stopPropagation(); moveTask(t.id, STATUSES[i - 1][0]); } }) : null,
             i < 3 ? el("button", { textContent: "▶", title: `Move to ${STATUSES[i + 1][1]}`, onclick: (e) => { e.stopPropagation(); moveTask(t.id, STATUSES[i + 1][0]); } }) : null)));
@@ -270,6 +279,8 @@ async function openTask(t) {
 }
 function renderTaskMeta() {
   const t = state.task;
+  $("#task-assignee").value = t.assigneeId || "";
+  $("#task-priority").value = t.priority;
   $("#task-title").textContent = t.title;
   $("#task-meta").textContent = `${STATUSES.find(([s]) => s === t.status)?.[1]} · ${t.priority} priority${t.attachments?.length ? ` · ${t.attachments.length} attachment(s)` : ""}`;
 }
@@ -277,6 +288,22 @@ function appendComment(c) {
   const who = state.members.get(c.authorId)?.name || c.authorName || "someone";
   $("#comment-list").append(el("li", {}, el("span", { className: "who", textContent: who }), c.body));
 }
+const patchTask = async (patch) => {
+  try { await api("PATCH", `/tasks/${state.task.id}`, patch); showError("#task-error"); } catch (err) { showError("#task-error", err); renderTaskMeta(); }
+};
+$("#task-assignee").onchange = (e) => patchTask({ assigneeId: e.target.value || null });
+$("#task-priority").onchange = (e) => patchTask({ priority: e.target.value });
+$("#task-delete").onclick = async () => {
+  try { await api("DELETE", `/tasks/${state.task.id}`); $("#task-close").click(); } catch (err) { showError("#task-error", err); }
+};
+$("#search-form").addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  try {
+    const { items, total } = await api("GET", `/workspaces/${state.ws.id}/search?q=${encodeURIComponent(ev.target.q.value)}&limit=10`);
+    $("#search-results").replaceChildren(el("li", { className: "hint", textContent: `${total} result(s)` }),
+      ...items.map((t) => el("li", { textContent: `${t.title} — ${STATUSES.find(([s]) => s === t.status)?.[1]}`, onclick: () => openTask(t) })));
+  } catch (err) { showError("#board-error", err); }
+});
 $("#task-close").onclick = () => { root.request("room:leave", { taskId: state.task.id }); state.task = null; $("#task-panel").hidden = true; };
 typingEmitter($("#comment-form").body, () => root, () => state.task && { taskId: state.task.id });
 $("#comment-form").addEventListener("submit", async (ev) => {
@@ -316,12 +343,17 @@ async function loadConversations() {
   try {
     const { items } = await api("GET", "/conversations");
     state.convs = items;
-    $("#conv-list").replaceChildren(...items.map((c) => el("li", { textContent: convTitle(c), className: state.conv?.id === c.id ? "active" : "", onclick: () => openConversation(c) })));
-    if (!items.length) $("#conv-list").append(el("li", { className: "hint", textContent: "No conversation yet." }));
+    renderConversations();
+    if (!state.conv) { const last = items.find((c) => c.id === localStorage.getItem("huddle.conv")); if (last) openConversation(last); }
     showError("#conv-error");
   } catch (err) { showError("#conv-error", err); }
 }
-const convTitle = (c) => c.title || (c.memberIds || []).filter((id) => id !== state.user.id).map((id) => state.members.get(id)?.name || id.slice(0, 6)).join(", ") || "(just you)";
+function renderConversations() {
+  $("#conv-list").replaceChildren(...state.convs.map((c) => el("li", { textContent: convTitle(c), className: state.conv?.id === c.id ? "active" : "", onclick: () => openConversation(c) })));
+  if (!state.convs.length) $("#conv-list").append(el("li", { className: "hint", textContent: state.ws ? "No conversation yet." : "Open a workspace to start one." }));
+}
+const convTitle = (c) => c.title || (c.memberIds || []).filter((id) => id !== state.user.id).map((id) => state.members.get(id)?.name || names.get(id) || `user ${id.slice(0, 6)}`).join(", ") || "(just you)";
+const names = new Map(); // user id → name, learned from messages and typing
 $("#conv-refresh").onclick = loadConversations;
 $("#conv-form").addEventListener("submit", async (ev) => {
   ev.preventDefault();
@@ -331,6 +363,7 @@ $("#conv-form").addEventListener("submit", async (ev) => {
 
 async function openConversation(c) {
   if (state.conv && state.conv.id !== c.id) chat.emit("conversation:leave", { conversationId: state.conv.id });
+  localStorage.setItem("huddle.conv", c.id);
   state.conv = c; state.reads = new Map();
   $("#chat-title").textContent = `Chat — ${convTitle(c)}`;
   $("#chat-form").hidden = false;
@@ -347,9 +380,10 @@ async function openConversation(c) {
 function appendMessage(m) {
   if (m.conversationId !== state.conv?.id || document.getElementById(`msg-${m.id}`)) return;
   const mine = m.senderId === state.user.id;
+  if (m.senderName) names.set(m.senderId, m.senderName);
   const who = mine ? "you" : state.members.get(m.senderId)?.name || "them";
   const body = m.fileInfo
-    ? el("span", { className: "file" }, `📎 ${m.fileInfo.fileName} (${fmtBytes(m.fileInfo.size)})`, el("button", { className: "secondary", textContent: "download", onclick: () => download(m.fileInfo) }), m.message ? ` ${m.message}` : null)
+    ? el("span", { className: "file" }, `File: ${m.fileInfo.fileName} (${fmtBytes(m.fileInfo.size)})`, el("button", { className: "secondary", textContent: "download", onclick: () => download(m.fileInfo) }), m.message ? ` ${m.message}` : null)
     : el("span", { textContent: m.text });
   const li = el("li", { id: `msg-${m.id}`, className: mine ? "mine" : "" }, el("span", { className: "who", textContent: who }), body, el("span", { className: "receipt" }));
   li.dataset.seq = m.seq;
@@ -433,7 +467,8 @@ async function startUpload(file) {
   // any tab, after a reload — resumes where the server stopped.
   const uploadId = `${file.name}-${file.size}-${file.lastModified}`.replace(/[^\w.-]+/g, "_").slice(0, 120);
   const u = uploadRow(uploadId, file.name);
-  Object.assign(u, { file, paused: false, local: true });
+  if (u.fileDone) { u.fileDone = null; u.row.classList.remove("done"); }
+  Object.assign(u, { file, paused: false, cancelled: false, local: true });
   setProgress(u, 0, `hashing ${fmtBytes(file.size)}…`);
   try { u.sha256 = await sha256(await file.arrayBuffer()); } catch { u.sha256 = undefined; }
   await sendUpload(u);
@@ -473,6 +508,7 @@ async function cancelUpload(u) {
 function uploadDone(u, file) {
   if (u.fileDone) return;
   u.fileDone = file;
+  u.row.querySelector(".name").textContent = file.fileName;
   u.row.classList.add("done");
   setProgress(u, 100, `completed · ${fmtBytes(file.size)}`, "done");
   setActions(u, ["download", () => download(file)], ["share to chat", () => shareFile(u, file)]);
@@ -507,7 +543,10 @@ async function start(user) {
   $("#auth").hidden = true; $("#app").hidden = false; $("#logout").hidden = false;
   $("#me").textContent = `${user.name} (@${user.username})`;
   connect();
-  await loadWorkspaces();
+  $("#presence").hidden = false;
+  $("#presence").onchange = (e) => root.request("presence:update", { status: e.target.value });
+  const last = (await loadWorkspaces()).find((w) => w.id === localStorage.getItem("huddle.ws"));
+  if (last) await openWorkspace(last);
   loadConversations();
   loadNotifications();
 }

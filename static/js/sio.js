@@ -162,8 +162,8 @@ export class Engine extends Emitter {
     this._fire("frame", "out", "5");
     this._ws.send("5");
     this.transport = "websocket";
-    this._fire("upgrade", "websocket");
     this._fire("transport", "websocket");
+    this._fire("upgrade", "websocket");
     this._flush();
   }
 
