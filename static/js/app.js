@@ -92,7 +92,9 @@ function connect() {
   chat = manager.socket("/chat", { auth });
   files = manager.socket("/file-upload", { auth });
   const conn = $("#conn"), tr = $("#transport");
-  manager.on("packet", (dir, nsp, text) => log(nsp === "engine" ? "sys" : dir, `${dir === "out" ? "→" : "←"} ${nsp === "engine" ? "eio" : nsp} ${text}`));
+  // Tokens stay out of the log (it is for reading, and for screenshots).
+  const redact = (text) => text.replace(/"(token|accessToken|refreshToken)":"[^"]*"/g, '"$1":"…"');
+  manager.on("packet", (dir, nsp, text) => log(nsp === "engine" ? "sys" : dir, `${dir === "out" ? "→" : "←"} ${nsp === "engine" ? "eio" : nsp} ${redact(text)}`));
   manager.on("transport", (t) => { tr.textContent = t; log("sys", `transport: ${t}`); });
   manager.on("upgrade", (t) => { tr.textContent = `polling → ${t}`; log("sys", `upgraded to ${t}`); });
   manager.on("close", (reason) => { conn.textContent = "disconnected"; conn.className = "badge off"; log("err", `connection closed: ${reason}`); });
@@ -143,8 +145,9 @@ $("#ws-form").addEventListener("submit", async (ev) => {
 async function openWorkspace(w) {
   localStorage.setItem("huddle.ws", w.id);
   state.ws = w; state.project = null; state.tasks.clear();
-  $("#ws-panel").hidden = false; $("#conv-form").hidden = false; $("#search-form").hidden = false;
+  $("#ws-panel").hidden = false; $("#search-form").hidden = false;
   $("#search-results").replaceChildren();
+  renderConversations();
   renderBoard(); loadWorkspaces();
   await Promise.all([loadProjects(), loadMembers()]);
   joinBoardRooms();
@@ -177,6 +180,7 @@ function renderMembers() {
   const list = [...state.members.values()];
   $("#member-list").replaceChildren(...list.map((m) => el("li", {}, el("span", { className: `dot ${m.status || ""}` }), m.name, el("span", { className: "hint", textContent: m.role }))));
   const others = list.filter((m) => m.userId !== state.user.id);
+  $("#conv-form").hidden = !others.length; // a chat needs someone else: add a member first
   $("#conv-form").member.replaceChildren(...others.map((m) => el("option", { value: m.userId, textContent: m.name })));
   $("#task-assignee").replaceChildren(el("option", { value: "", textContent: "nobody" }), ...list.map((m) => el("option", { value: m.userId, textContent: m.name })));
   if (state.task) $("#task-assignee").value = state.task.assigneeId || "";
@@ -350,7 +354,7 @@ async function loadConversations() {
 }
 function renderConversations() {
   $("#conv-list").replaceChildren(...state.convs.map((c) => el("li", { textContent: convTitle(c), className: state.conv?.id === c.id ? "active" : "", onclick: () => openConversation(c) })));
-  if (!state.convs.length) $("#conv-list").append(el("li", { className: "hint", textContent: state.ws ? "No conversation yet." : "Open a workspace to start one." }));
+  if (!state.convs.length) $("#conv-list").append(el("li", { className: "hint", textContent: state.ws ? "No conversation yet: pick a member below." : "Open a workspace to start one." }));
 }
 const convTitle = (c) => c.title || (c.memberIds || []).filter((id) => id !== state.user.id).map((id) => state.members.get(id)?.name || names.get(id) || `user ${id.slice(0, 6)}`).join(", ") || "(just you)";
 const names = new Map(); // user id → name, learned from messages and typing
@@ -485,7 +489,7 @@ async function sendUpload(u) {
     const have = new Set(init.receivedChunks);
     for (let i = 0; i < init.totalChunks; i++) {
       if (have.has(i)) continue;
-      if (u.paused) { setProgress(u, Number(u.row.dataset.progress || 0), "paused", ""); setActions(u, ["resume", () => { u.paused = false; sendUpload(u); }], ["cancel", () => cancelUpload(u)]); return; }
+      if (u.paused) { setProgress(u, Number(u.row.dataset.progress || 0), `paused at ${u.row.dataset.progress || 0}% — resume continues from the chunks the server holds`, ""); setActions(u, ["resume", () => { u.paused = false; sendUpload(u); }], ["cancel", () => cancelUpload(u)]); return; }
       if (u.cancelled) return;
       const bytes = new Uint8Array(await file.slice(i * u.chunkSize, (i + 1) * u.chunkSize).arrayBuffer());
       const ack = await files.request("upload_chunk", { sessionId: u.sessionId, uploadId: u.uploadId, chunkIndex: i, chunkData: bytes, checksum: await sha256(bytes) });
