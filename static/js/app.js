@@ -391,6 +391,7 @@ function appendMessage(m) {
     : el("span", { textContent: m.text });
   const li = el("li", { id: `msg-${m.id}`, className: mine ? "mine" : "" }, el("span", { className: "who", textContent: who }), body, el("span", { className: "receipt" }));
   li.dataset.seq = m.seq;
+  li.dataset.sender = m.senderId;
   $("#messages").append(li);
   $("#messages").scrollTop = $("#messages").scrollHeight;
   renderReceipts();
@@ -401,7 +402,8 @@ function renderReceipts() {
   for (const li of items) li.querySelector(".receipt").textContent = "";
   for (const [userId, seq] of state.reads) {
     if (userId === state.user.id) continue;
-    const target = items.filter((li) => Number(li.dataset.seq) <= seq).pop();
+    // Under the newest message they have read that they did not send themselves.
+    const target = items.filter((li) => Number(li.dataset.seq) <= seq && li.dataset.sender !== userId).pop();
     if (target) { const r = target.querySelector(".receipt"); r.textContent = `${r.textContent ? r.textContent + ", " : "Seen by "}${state.members.get(userId)?.name || "them"}`; }
   }
 }
