@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Runs huddle's whole test suite on a fresh Debian machine with the Rust
 # toolchain: installs what the tests need (Node.js for the official
-# socket.io-client suite), checks the Docker deployment files against the
-# settings (scripts/check-deploy.sh), checks formatting and lints, builds once, then
+# socket.io-client suite, Chromium for the test page), checks the Docker
+# deployment files against the settings (scripts/check-deploy.sh), checks
+# formatting and lints, builds once, then
 # runs the Rust unit, integration and store conformance tests and the Node
-# client and protocol compliance suites against the built binaries.
+# client, protocol compliance and browser suites against the built binaries
+# (browser screenshots land in artifacts/screenshots/).
 #
 # Usage: scripts/test.sh            (from anywhere in the checkout)
 set -euo pipefail
@@ -28,6 +30,9 @@ apt_install() {
 
 log "checking tools"
 command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 || apt_install nodejs npm
+# Headless Chromium for the real-browser test of the page (browser.test.mjs);
+# playwright-core drives this system browser, it downloads none.
+[ -x /usr/bin/chromium ] || apt_install chromium
 node --version
 cargo --version
 

@@ -134,6 +134,8 @@ pub struct ServerSettings {
     pub port: u16,
     /// Embedded store and local blobs live here.
     pub data_dir: PathBuf,
+    /// The HTML test page served at `/`; resolve it with [`ServerSettings::static_root`].
+    pub static_dir: PathBuf,
     /// Deployment mode; set through `HUDDLE_ENV`.
     pub env: Environment,
     /// Allowed CORS origins; empty means same origin only.
@@ -145,6 +147,26 @@ pub struct ServerSettings {
     /// Take the client address for per-IP rate limits from `X-Forwarded-For` /
     /// `Forwarded` (only behind a trusted load balancer; clients can forge them).
     pub trust_proxy_headers: bool,
+}
+
+impl ServerSettings {
+    /// The directory of the page served at `/`, located like the config
+    /// directory: `static_dir` as given when it exists (absolute, or relative
+    /// to the working directory), else relative to the crate's own checkout
+    /// (so `cargo run` and tests work from any directory). `None` when neither
+    /// exists: the page is then not served.
+    pub fn static_root(&self) -> Option<PathBuf> {
+        if self.static_dir.is_dir() {
+            return Some(self.static_dir.clone());
+        }
+        if self.static_dir.is_relative() {
+            let own = Path::new(env!("CARGO_MANIFEST_DIR")).join(&self.static_dir);
+            if own.is_dir() {
+                return Some(own);
+            }
+        }
+        None
+    }
 }
 
 /// `[auth]`: token secrets and lifetimes.

@@ -136,6 +136,14 @@ impl Application {
             let state = state.clone();
             let engine = engine.clone();
             let cors_origins = settings.server.cors_origins.clone();
+            let static_root = settings.server.static_root();
+            match &static_root {
+                Some(dir) => log::info!("test page: serving {} at /", dir.display()),
+                None => log::warn!(
+                    "test page: {} not found, / is not served",
+                    settings.server.static_dir.display()
+                ),
+            }
             let mut server = HttpServer::new(move || {
                 let engine = engine.clone();
                 App::new()
@@ -147,6 +155,11 @@ impl Application {
                     .app_data(web::Data::new(state.clone()))
                     .configure(move |cfg| huddle_actors::transport::configure(cfg, engine))
                     .configure(crate::http::configure)
+                    .configure(|cfg| {
+                        if let Some(dir) = &static_root {
+                            cfg.service(crate::http::static_files(dir));
+                        }
+                    })
             })
             .on_connect(huddle_actors::transport::on_connect)
             .disable_signals()

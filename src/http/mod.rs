@@ -155,3 +155,15 @@ pub fn configure_with(
         )
         .default_service(web::to(not_found));
 }
+
+/// The HTML test page: `dir/index.html` at `/`, its assets under `/`.
+/// Register it after [`configure`]: it matches every path, so the API scope,
+/// the socket transport and the health endpoints must come first; a path it
+/// does not hold still gets the contract's JSON 404.
+pub fn static_files(dir: &std::path::Path) -> actix_files::Files {
+    actix_files::Files::new("/", dir)
+        .index_file("index.html")
+        .use_etag(true)
+        .use_last_modified(true)
+        .default_handler(web::to(not_found))
+}
