@@ -68,6 +68,7 @@ pub fn build_engine(
     let collab = Collab::new(store.clone(), collab_config(settings));
     let chat = ChatNamespace::new(
         store.clone(),
+        collab.clone(),
         ChatConfig {
             typing_timeout: Duration::from_millis(settings.chat.typing_timeout_ms),
             max_message_chars: settings.chat.max_message_chars,

@@ -694,3 +694,123 @@ async fn presence_viewing_and_typing() {
     assert_eq!(e["userId"], bob.id.as_str());
     assert_eq!(e["status"], "offline");
 }
+
+#[actix_web::test]
+async fn chat_mentions_notify_members_of_the_conversation_only() {
+    let app = spawn_app(&[]).await;
+    let alice = app.register("Alice").await;
+    let bob = app.register("Bob").await;
+    let carol = app.register("Carol").await;
+    let conv = app.conversation(&alice, &[&bob]).await;
+    let mut alice_root = SioClient::connect(app.port, "/", &alice.token).await;
+    let mut bob_a = SioClient::connect(app.port, "/", &bob.token).await;
+    let mut bob_b = SioClient::connect(app.port, "/", &bob.token).await;
+    let mut carol_root = SioClient::connect(app.port, "/", &carol.token).await;
+    let mut alice_chat = SioClient::connect(app.port, "/chat", &alice.token).await;
+
+    // Bob is a member: told on every device; Carol is not; Alice never
+    // about her own mention.
+    let text = format!(
+        "@{} @{} and me @{}",
+        bob.username, carol.username, alice.username
+    );
+    let ack = alice_chat
+        .emit_ack(
+            "/chat",
+            1,
+            "send_message",
+            json!({ "conversationId": conv, "text": text, "clientId": "m1" }),
+        )
+        .await;
+    assert_eq!(ack["ok"], true, "{ack}");
+    for c in [&mut bob_a, &mut bob_b] {
+        let n = c.expect_event("/", "notification").await;
+        assert_eq!(n["type"], "mention");
+        assert_eq!(n["unreadCount"], 1);
+        assert_eq!(n["link"], format!("/conversations/{conv}"));
+        assert_eq!(n["body"], text.as_str());
+    }
+    carol_root.expect_no_event("/", "notification", QUIET).await;
+    alice_root.expect_no_event("/", "notification", QUIET).await;
+
+    // A retry of the same clientId is not a new message: no new notification.
+    let ack = alice_chat
+        .emit_ack(
+            "/chat",
+            2,
+            "send_message",
+            json!({ "conversationId": conv, "text": text, "clientId": "m1" }),
+        )
+        .await;
+    assert_eq!(ack["ok"], true, "{ack}");
+    bob_a.expect_no_event("/", "notification", QUIET).await;
+    let (s, b) = app
+        .get("/api/v1/notifications?unread=true", Some(&bob.token))
+        .await;
+    assert_eq!(s, 200);
+    assert_eq!(b["unreadCount"], 1);
+    assert_eq!(b["items"][0]["type"], "mention");
+    let (_, b) = app
+        .get("/api/v1/notifications?unread=true", Some(&carol.token))
+        .await;
+    assert_eq!(b["items"], json!([]));
+}
+
+#[actix_web::test]
+async fn workspace_conversations_are_for_its_members() {
+    let app = spawn_app(&[]).await;
+    let alice = app.register("Alice").await;
+    let bob = app.register("Bob").await;
+    let vic = app.register("Vic").await;
+    let out = app.register("Out").await;
+    let ws = workspace(&app, &alice).await;
+    add(&app, &ws, &alice, &bob, "member").await;
+    add(&app, &ws, &alice, &vic, "viewer").await;
+    let create = |by: &TestUser, ws: &str, members: Vec<&str>| {
+        let body = json!({ "workspaceId": ws, "memberIds": members, "title": "team" });
+        let token = by.token.clone();
+        let app = &app;
+        async move { app.post("/api/v1/conversations", Some(&token), body).await }
+    };
+
+    // Members of any role may be in it.
+    let (s, b) = create(&bob, &ws, vec![&alice.id, &vic.id]).await;
+    assert_eq!(s, 201, "{b}");
+    assert_eq!(b["workspaceId"], ws.as_str());
+
+    // Someone outside the workspace cannot be added: 403, the same for an
+    // unknown id.
+    let (s, b) = create(&alice, &ws, vec![&bob.id, &out.id]).await;
+    assert_eq!((s, b["error"]["code"].as_str()), (403, Some("forbidden")));
+    let (s, _) = create(&alice, &ws, vec!["no-such-user"]).await;
+    assert_eq!(s, 403);
+
+    // A creator outside the workspace learns nothing: 404 as for an
+    // unknown workspace.
+    let (s, b) = create(&out, &ws, vec![&alice.id]).await;
+    assert_eq!((s, b["error"]["code"].as_str()), (404, Some("not_found")));
+    let (s, _) = create(&alice, "no-such-workspace", vec![&bob.id]).await;
+    assert_eq!(s, 404);
+
+    // A member removed from the workspace cannot be put in a new one.
+    let (s, _) = app
+        .send(
+            "DELETE",
+            &format!("/api/v1/workspaces/{ws}/members/{}", bob.id),
+            Some(&alice.token),
+            None,
+        )
+        .await;
+    assert_eq!(s, 200);
+    let (s, _) = create(&alice, &ws, vec![&bob.id]).await;
+    assert_eq!(s, 403);
+    // Without a workspace, anyone who exists may be added.
+    let (s, _) = app
+        .post(
+            "/api/v1/conversations",
+            Some(&alice.token),
+            json!({ "memberIds": [out.id], "title": "outside" }),
+        )
+        .await;
+    assert_eq!(s, 201);
+}

@@ -544,16 +544,39 @@ async fn conversations_are_created_deduplicated_and_listed() {
     .await;
     assert_eq!(titled.status, StatusCode::CREATED);
     assert_ne!(titled.body["id"], direct_id.as_str());
+    // In a workspace, every member must belong to it.
+    let authed = |path: &str, body: Value| {
+        test::TestRequest::post()
+            .uri(path)
+            .insert_header((AUTHORIZATION, format!("Bearer {ann_token}")))
+            .set_json(body)
+    };
+    let ws = send(
+        &app,
+        authed("/api/v1/workspaces", json!({ "name": "Acme" })),
+    )
+    .await;
+    assert_eq!(ws.status, StatusCode::CREATED, "{}", ws.body);
+    let ws_id = ws.body["id"].as_str().unwrap().to_owned();
+    let members = format!("/api/v1/workspaces/{ws_id}/members");
+    for id in [bob_id, cy_id] {
+        let added = send(
+            &app,
+            authed(&members, json!({ "userId": id, "role": "member" })),
+        )
+        .await;
+        assert_eq!(added.status, StatusCode::CREATED, "{}", added.body);
+    }
     let group = send(
         &app,
         create(
             &ann_token,
-            json!({ "memberIds": [bob_id, cy_id], "workspaceId": "ws-1" }),
+            json!({ "memberIds": [bob_id, cy_id], "workspaceId": ws_id }),
         ),
     )
     .await;
     assert_eq!(group.status, StatusCode::CREATED);
-    assert_eq!(group.body["workspaceId"], "ws-1");
+    assert_eq!(group.body["workspaceId"], ws_id.as_str());
 
     let unknown_member = send(
         &app,

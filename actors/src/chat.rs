@@ -7,7 +7,10 @@
 //! `share_file` posts a file message; sharing grants every member of the
 //! conversation read access to the file ([`share_file`] is also what an
 //! upload targeted at a conversation calls on completion).
+//! A new text message that @mentions members of the conversation notifies
+//! them through the collaboration layer, as a comment's mention does.
 
+use crate::collab::{Collab, MentionScope, Mentioning};
 use crate::engine::Engine;
 use crate::ids::{ConversationId, RoomName, UserId};
 use crate::model::{FileRecord, Message, MessageBody, NewMessage};
@@ -191,6 +194,8 @@ type TypingKey = (ConnId, String);
 /// The `/chat` namespace.
 pub struct ChatNamespace {
     store: Arc<dyn DocumentStore>,
+    /// Makes the notifications of @mentions.
+    collab: Arc<Collab>,
     config: ChatConfig,
     /// Conversation id → member ids. Membership of a conversation does not
     /// change after creation, so entries never go stale.
@@ -204,10 +209,12 @@ pub struct ChatNamespace {
 }
 
 impl ChatNamespace {
-    /// A chat namespace persisting to `store`.
-    pub fn new(store: Arc<dyn DocumentStore>, config: ChatConfig) -> Self {
+    /// A chat namespace persisting to `store`, notifying @mentions through
+    /// `collab`.
+    pub fn new(store: Arc<dyn DocumentStore>, collab: Arc<Collab>, config: ChatConfig) -> Self {
         ChatNamespace {
             store,
+            collab,
             config,
             members: Mutex::new(HashMap::new()),
             typing: Arc::new(Mutex::new(HashMap::new())),
@@ -226,9 +233,13 @@ impl ChatNamespace {
         locks.entry(conversation.to_owned()).or_default().clone()
     }
 
-    /// Fails with `not_found` unless the user is a member (a non-member
-    /// learns nothing about the conversation).
-    async fn require_member(&self, conversation: &str, user: &UserId) -> Result<(), EventError> {
+    /// The conversation's members; fails with `not_found` unless the user
+    /// is one of them (a non-member learns nothing about the conversation).
+    async fn require_member(
+        &self,
+        conversation: &str,
+        user: &UserId,
+    ) -> Result<Arc<HashSet<UserId>>, EventError> {
         check_id(conversation, "conversationId")?;
         let cached = self
             .members
@@ -255,7 +266,7 @@ impl ChatNamespace {
             }
         };
         if members.contains(user) {
-            Ok(())
+            Ok(members)
         } else {
             Err(EventError::not_found("conversation not found"))
         }
@@ -340,7 +351,8 @@ impl ChatNamespace {
                 Ok(json!({ "ok": true }))
             }
             ChatEvent::Send(m) => {
-                self.require_member(&m.conversation_id, socket.user_id())
+                let members = self
+                    .require_member(&m.conversation_id, socket.user_id())
                     .await?;
                 let chars = m.text.chars().count();
                 if chars == 0 || chars > self.config.max_message_chars {
@@ -352,22 +364,45 @@ impl ChatNamespace {
                 if let Some(c) = &m.client_id {
                     check_id(c, "clientId")?;
                 }
-                let order = self.send_order(&m.conversation_id);
-                let _in_seq_order = order.lock().await;
-                let (message, created) = self
-                    .store
-                    .append_message(NewMessage {
-                        conversation_id: ConversationId::from(m.conversation_id.as_str()),
-                        sender_id: socket.user_id().clone(),
-                        client_id: m.client_id,
-                        body: MessageBody::Text { text: m.text },
-                    })
-                    .await
-                    .map_err(store_error)?;
-                let view = wire::message(&message);
+                let (view, created) = {
+                    let order = self.send_order(&m.conversation_id);
+                    let _in_seq_order = order.lock().await;
+                    let (message, created) = self
+                        .store
+                        .append_message(NewMessage {
+                            conversation_id: ConversationId::from(m.conversation_id.as_str()),
+                            sender_id: socket.user_id().clone(),
+                            client_id: m.client_id,
+                            body: MessageBody::Text {
+                                text: m.text.clone(),
+                            },
+                        })
+                        .await
+                        .map_err(store_error)?;
+                    let view = wire::message(&message);
+                    if created {
+                        self.stop_typing(socket, &m.conversation_id);
+                        socket.broadcast(&[room(&m.conversation_id)], "new_message", &view);
+                    }
+                    (view, created)
+                };
                 if created {
-                    self.stop_typing(socket, &m.conversation_id);
-                    socket.broadcast(&[room(&m.conversation_id)], "new_message", &view);
+                    // A retry was told already; the message is stored and
+                    // sent whatever becomes of its notifications.
+                    let link = format!("/conversations/{}", m.conversation_id);
+                    let mentioning = Mentioning {
+                        text: &m.text,
+                        author: socket.user_id(),
+                        author_name: socket.name(),
+                        scope: MentionScope::Users(&members),
+                        link: &link,
+                    };
+                    if let Err(e) = self.collab.notify_mentions(mentioning).await {
+                        log::error!(
+                            "chat mentions failed: {e}: {:?}",
+                            std::error::Error::source(&e)
+                        );
+                    }
                 }
                 Ok(json!({ "ok": true, "message": view }))
             }

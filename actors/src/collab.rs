@@ -7,6 +7,8 @@
 //! socket events, the HTTP handlers after every write (`publish`,
 //! `member_changed`, `member_removed`, `notify`), and the engine through
 //! [`UserPresence`] when a user's first connection opens or last one closes.
+//! @mentions in comments (HTTP) and chat messages (`/chat`) go through
+//! [`Collab::notify_mentions`], so both resolve and notify them alike.
 //! It lives as long as the engine (one `Arc`, owned by the `/` namespace and
 //! the application state); it holds the engine only weakly.
 
@@ -21,7 +23,7 @@ use crate::wire;
 use crate::workspace::{self, Authorize, Forget, Route, WorkspaceActor};
 use actix::prelude::*;
 use serde_json::{json, Value};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
@@ -51,6 +53,61 @@ impl Default for CollabConfig {
 
 /// Most workspaces a presence change is announced to.
 const MAX_PRESENCE_WORKSPACES: usize = 1000;
+
+/// Most distinct @mentions turned into notifications per text.
+pub const MAX_MENTIONS: usize = 20;
+
+/// Longest excerpt of the mentioning text put in a notification's body.
+const MENTION_BODY_CHARS: usize = 200;
+
+/// The distinct `@username`s in a text, lower-cased, at most
+/// [`MAX_MENTIONS`]. An `@` counts only at the start of a word, so e-mail
+/// addresses mention nobody; a trailing `.` or `-` is punctuation.
+pub fn mentions(text: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let mut prev: Option<char> = None;
+    for (i, c) in text.char_indices() {
+        let at_word_start = !prev.is_some_and(|p| p.is_alphanumeric() || p == '_');
+        prev = Some(c);
+        if c != '@' || !at_word_start {
+            continue;
+        }
+        let rest = &text[i + 1..];
+        let name: String = rest
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+            .collect();
+        let name = name.trim_end_matches(['.', '-']).to_lowercase();
+        if !name.is_empty() && !out.contains(&name) && out.len() < MAX_MENTIONS {
+            out.push(name);
+        }
+    }
+    out
+}
+
+/// Who may be told about an @mention: only people who can read the text.
+#[derive(Clone, Copy, Debug)]
+pub enum MentionScope<'a> {
+    /// Members of a workspace (a comment on one of its tasks).
+    Workspace(&'a WorkspaceId),
+    /// These users (the members of a conversation).
+    Users(&'a HashSet<UserId>),
+}
+
+/// A text that may @mention people, and where the notification points.
+#[derive(Clone, Copy, Debug)]
+pub struct Mentioning<'a> {
+    /// The text (comment body, chat message).
+    pub text: &'a str,
+    /// Who wrote it; never told about their own mention.
+    pub author: &'a UserId,
+    /// The author's display name, for the title.
+    pub author_name: &'a str,
+    /// Who may be told.
+    pub scope: MentionScope<'a>,
+    /// The notification's `link`.
+    pub link: &'a str,
+}
 
 /// A socket of `/` and the workspace rooms it joined (room → workspace).
 struct Tracked {
@@ -518,6 +575,57 @@ impl Collab {
         }
         Ok(n)
     }
+
+    /// The users `text` @mentions who are in `scope`, never the author,
+    /// each once.
+    pub async fn mentioned(
+        &self,
+        text: &str,
+        author: &UserId,
+        scope: MentionScope<'_>,
+    ) -> StoreResult<Vec<UserId>> {
+        let mut out: Vec<UserId> = Vec::new();
+        for name in mentions(text) {
+            let Some(user) = self.store.user_by_username(&name).await? else {
+                continue;
+            };
+            if &user.id == author || out.contains(&user.id) {
+                continue;
+            }
+            let in_scope = match scope {
+                MentionScope::Workspace(ws) => self.store.member(ws, &user.id).await?.is_some(),
+                MentionScope::Users(users) => users.contains(&user.id),
+            };
+            if in_scope {
+                out.push(user.id);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Makes a `mention` notification for everyone the text @mentions in
+    /// its scope (never the author), pushed to their devices. Returns who
+    /// was mentioned; a notification that cannot be stored is logged and
+    /// the others still go out.
+    pub async fn notify_mentions(&self, m: Mentioning<'_>) -> StoreResult<Vec<UserId>> {
+        let users = self.mentioned(m.text, m.author, m.scope).await?;
+        for user in &users {
+            let new = NewNotification {
+                user_id: user.clone(),
+                kind: "mention".into(),
+                title: format!("{} mentioned you", m.author_name),
+                body: m.text.chars().take(MENTION_BODY_CHARS).collect(),
+                link: m.link.to_owned(),
+            };
+            if let Err(e) = self.notify(new).await {
+                log::error!(
+                    "mention notification failed: {e}: {:?}",
+                    std::error::Error::source(&e)
+                );
+            }
+        }
+        Ok(users)
+    }
 }
 
 impl UserPresence for Collab {
@@ -560,5 +668,26 @@ impl UserPresence for Collab {
                 me.announce(&user, "presence:user_offline", "offline").await;
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mentions_are_words_starting_with_at() {
+        assert_eq!(
+            mentions("hi @Alice and @bob.smith, not mail@example.com; @alice again @"),
+            vec!["alice".to_owned(), "bob.smith".to_owned()]
+        );
+        assert!(mentions("no mentions").is_empty());
+        assert_eq!(mentions("(@carol-) @dan_1."), vec!["carol", "dan_1"]);
+    }
+
+    #[test]
+    fn mentions_are_capped() {
+        let text: String = (0..50).map(|i| format!("@user{i} ")).collect();
+        assert_eq!(mentions(&text).len(), MAX_MENTIONS);
     }
 }

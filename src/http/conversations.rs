@@ -1,6 +1,11 @@
 //! HTTP handlers for conversations and chat history (`/api/v1/conversations`).
 //!
-//! Creating one adds the creator and checks every member exists; an untitled
+//! Creating one adds the creator and checks every member exists; with a
+//! `workspaceId`, the creator must be a member of that workspace (else 404,
+//! the answer for a workspace that does not exist, so a non-member learns
+//! nothing about it) and so must everyone named (else 403: the creator may
+//! see the workspace's members anyway, and an id outside it gets the same
+//! 403 whether or not such a user exists). An untitled
 //! two-person conversation is unique per pair (`direct_key` = sorted `"a|b"`)
 //! and asking for it again answers the existing one with 200. History is for
 //! members only: anyone else gets the same 404 as for a conversation that
@@ -9,9 +14,10 @@
 
 use crate::auth::AuthUser;
 use crate::error::ApiError;
+use crate::http::workspaces::role_in;
 use crate::state::AppState;
 use actix_web::{web, HttpResponse};
-use huddle_actors::ids::{ConversationId, UserId};
+use huddle_actors::ids::{ConversationId, UserId, WorkspaceId};
 use huddle_actors::model::{Conversation, NewConversation};
 use huddle_actors::wire;
 use serde::Deserialize;
@@ -30,9 +36,8 @@ const MAX_CURSOR_LEN: usize = 512;
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CreateBody {
-    /// Opaque for now: workspaces do not exist yet in this milestone, so the id
-    /// is stored as given and membership in it is not checked. When workspaces
-    /// land, every member must belong to it (contract section 7).
+    /// The workspace the conversation belongs to: the creator and every
+    /// member must be members of it (contract section 7).
     #[serde(default)]
     workspace_id: Option<String>,
     member_ids: Vec<String>,
@@ -119,9 +124,24 @@ pub async fn create(
             members.push(id);
         }
     }
-    for id in members.iter().skip(1) {
-        if state.store.user_by_id(id).await?.is_none() {
-            return Err(ApiError::NotFound(format!("user {id} not found")));
+    match &body.workspace_id {
+        Some(ws) => {
+            let ws = WorkspaceId::from(ws.as_str());
+            role_in(&state, &ws, &who.user_id).await?;
+            for id in members.iter().skip(1) {
+                if state.store.member(&ws, id).await?.is_none() {
+                    return Err(ApiError::Forbidden(format!(
+                        "user {id} is not a member of this workspace"
+                    )));
+                }
+            }
+        }
+        None => {
+            for id in members.iter().skip(1) {
+                if state.store.user_by_id(id).await?.is_none() {
+                    return Err(ApiError::NotFound(format!("user {id} not found")));
+                }
+            }
         }
     }
 

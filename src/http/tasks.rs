@@ -18,6 +18,7 @@ use crate::http::workspaces::{
 use crate::state::AppState;
 use actix_web::{web, HttpResponse};
 use chrono::{DateTime, Utc};
+use huddle_actors::collab::{MentionScope, Mentioning};
 use huddle_actors::events::{CommentChange, DomainEvent, TaskChange};
 use huddle_actors::ids::{CommentId, ProjectId, TaskId, UserId, WorkspaceId};
 use huddle_actors::model::{
@@ -43,8 +44,6 @@ const SEARCH_DEFAULT_LIMIT: usize = 20;
 const SEARCH_MAX_LIMIT: usize = 100;
 /// Deepest search page.
 const SEARCH_MAX_PAGE: usize = 1000;
-/// Most distinct @mentions turned into notifications per comment.
-const MAX_MENTIONS: usize = 20;
 
 /// Deserializes a field that may be absent (`None`), `null` (`Some(None)`)
 /// or a value.
@@ -430,29 +429,6 @@ pub async fn delete(
     Ok(HttpResponse::Ok().json(json!({ "ok": true })))
 }
 
-/// The distinct `@username`s in a text, lower-cased.
-pub fn mentions(text: &str) -> Vec<String> {
-    let mut out: Vec<String> = Vec::new();
-    let mut prev: Option<char> = None;
-    for (i, c) in text.char_indices() {
-        let at_word_start = !prev.is_some_and(|p| p.is_alphanumeric() || p == '_');
-        prev = Some(c);
-        if c != '@' || !at_word_start {
-            continue;
-        }
-        let rest = &text[i + 1..];
-        let name: String = rest
-            .chars()
-            .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
-            .collect();
-        let name = name.trim_end_matches(['.', '-']).to_lowercase();
-        if !name.is_empty() && !out.contains(&name) && out.len() < MAX_MENTIONS {
-            out.push(name);
-        }
-    }
-    out
-}
-
 /// `POST /api/v1/tasks/{id}/comments {body}` → 201; `comment:created`, and
 /// notifications to the task's creator and assignee and to members
 /// @mentioned (never to the author).
@@ -483,35 +459,17 @@ pub async fn create_comment(
         })
         .await;
 
-    let mut mentioned: Vec<UserId> = Vec::new();
-    for name in mentions(&comment.body) {
-        if let Some(u) = state.store.user_by_username(&name).await? {
-            if u.id != who.user_id
-                && !mentioned.contains(&u.id)
-                && state
-                    .store
-                    .member(&task.workspace_id, &u.id)
-                    .await?
-                    .is_some()
-            {
-                mentioned.push(u.id);
-            }
-        }
-    }
     let link = format!("/tasks/{}", task.id);
-    for user in &mentioned {
-        notify(
-            &state,
-            NewNotification {
-                user_id: user.clone(),
-                kind: "mention".into(),
-                title: format!("{} mentioned you", who.name),
-                body: comment.body.chars().take(200).collect(),
-                link: link.clone(),
-            },
-        )
-        .await;
-    }
+    let mentioned = state
+        .collab
+        .notify_mentions(Mentioning {
+            text: &comment.body,
+            author: &who.user_id,
+            author_name: &who.name,
+            scope: MentionScope::Workspace(&task.workspace_id),
+            link: &link,
+        })
+        .await?;
     let mut involved: Vec<&UserId> = vec![&task.created_by];
     if let Some(a) = &task.assignee_id {
         if a != &task.created_by {
@@ -654,18 +612,4 @@ pub async fn search(
         .await?;
     let items: Vec<Value> = hits.items.iter().map(wire::task).collect();
     Ok(HttpResponse::Ok().json(json!({ "items": items, "total": hits.total })))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn mentions_are_words_starting_with_at() {
-        assert_eq!(
-            mentions("hi @Alice and @bob.smith, not mail@example.com; @alice again @"),
-            vec!["alice".to_owned(), "bob.smith".to_owned()]
-        );
-        assert!(mentions("no mentions").is_empty());
-    }
 }
