@@ -32,18 +32,26 @@ MONGO_TEST_SERVERS_LOG_DIR="${MONGO_TEST_SERVERS_LOG_DIR:-${TMPDIR:-/tmp}/huddle
 
 _mts_log() { printf '[mongo-test-servers] %s\n' "$*" >&2; }
 
-# Installs the servers from PyPI when their commands are missing.
+# The Python that runs the readiness probe (it needs pymongo, which both
+# servers depend on, so it is the one the servers were installed for).
+_MTS_PY=python3
+
+# Makes `secantusd-py` and `nx-27017` available: the ones already on PATH,
+# else a virtualenv under target/ made once with pip (a venv rather than the
+# system Python, which Debian marks as externally managed).
 mongo_test_servers_install() {
-  local missing=()
-  command -v secantusd-py >/dev/null 2>&1 || missing+=(secantusdb)
-  command -v nx-27017 >/dev/null 2>&1 || missing+=(nx-27017)
-  if [ "${#missing[@]}" -gt 0 ]; then
-    _mts_log "installing ${missing[*]} with pip"
-    local py
-    py="$(command -v python3 || command -v python)"
-    "$py" -m pip install --quiet --disable-pip-version-check --root-user-action=ignore "${missing[@]}" >&2
-    hash -r
+  if command -v secantusd-py >/dev/null 2>&1 && command -v nx-27017 >/dev/null 2>&1; then
+    return 0
   fi
+  local venv="$_mts_root/target/mongo-test-servers-venv"
+  if [ ! -x "$venv/bin/secantusd-py" ] || [ ! -x "$venv/bin/nx-27017" ]; then
+    _mts_log "installing secantusdb and nx-27017 with pip into $venv"
+    python3 -m venv "$venv" >&2
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check secantusdb nx-27017 >&2
+  fi
+  PATH="$venv/bin:$PATH"
+  export PATH
+  _MTS_PY="$venv/bin/python"
 }
 
 # Prints a loopback TCP port that is free right now.
@@ -68,7 +76,7 @@ _mts_wait() {
       tail -n 40 "$log" >&2
       return 1
     fi
-    if python3 - "$port" >/dev/null 2>&1 <<'EOF'
+    if "$_MTS_PY" - "$port" >/dev/null 2>&1 <<'EOF'
 import sys
 from pymongo import MongoClient
 client = MongoClient("127.0.0.1", int(sys.argv[1]), directConnection=True,
@@ -111,6 +119,7 @@ mongo_test_servers_start() {
     echo "export MONGO_SECANTUS_URI='$MONGO_SECANTUS_URI'"
     echo "export MONGO_NX_URI='$MONGO_NX_URI'"
     echo "export MONGO_TEST_SERVERS_PIDS='$MONGO_TEST_SERVERS_PIDS'"
+    echo "export MONGO_TEST_SERVERS_LOG_DIR='$MONGO_TEST_SERVERS_LOG_DIR'"
   } >"$MONGO_TEST_SERVERS_ENV"
 
   _mts_wait secantusdb "$secantus_port" "$secantus_pid" "$secantus_log" || { mongo_test_servers_stop; return 1; }
@@ -118,11 +127,13 @@ mongo_test_servers_start() {
   _mts_log "secantusdb on 127.0.0.1:$secantus_port (pid $secantus_pid), nx-27017 on 127.0.0.1:$nx_port (pid $nx_pid); logs in $MONGO_TEST_SERVERS_LOG_DIR"
 }
 
-# Stops the servers this shell started (or the ones the env file names).
+# Stops the servers this shell started (or the ones the env file names) and
+# removes their logs.
 mongo_test_servers_stop() {
-  local pids="${MONGO_TEST_SERVERS_PIDS:-}"
+  local pids="${MONGO_TEST_SERVERS_PIDS:-}" logs="$MONGO_TEST_SERVERS_LOG_DIR"
   if [ -z "$pids" ] && [ -f "$MONGO_TEST_SERVERS_ENV" ]; then
     pids="$(sed -n "s/^export MONGO_TEST_SERVERS_PIDS='\(.*\)'$/\1/p" "$MONGO_TEST_SERVERS_ENV")"
+    logs="$(sed -n "s/^export MONGO_TEST_SERVERS_LOG_DIR='\(.*\)'$/\1/p" "$MONGO_TEST_SERVERS_ENV")"
   fi
   local pid
   for pid in $pids; do
@@ -136,6 +147,7 @@ mongo_test_servers_stop() {
     kill -9 "$pid" 2>/dev/null || true
   done
   rm -f "$MONGO_TEST_SERVERS_ENV"
+  case "$logs" in */huddle-mongo-test-servers.*) rm -rf "$logs" ;; esac
   unset MONGO_TEST_SERVERS_PIDS
 }
 

@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # Runs huddle's whole test suite on a fresh Debian machine with the Rust
 # toolchain: installs what the tests need (Node.js for the official
-# socket.io-client suite), checks formatting and lints, builds once, then
-# runs the Rust unit, integration and store conformance tests and the Node
-# client and protocol compliance suites against the built binaries.
+# socket.io-client suite, Python for the MongoDB-wire-compatible test
+# servers), checks formatting and lints, builds once, starts the test
+# MongoDB servers, then runs the Rust unit, integration and store conformance
+# tests (embedded and MongoDB backends) and the Node client and protocol
+# compliance suites against the built binaries. The test servers are stopped
+# on exit, whatever happens.
 #
 # Usage: scripts/test.sh            (from anywhere in the checkout)
 set -euo pipefail
@@ -27,7 +30,10 @@ apt_install() {
 
 log "checking tools"
 command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 || apt_install nodejs npm
+command -v python3 >/dev/null 2>&1 && python3 -m venv --help >/dev/null 2>&1 \
+  || apt_install python3 python3-venv python3-pip
 node --version
+python3 --version
 cargo --version
 
 log "formatting and lints"
@@ -37,7 +43,13 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 log "building once (server, examples, tests)"
 cargo build --workspace --all-targets --locked
 
-log "Rust tests: unit, integration, store conformance (embedded)"
+log "starting the MongoDB-wire-compatible test servers (secantusdb, nx-27017)"
+# shellcheck source=scripts/mongo-test-servers.sh
+source "$root/scripts/mongo-test-servers.sh"
+trap mongo_test_servers_stop EXIT
+mongo_test_servers_start
+
+log "Rust tests: unit, integration, store conformance (embedded, MongoDB on secantusdb and nx-27017${HUDDLE_TEST_MONGODB_URI:+ and HUDDLE_TEST_MONGODB_URI})"
 cargo test --workspace --locked
 
 log "Node client suites (official socket.io-client) and protocol compliance"
