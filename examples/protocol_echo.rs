@@ -97,6 +97,7 @@ async fn main() -> std::io::Result<()> {
                 huddle_actors::transport::configure(cfg, sio);
             })
     })
+    .on_connect(huddle_actors::transport::on_connect)
     .bind(("0.0.0.0", port))?
     .run()
     .await

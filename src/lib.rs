@@ -3,6 +3,7 @@
 
 pub mod accounts;
 pub mod auth;
+pub mod blob;
 pub mod error;
 pub mod http;
 pub mod ratelimit;

@@ -45,7 +45,11 @@ const KNOWN_PLACEHOLDERS: &[&str] = &[
 pub const MIN_SECRET_BYTES: usize = 32;
 
 /// Settings keys whose environment value is a comma-separated list.
-const LIST_KEYS: &[&str] = &["server.cors_origins", "service.keys"];
+const LIST_KEYS: &[&str] = &[
+    "server.cors_origins",
+    "service.keys",
+    "uploads.allowed_mime_types",
+];
 
 /// The conventional environment variable names of the contract (section 8) and
 /// the settings key each one sets.
@@ -111,6 +115,8 @@ pub struct Settings {
     pub recovery: RecoverySettings,
     pub limits: LimitSettings,
     pub chat: ChatSettings,
+    pub uploads: UploadSettings,
+    pub collab: CollabSettings,
     pub rate_limits: RateLimitSettings,
     pub redis: RedisSettings,
     pub mongodb: MongoSettings,
@@ -212,6 +218,68 @@ pub struct ChatSettings {
     pub history_default_limit: usize,
     /// Largest `limit` a client may ask for.
     pub history_max_limit: usize,
+}
+
+/// `[uploads]`: chunked socket uploads and the HTTP fallback.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UploadSettings {
+    /// Chunk size when `initiate_upload` names none, in bytes.
+    pub default_chunk_size: u32,
+    /// Smallest `chunkSize` a client may ask for.
+    pub min_chunk_size: u32,
+    /// Largest `chunkSize` a client may ask for; its base64 must fit `maxPayload`.
+    pub max_chunk_size: u32,
+    /// Largest file uploaded over the socket, in bytes.
+    pub max_file_size: u64,
+    /// Uploads in progress per user (the next one gets `too_many_uploads`).
+    pub max_in_progress: usize,
+    /// A session expires this many seconds after its last chunk; its parts go.
+    pub session_ttl_secs: u64,
+    /// How often expired sessions are swept, in seconds.
+    pub sweep_interval_secs: u64,
+    /// At most one `upload_progress` per upload this often, in ms (plus the last).
+    pub progress_interval_ms: u64,
+    /// An upload actor with nothing to do stops after this many seconds.
+    pub actor_idle_secs: u64,
+    /// Allowed MIME types, checked against the file's first bytes.
+    pub allowed_mime_types: Vec<String>,
+    /// Largest file through `POST /api/v1/uploads`, in bytes.
+    pub http_max_file_size: u64,
+}
+
+impl UploadSettings {
+    /// The core's upload configuration.
+    pub fn to_config(&self) -> huddle_actors::upload_rules::UploadConfig {
+        huddle_actors::upload_rules::UploadConfig {
+            default_chunk_size: self.default_chunk_size,
+            min_chunk_size: self.min_chunk_size,
+            max_chunk_size: self.max_chunk_size,
+            max_file_size: self.max_file_size,
+            max_in_progress: self.max_in_progress,
+            session_ttl: Duration::from_secs(self.session_ttl_secs),
+            sweep_interval: Duration::from_secs(self.sweep_interval_secs),
+            actor_idle: Duration::from_secs(self.actor_idle_secs),
+            progress_interval: Duration::from_millis(self.progress_interval_ms),
+            allowed_mime_types: self
+                .allowed_mime_types
+                .iter()
+                .map(|m| huddle_actors::upload_rules::normalize_mime(m))
+                .collect(),
+            http_max_file_size: self.http_max_file_size,
+        }
+    }
+}
+
+/// `[collab]`: workspaces, presence.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CollabSettings {
+    /// `presence:user_offline` goes out this long after a user's last
+    /// connection closed (the contract allows at most 10 s).
+    pub offline_grace_ms: u64,
+    /// A workspace actor stops after this long without use.
+    pub workspace_idle_ms: u64,
 }
 
 /// `[rate_limits]`: sliding-window limits; 0 turns one off.
@@ -447,6 +515,12 @@ impl Settings {
         if chat.max_message_chars == 0 {
             bail!("chat.max_message_chars must be at least 1");
         }
+        if self.collab.offline_grace_ms > 10_000 {
+            bail!("collab.offline_grace_ms must be at most 10000 (the contract's bound)");
+        }
+        if self.collab.workspace_idle_ms == 0 {
+            bail!("collab.workspace_idle_ms must be positive");
+        }
         if self.auth.access_ttl_secs == 0 || self.auth.refresh_ttl_secs == 0 {
             bail!("auth.access_ttl_secs and auth.refresh_ttl_secs must be positive");
         }
@@ -455,6 +529,31 @@ impl Settings {
         }
         if self.engine.max_payload == 0 || self.engine.outbound_queue_max == 0 {
             bail!("engine.max_payload and engine.outbound_queue_max must be positive");
+        }
+        let up = &self.uploads;
+        if up.min_chunk_size == 0
+            || up.min_chunk_size > up.default_chunk_size
+            || up.default_chunk_size > up.max_chunk_size
+        {
+            bail!("uploads: need 0 < min_chunk_size <= default_chunk_size <= max_chunk_size");
+        }
+        // A base64 chunk plus the event's JSON must fit one Engine.IO message.
+        let base64_len = (up.max_chunk_size as usize).div_ceil(3) * 4;
+        if base64_len + 1024 > self.engine.max_payload {
+            bail!(
+                "uploads.max_chunk_size is too large: its base64 does not fit engine.max_payload"
+            );
+        }
+        if up.max_file_size == 0 || up.http_max_file_size == 0 || up.max_in_progress == 0 {
+            bail!(
+                "uploads: max_file_size, http_max_file_size and max_in_progress must be positive"
+            );
+        }
+        if up.max_file_size / u64::from(up.min_chunk_size) > u64::from(u32::MAX) {
+            bail!("uploads: max_file_size / min_chunk_size must fit 32 bits");
+        }
+        if up.session_ttl_secs == 0 || up.sweep_interval_secs == 0 || up.actor_idle_secs == 0 {
+            bail!("uploads: session_ttl_secs, sweep_interval_secs and actor_idle_secs must be positive");
         }
         Ok(())
     }
@@ -626,6 +725,9 @@ mod tests {
                 ("REDIS_URL", "redis://:pw@localhost:6379"),
                 ("MONGODB_DB", "other"),
                 ("HUDDLE__ENGINE__MAX_PAYLOAD", "4096"),
+                // Chunks must fit the smaller payload.
+                ("HUDDLE__UPLOADS__MAX_CHUNK_SIZE", "2048"),
+                ("HUDDLE__UPLOADS__DEFAULT_CHUNK_SIZE", "2048"),
                 ("HUDDLE__CHAT__HISTORY_DEFAULT_LIMIT", "20"),
             ]),
         )

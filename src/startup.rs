@@ -1,7 +1,8 @@
-//! Startup: builds a node from its settings — document store, engine with its
+//! Startup: builds a node from its settings — document store, blob store, engine with its
 //! namespaces, HTTP server — binds the listener it is given (port 0 in tests)
 //! and reports its port; on `SIGTERM` or `SIGINT` it drains.
 
+use crate::blob::LocalBlobStore;
 use crate::settings::Settings;
 use crate::state::AppState;
 use crate::store::{EmbeddedStore, MongoStore};
@@ -9,9 +10,13 @@ use actix_web::dev::{Server, ServerHandle};
 use actix_web::{web, App, HttpServer};
 use anyhow::Context as _;
 use huddle_actors::auth::Authenticator;
+use huddle_actors::blob::BlobStore;
 use huddle_actors::chat::{ChatConfig, ChatNamespace};
+use huddle_actors::collab::{Collab, CollabConfig};
+use huddle_actors::file_upload::FileUploadNamespace;
 use huddle_actors::root::RootNamespace;
 use huddle_actors::store::DocumentStore;
+use huddle_actors::upload::UploadDeps;
 use huddle_actors::{Engine, EngineConfig};
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -43,24 +48,61 @@ pub fn engine_config(settings: &Settings) -> EngineConfig {
     }
 }
 
-/// Builds the engine with every namespace of the contract.
+/// The collaboration layer's settings, from the node's.
+pub fn collab_config(settings: &Settings) -> CollabConfig {
+    CollabConfig {
+        typing_timeout: Duration::from_millis(settings.chat.typing_timeout_ms),
+        offline_grace: Duration::from_millis(settings.collab.offline_grace_ms),
+        workspace_idle: Duration::from_millis(settings.collab.workspace_idle_ms),
+    }
+}
+
+/// Builds the engine with every namespace of the contract, and the
+/// collaboration layer that serves `/` (HTTP handlers publish through it).
 pub fn build_engine(
     settings: &Settings,
     store: Arc<dyn DocumentStore>,
+    blobs: Arc<dyn BlobStore>,
     authenticator: Arc<dyn Authenticator>,
-) -> Engine {
+) -> (Engine, Arc<Collab>) {
+    let collab = Collab::new(store.clone(), collab_config(settings));
     let chat = ChatNamespace::new(
-        store,
+        store.clone(),
         ChatConfig {
             typing_timeout: Duration::from_millis(settings.chat.typing_timeout_ms),
             max_message_chars: settings.chat.max_message_chars,
         },
     );
-    Engine::builder(engine_config(settings))
+    let uploads = FileUploadNamespace::new(UploadDeps {
+        // Upload-session state lives in the document store until Redis is
+        // configured (then a Redis implementation of the port goes here).
+        sessions: store.clone(),
+        store,
+        blobs,
+        config: Arc::new(settings.uploads.to_config()),
+    });
+    let engine = Engine::builder(engine_config(settings))
         .authenticator(authenticator)
-        .namespace("/", Arc::new(RootNamespace))
+        .presence(collab.clone())
+        .namespace("/", Arc::new(RootNamespace::new(collab.clone())))
         .namespace("/chat", Arc::new(chat))
-        .build()
+        .namespace(huddle_actors::upload::NSP, uploads)
+        .build();
+    collab.attach(&engine);
+    (engine, collab)
+}
+
+/// Opens the blob store the settings choose: the local directory under
+/// `DATA_DIR` (S3 is not built yet).
+pub fn open_blobs(settings: &Settings) -> anyhow::Result<Arc<dyn BlobStore>> {
+    let dir = &settings.server.data_dir;
+    let blobs = LocalBlobStore::open(dir)
+        .with_context(|| format!("opening the blob directory in {}", dir.display()))?;
+    if settings.s3.bucket.is_some() {
+        log::warn!("S3_BUCKET is set but the S3 blob store is not built yet; using local blobs");
+    }
+    log::info!("blob store: local, in {}/blobs", dir.display());
+    Ok(Arc::new(blobs))
 }
 
 /// Opens the document store the settings choose: MongoDB when
@@ -98,7 +140,8 @@ impl Application {
     ) -> anyhow::Result<Self> {
         let port = listener.local_addr()?.port();
         let store = open_store(&settings).await?;
-        let state = AppState::new(settings.clone(), store);
+        let blobs = open_blobs(&settings)?;
+        let state = AppState::new(settings.clone(), store, blobs);
         let engine = state.engine.clone();
         let server = {
             let state = state.clone();
@@ -116,6 +159,7 @@ impl Application {
                     .configure(move |cfg| huddle_actors::transport::configure(cfg, engine))
                     .configure(crate::http::configure)
             })
+            .on_connect(huddle_actors::transport::on_connect)
             .disable_signals()
             .shutdown_timeout(settings.server.shutdown_timeout_secs);
             if settings.server.workers > 0 {
@@ -160,11 +204,15 @@ impl Application {
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let handle = self.server.handle();
         let engine = self.engine.clone();
-        actix_web::rt::spawn(async move {
+        let signals = actix_web::rt::spawn(async move {
             wait_for_signal().await;
             drain(&engine, handle).await;
         });
-        self.server.await
+        let result = self.server.await;
+        // However the server stopped, the signal task (and the engine and
+        // stores it holds) goes too, so the data directory can be reopened.
+        signals.abort();
+        result
     }
 }
 

@@ -1,4 +1,5 @@
-//! The shared state of a node: settings, the document store, the token keys,
+//! The shared state of a node: settings, the document store, the blob store,
+//! the token keys,
 //! the rate limiter and the realtime engine (with its namespaces), built once
 //! at startup and cloned (cheaply, all `Arc`s) into every worker as
 //! `web::Data<AppState>`. HTTP handlers reach the engine through it to emit
@@ -8,6 +9,8 @@ use crate::auth::{JwtAuth, JwtAuthenticator};
 use crate::ratelimit::{MemoryRateLimiter, RateLimiter};
 use crate::settings::Settings;
 use huddle_actors::auth::Authenticator;
+use huddle_actors::blob::BlobStore;
+use huddle_actors::collab::Collab;
 use huddle_actors::store::DocumentStore;
 use huddle_actors::Engine;
 use std::sync::Arc;
@@ -19,6 +22,8 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     /// The document store (embedded or MongoDB).
     pub store: Arc<dyn DocumentStore>,
+    /// Where file bytes live (local directory, S3 later).
+    pub blobs: Arc<dyn BlobStore>,
     /// Token keys, built once.
     pub jwt: Arc<JwtAuth>,
     /// Token verification plus user records, shared with the socket handshake.
@@ -28,13 +33,20 @@ pub struct AppState {
     pub rate_limiter: Arc<dyn RateLimiter>,
     /// The realtime engine: namespaces, rooms, broadcasts.
     pub engine: Engine,
+    /// The collaboration layer: workspace actors (membership cache, event
+    /// routing), room eviction, presence and notifications.
+    pub collab: Arc<Collab>,
 }
 
 impl AppState {
     /// Builds the state with an in-memory rate limiter. Starts the engine's
     /// actors, so it must run inside an actix system.
-    pub fn new(settings: Settings, store: Arc<dyn DocumentStore>) -> Self {
-        Self::with_rate_limiter(settings, store, Arc::new(MemoryRateLimiter::new()))
+    pub fn new(
+        settings: Settings,
+        store: Arc<dyn DocumentStore>,
+        blobs: Arc<dyn BlobStore>,
+    ) -> Self {
+        Self::with_rate_limiter(settings, store, blobs, Arc::new(MemoryRateLimiter::new()))
     }
 
     /// Builds the state with the given rate limiter (Redis-backed, or one on a
@@ -42,18 +54,26 @@ impl AppState {
     pub fn with_rate_limiter(
         settings: Settings,
         store: Arc<dyn DocumentStore>,
+        blobs: Arc<dyn BlobStore>,
         rate_limiter: Arc<dyn RateLimiter>,
     ) -> Self {
         let jwt = Arc::new(JwtAuth::new(&settings.auth));
         let authenticator = Arc::new(JwtAuthenticator::new(jwt.clone(), store.clone()));
-        let engine = crate::startup::build_engine(&settings, store.clone(), authenticator.clone());
+        let (engine, collab) = crate::startup::build_engine(
+            &settings,
+            store.clone(),
+            blobs.clone(),
+            authenticator.clone(),
+        );
         AppState {
             settings: Arc::new(settings),
             store,
+            blobs,
             jwt,
             authenticator,
             rate_limiter,
             engine,
+            collab,
         }
     }
 

@@ -50,7 +50,7 @@ struct Ctx {
 
 fn ctx_with(extra: &[(&str, &str)]) -> Ctx {
     let store = Arc::new(FaultyStore::new());
-    let state = AppState::new(settings_with(extra), store.clone());
+    let state = AppState::new(settings_with(extra), store.clone(), store.blobs.clone());
     Ctx { store, state }
 }
 
@@ -738,7 +738,7 @@ async fn health_and_readiness() {
     assert_eq!(ready.status, StatusCode::OK);
     assert_eq!(
         ready.body,
-        json!({ "status": "ok", "checks": { "store": "ok" } })
+        json!({ "status": "ok", "checks": { "store": "ok", "blobs": "ok" } })
     );
 
     ctx.store.set_down(true);

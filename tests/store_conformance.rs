@@ -34,6 +34,19 @@ macro_rules! conformance_cases {
 }
 
 conformance_cases!(
+    case_create_workspace_makes_owner,
+    case_workspaces_for_user_pages,
+    case_add_member_and_list,
+    case_member_roles_and_owner_rules,
+    case_remove_member,
+    case_projects,
+    case_create_and_read_task,
+    case_update_task_patch,
+    case_delete_task_is_soft,
+    case_task_filters_and_pages,
+    case_comments,
+    case_notifications,
+    case_search_tasks,
     case_ping,
     case_create_user_and_lookups,
     case_create_user_duplicate_email_conflicts,
@@ -61,6 +74,13 @@ conformance_cases!(
     case_concurrent_take_refresh_token_once,
     case_concurrent_direct_key_creates_once,
     case_concurrent_ensure_user_creates_once,
+    case_file_create_read_and_grants,
+    case_download_tokens,
+    case_concurrent_one_time_token_used_once,
+    case_upload_session_lifecycle,
+    case_upload_sessions_in_progress_limit,
+    case_expired_upload_sessions,
+    case_concurrent_upload_session_limit,
 );
 
 /// All cases share one store without seeing each other's records.

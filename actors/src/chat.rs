@@ -4,9 +4,13 @@
 //! Events are decoded once into [`ChatEvent`] and dispatched with one match.
 //! A message is persisted before it is broadcast, and a retry with the same
 //! `clientId` returns the stored message without broadcasting it again.
+//! `share_file` posts a file message; sharing grants every member of the
+//! conversation read access to the file ([`share_file`] is also what an
+//! upload targeted at a conversation calls on completion).
 
+use crate::engine::Engine;
 use crate::ids::{ConversationId, RoomName, UserId};
-use crate::model::{MessageBody, NewMessage};
+use crate::model::{FileRecord, Message, MessageBody, NewMessage};
 use crate::namespace::{DisconnectReason, EventError, IncomingEvent, Namespace, Reply, Socket};
 use crate::registry::ConnId;
 use crate::store::prelude::*;
@@ -58,6 +62,15 @@ struct SendMessage {
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
+struct ShareFile {
+    file_id: String,
+    conversation_id: String,
+    message: Option<String>,
+    client_id: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
 struct ReadMarker {
     conversation_id: String,
     seq: u64,
@@ -69,6 +82,7 @@ enum ChatEvent {
     Join(ConversationRef),
     Leave(ConversationRef),
     Send(SendMessage),
+    Share(ShareFile),
     TypingStart(ConversationRef),
     TypingStop(ConversationRef),
     Read(ReadMarker),
@@ -85,6 +99,7 @@ impl ChatEvent {
             "conversation:join" => ChatEvent::Join(payload(event)?),
             "conversation:leave" => ChatEvent::Leave(payload(event)?),
             "send_message" => ChatEvent::Send(payload(event)?),
+            "share_file" => ChatEvent::Share(payload(event)?),
             "typing:start" => ChatEvent::TypingStart(payload(event)?),
             "typing:stop" => ChatEvent::TypingStop(payload(event)?),
             "message:read" => ChatEvent::Read(payload(event)?),
@@ -127,6 +142,48 @@ fn store_error(e: StoreError) -> EventError {
     }
 }
 
+/// Shares `file` into a conversation: grants every member read access, then
+/// appends the file message and, when it is new (not an idempotent retry of
+/// `client_id`), broadcasts `new_file_message` to the conversation's room.
+/// The caller has checked that `sender` is a member and may read the file.
+pub async fn share_file(
+    store: &dyn DocumentStore,
+    engine: &Engine,
+    file: &FileRecord,
+    conversation: &ConversationId,
+    sender: &UserId,
+    message: Option<String>,
+    client_id: Option<String>,
+) -> Result<Message, StoreError> {
+    let conv = store
+        .conversation(conversation)
+        .await?
+        .ok_or_else(|| StoreError::NotFound("conversation not found".to_owned()))?;
+    // Grant first, so a member who sees the message can download at once.
+    store.grant_file_read(&file.id, &conv.member_ids).await?;
+    let (stored, created) = store
+        .append_message(NewMessage {
+            conversation_id: conversation.clone(),
+            sender_id: sender.clone(),
+            client_id,
+            body: MessageBody::File {
+                file_info: wire::file_info(file),
+                message,
+            },
+        })
+        .await?;
+    if created {
+        engine.emit(
+            "/chat",
+            &[room(conversation.as_str())],
+            None,
+            "new_file_message",
+            &wire::message(&stored),
+        );
+    }
+    Ok(stored)
+}
+
 /// Who is typing where: (connection, conversation) → generation of the last
 /// `typing:start`, so a timer only stops the typing it started.
 type TypingKey = (ConnId, String);
@@ -140,6 +197,10 @@ pub struct ChatNamespace {
     members: Mutex<HashMap<String, Arc<HashSet<UserId>>>>,
     typing: Arc<Mutex<HashMap<TypingKey, u64>>>,
     generation: std::sync::atomic::AtomicU64,
+    /// Conversation id → lock held from storing a message to broadcasting
+    /// it, so `new_message` reaches every socket in `seq` order even when
+    /// members send at once from connections on different worker threads.
+    send_order: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl ChatNamespace {
@@ -151,7 +212,18 @@ impl ChatNamespace {
             members: Mutex::new(HashMap::new()),
             typing: Arc::new(Mutex::new(HashMap::new())),
             generation: Default::default(),
+            send_order: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The lock that orders the messages of `conversation`.
+    fn send_order(&self, conversation: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self.send_order.lock().unwrap_or_else(|e| e.into_inner());
+        if locks.len() >= MEMBER_CACHE_MAX {
+            // Only locks nobody holds or waits for can go.
+            locks.retain(|_, lock| Arc::strong_count(lock) > 1);
+        }
+        locks.entry(conversation.to_owned()).or_default().clone()
     }
 
     /// Fails with `not_found` unless the user is a member (a non-member
@@ -280,6 +352,8 @@ impl ChatNamespace {
                 if let Some(c) = &m.client_id {
                     check_id(c, "clientId")?;
                 }
+                let order = self.send_order(&m.conversation_id);
+                let _in_seq_order = order.lock().await;
                 let (message, created) = self
                     .store
                     .append_message(NewMessage {
@@ -296,6 +370,49 @@ impl ChatNamespace {
                     socket.broadcast(&[room(&m.conversation_id)], "new_message", &view);
                 }
                 Ok(json!({ "ok": true, "message": view }))
+            }
+            ChatEvent::Share(f) => {
+                self.require_member(&f.conversation_id, socket.user_id())
+                    .await?;
+                check_id(&f.file_id, "fileId")?;
+                if let Some(c) = &f.client_id {
+                    check_id(c, "clientId")?;
+                }
+                if let Some(text) = &f.message {
+                    if text.chars().count() > self.config.max_message_chars {
+                        return Err(EventError::bad_request(format!(
+                            "message must be at most {} characters",
+                            self.config.max_message_chars
+                        )));
+                    }
+                }
+                // A file the sender cannot read is "not found": ids leak nothing.
+                let file = self
+                    .store
+                    .file(&f.file_id)
+                    .await
+                    .map_err(store_error)?
+                    .ok_or_else(|| EventError::not_found("file not found"))?;
+                if !self
+                    .store
+                    .can_read_file(&file.id, socket.user_id())
+                    .await
+                    .map_err(store_error)?
+                {
+                    return Err(EventError::not_found("file not found"));
+                }
+                let message = share_file(
+                    &*self.store,
+                    socket.engine(),
+                    &file,
+                    &ConversationId::from(f.conversation_id.as_str()),
+                    socket.user_id(),
+                    f.message.filter(|m| !m.is_empty()),
+                    f.client_id,
+                )
+                .await
+                .map_err(store_error)?;
+                Ok(json!({ "ok": true, "message": wire::message(&message) }))
             }
             ChatEvent::TypingStart(r) => {
                 self.require_member(&r.conversation_id, socket.user_id())

@@ -164,6 +164,10 @@ pub struct Connection {
     /// While a namespace CONNECT is being answered, deliveries wait here so
     /// they reach the client after the CONNECT (and after recovered packets).
     held: Option<Vec<Deliver>>,
+    /// Offsets just replayed by a recovery: a live copy of one may still be
+    /// on its way (it was logged before the rooms had this connection but
+    /// delivered after), so it is dropped once when it comes.
+    replayed: HashSet<u64>,
     last_pong: Instant,
     recent: [u64; RECENT_IDS],
     recent_pos: usize,
@@ -193,6 +197,7 @@ impl Connection {
             pending: VecDeque::new(),
             busy: false,
             held: None,
+            replayed: HashSet::new(),
             last_pong: Instant::now(),
             recent: [u64::MAX; RECENT_IDS],
             recent_pos: 0,
@@ -274,7 +279,10 @@ impl Connection {
                 let decoded = self.reassembler.push_binary(data);
                 self.on_decoded(ctx, decoded);
             }
-            engineio::Packet::Close => self.close(ctx, DisconnectReason::TransportClose, 1000),
+            engineio::Packet::Close => {
+                self.outbox.close_by_client(1000);
+                self.close(ctx, DisconnectReason::TransportClose, 1000)
+            }
             engineio::Packet::Noop | engineio::Packet::Upgrade => {}
             engineio::Packet::Open(_) => {
                 log::debug!("connection {}: client sent OPEN", self.sid);
@@ -636,12 +644,20 @@ impl Connection {
                 .engine
                 .recovery()
                 .and_then(|r| r.restore(pid, &identity.user_id, &nsp, offset))
-                .map(|(snap, missed)| (pid.to_owned(), snap, missed)),
+                .map(|(snap, missed)| (pid.to_owned(), snap, missed, offset)),
             _ => None,
         };
-        let (sid, pid, mut rooms, missed) = match restored {
-            Some((pid, snap, missed)) => (snap.sid, pid, snap.rooms, Some(missed)),
-            None => (crate::ids::new_id(), crate::ids::new_id(), Vec::new(), None),
+        let (sid, pid, mut rooms, missed, restored_from) = match restored {
+            Some((pid, snap, missed, offset)) => {
+                (snap.sid, pid, snap.rooms, Some(missed), Some(offset))
+            }
+            None => (
+                crate::ids::new_id(),
+                crate::ids::new_id(),
+                Vec::new(),
+                None,
+                None,
+            ),
         };
         let user_room = RoomName(format!("user:{}", identity.user_id));
         if !rooms.contains(&user_room) {
@@ -679,21 +695,30 @@ impl Connection {
             recipient: ctx.address().recipient(),
         });
         let recovered = missed.is_some();
+        let joined_rooms = rooms.clone();
+        // As in Socket.IO, the application hears of a recovered socket too
+        // (presence, workspace tracking), with its rooms already restored.
         let fut = async move {
             let _ = join.await;
-            if recovered {
-                Ok(())
-            } else {
-                namespace.on_connect(&socket, &auth).await
-            }
+            namespace.on_connect(&socket, &auth).await
         };
         ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| {
             match res {
                 Ok(()) => {
                     let answer = act.connect_answer(&nsp, &sid, &pid);
                     act.send(ctx, answer);
+                    // Packets broadcast between taking the session and the
+                    // rooms having this connection were neither delivered
+                    // live nor in the first collection: collect again now
+                    // that the join is done (later ones arrive live, held).
+                    let mut missed = missed.unwrap_or_default();
+                    if let (Some(offset), Some(recovery)) = (restored_from, act.engine.recovery()) {
+                        missed.extend(recovery.missed(&nsp, &joined_rooms, offset));
+                        missed.sort_by_key(|(o, _)| *o);
+                        missed.dedup_by_key(|(o, _)| *o);
+                    }
                     let mut replayed = HashSet::new();
-                    for (offset, packet) in missed.unwrap_or_default() {
+                    for (offset, packet) in missed {
                         replayed.insert(offset);
                         act.send(ctx, packet);
                     }
@@ -705,6 +730,12 @@ impl Connection {
                         );
                     }
                     act.release_held(ctx, &replayed);
+                    if !replayed.is_empty() {
+                        act.replayed.extend(replayed);
+                        // In-flight copies arrive within moments; forget the
+                        // set after a generous bound so it cannot grow.
+                        ctx.run_later(Duration::from_secs(10), |act, _| act.replayed.clear());
+                    }
                 }
                 Err(err) => {
                     if let Some(state) = act.sockets.remove(&nsp) {
@@ -845,7 +876,9 @@ impl Handler<SendPacket> for Connection {
 impl Handler<Deliver> for Connection {
     type Result = ();
     fn handle(&mut self, msg: Deliver, ctx: &mut Self::Context) {
-        if self.seen_recently(msg.id) {
+        if self.seen_recently(msg.id)
+            || (!self.replayed.is_empty() && self.replayed.remove(&msg.id))
+        {
             return;
         }
         if let Some(held) = &mut self.held {

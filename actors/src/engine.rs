@@ -35,6 +35,20 @@ pub(crate) struct SessionEntry {
     pub websocket: AtomicBool,
 }
 
+/// Told when a user's first connection on this node opens and when the
+/// last one closes (a connection is an Engine.IO session, whatever the
+/// number of namespaces on it). The collaboration layer uses it for
+/// `presence:user_online` / `presence:user_offline`, so per-user presence is
+/// counted from the engine's own connection slots rather than a second set
+/// of counters. Called synchronously from the connection actor, outside the
+/// engine's locks: implementations spawn whatever async work they need.
+pub trait UserPresence: Send + Sync + 'static {
+    /// The user's connection count went from 0 to 1.
+    fn first_connection(&self, engine: &Engine, user: &UserId);
+    /// The user's connection count went back to 0.
+    fn last_connection_closed(&self, engine: &Engine, user: &UserId);
+}
+
 /// Handles Engine.IO messages directly, without Socket.IO on top (the
 /// protocol echo example's `/engine.io/`).
 pub trait RawMessages: Send + Sync + 'static {
@@ -50,6 +64,7 @@ struct Inner {
     raw: Option<Arc<dyn RawMessages>>,
     namespaces: HashMap<String, Arc<dyn Namespace>>,
     authenticator: Option<Arc<dyn Authenticator>>,
+    presence: Option<Arc<dyn UserPresence>>,
     registry: Addr<Registry>,
     sessions: Mutex<HashMap<String, Arc<SessionEntry>>>,
     user_slots: Mutex<HashMap<UserId, usize>>,
@@ -66,15 +81,43 @@ pub struct Engine {
     inner: Arc<Inner>,
 }
 
+/// A handle to the engine that does not keep it alive, for parts the engine
+/// itself owns (through its namespaces) that also need to broadcast.
+#[derive(Clone)]
+pub struct WeakEngine {
+    inner: std::sync::Weak<Inner>,
+}
+
+impl WeakEngine {
+    /// A handle that never upgrades (for parts used without an engine).
+    pub fn dangling() -> Self {
+        WeakEngine {
+            inner: std::sync::Weak::new(),
+        }
+    }
+
+    /// The engine, while it is alive.
+    pub fn upgrade(&self) -> Option<Engine> {
+        self.inner.upgrade().map(|inner| Engine { inner })
+    }
+}
+
 /// Builds an [`Engine`].
 pub struct EngineBuilder {
     config: EngineConfig,
     raw: Option<Arc<dyn RawMessages>>,
     namespaces: HashMap<String, Arc<dyn Namespace>>,
     authenticator: Option<Arc<dyn Authenticator>>,
+    presence: Option<Arc<dyn UserPresence>>,
 }
 
 impl EngineBuilder {
+    /// Tells `presence` when users come and go (see [`UserPresence`]).
+    pub fn presence(mut self, presence: Arc<dyn UserPresence>) -> Self {
+        self.presence = Some(presence);
+        self
+    }
+
     /// Serves `namespace` at `path` (e.g. `/chat`).
     pub fn namespace(mut self, path: &str, namespace: Arc<dyn Namespace>) -> Self {
         self.namespaces.insert(path.to_owned(), namespace);
@@ -110,6 +153,7 @@ impl EngineBuilder {
                 raw: self.raw,
                 namespaces: self.namespaces,
                 authenticator: self.authenticator,
+                presence: self.presence,
                 sessions: Mutex::new(HashMap::new()),
                 user_slots: Mutex::new(HashMap::new()),
                 recovery,
@@ -148,6 +192,14 @@ impl Engine {
             raw: None,
             namespaces: HashMap::new(),
             authenticator: None,
+            presence: None,
+        }
+    }
+
+    /// A handle that does not keep the engine alive.
+    pub fn downgrade(&self) -> WeakEngine {
+        WeakEngine {
+            inner: Arc::downgrade(&self.inner),
         }
     }
 
@@ -213,24 +265,46 @@ impl Engine {
     }
 
     /// Takes one of the user's connection slots; `false` at the limit.
+    /// The first slot of a user tells the [`UserPresence`] hook.
     pub fn acquire_user_slot(&self, user: &UserId) -> bool {
         let max = self.inner.config.max_connections_per_user;
-        let mut slots = lock(&self.inner.user_slots);
-        let n = slots.entry(user.clone()).or_insert(0);
-        if max != 0 && *n >= max {
-            return false;
+        let first = {
+            let mut slots = lock(&self.inner.user_slots);
+            let n = slots.entry(user.clone()).or_insert(0);
+            if max != 0 && *n >= max {
+                return false;
+            }
+            *n += 1;
+            *n == 1
+        };
+        if first {
+            if let Some(p) = &self.inner.presence {
+                p.first_connection(self, user);
+            }
         }
-        *n += 1;
         true
     }
 
-    /// Gives a slot back.
+    /// Gives a slot back; the last one tells the [`UserPresence`] hook.
     pub fn release_user_slot(&self, user: &UserId) {
-        let mut slots = lock(&self.inner.user_slots);
-        if let Some(n) = slots.get_mut(user) {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                slots.remove(user);
+        let last = {
+            let mut slots = lock(&self.inner.user_slots);
+            match slots.get_mut(user) {
+                Some(n) => {
+                    *n = n.saturating_sub(1);
+                    if *n == 0 {
+                        slots.remove(user);
+                        true
+                    } else {
+                        false
+                    }
+                }
+                None => false,
+            }
+        };
+        if last {
+            if let Some(p) = &self.inner.presence {
+                p.last_connection_closed(self, user);
             }
         }
     }

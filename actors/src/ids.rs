@@ -51,6 +51,10 @@ string_id!(
     MessageId
 );
 string_id!(
+    /// A client-chosen upload id (`uploadId`), unique per user.
+    UploadId
+);
+string_id!(
     /// A room name inside a namespace, e.g. `conversation:42` or `user:7`.
     RoomName
 );
@@ -89,3 +93,24 @@ impl fmt::Display for RoomKey {
         write!(f, "{}#{}", self.nsp, self.room)
     }
 }
+
+string_id!(
+    /// A workspace's id.
+    WorkspaceId
+);
+string_id!(
+    /// A project's id.
+    ProjectId
+);
+string_id!(
+    /// A task's id.
+    TaskId
+);
+string_id!(
+    /// A comment's id.
+    CommentId
+);
+string_id!(
+    /// A notification's id.
+    NotificationId
+);

@@ -10,6 +10,7 @@
 
 use crate::encoded::{close_frame, Encoded};
 use bytes::{Bytes, BytesMut};
+use futures_util::task::AtomicWaker;
 use std::collections::VecDeque;
 use std::sync::Mutex;
 use std::task::{Context, Poll, Waker};
@@ -51,6 +52,9 @@ struct State {
     noop: bool,
     /// The pending long-polling `GET`'s waker.
     poll_waker: Option<Waker>,
+    /// A long-polling `GET` is waiting for packets (it may have been woken
+    /// and not yet polled again, so its waker is no evidence).
+    poll_pending: bool,
     /// The WebSocket body's waker (both exist during an upgrade).
     ws_waker: Option<Waker>,
 }
@@ -94,6 +98,7 @@ impl Outbox {
                 noop: false,
                 ws_direct: VecDeque::new(),
                 poll_waker: None,
+                poll_pending: false,
                 ws_waker: None,
             }),
             capacity: capacity.max(1),
@@ -175,6 +180,23 @@ impl Outbox {
         waker.wake();
     }
 
+    /// Closes because the client sent CLOSE: it already knows, so a poll
+    /// still pending ends with a noop rather than a CLOSE packet (as the
+    /// reference server's polling transport does); what is queued still goes
+    /// out first.
+    pub fn close_by_client(&self, code: u16) {
+        let waker = {
+            let mut s = self.lock();
+            if !s.closed {
+                s.closed = true;
+                s.close_code = code;
+                s.noop = s.drain == Drain::Polling;
+            }
+            s.wakers()
+        };
+        waker.wake();
+    }
+
     /// Closes at once, dropping what is queued (the client is gone or too slow).
     pub fn abort(&self, code: u16) {
         let waker = {
@@ -198,12 +220,13 @@ impl Outbox {
     }
 
     /// Switches draining to the WebSocket (end of an upgrade); a poll still
-    /// pending is answered with a noop so the client can let it go.
+    /// pending is answered with a noop so the client can let it go. Later
+    /// polls are refused by the transport.
     pub fn switch_to_websocket(&self) {
         let waker = {
             let mut s = self.lock();
             s.drain = Drain::WebSocket;
-            s.noop = true;
+            s.noop = s.poll_pending;
             s.wakers()
         };
         waker.wake();
@@ -227,6 +250,7 @@ impl Outbox {
     /// pending until something arrives.
     pub fn poll_polling(&self, cx: &mut Context<'_>) -> Poll<PollOutcome> {
         let mut s = self.lock();
+        s.poll_pending = false;
         if s.drain == Drain::WebSocket {
             // Upgraded: a last poll gets a noop, later ones a close.
             if s.noop {
@@ -250,6 +274,7 @@ impl Outbox {
             return Poll::Ready(PollOutcome::Closed);
         }
         s.poll_waker = Some(cx.waker().clone());
+        s.poll_pending = true;
         Poll::Pending
     }
 
@@ -284,9 +309,31 @@ pub enum WsItem {
     Close(u16),
 }
 
+/// Ends one WebSocket body without closing the session: the reader of an
+/// upgrade's WebSocket uses it when the client gives the upgrade up, so the
+/// client's close is answered and the session stays on long-polling.
+#[derive(Debug, Default)]
+pub struct WsEnd {
+    code: Mutex<Option<u16>>,
+    waker: AtomicWaker,
+}
+
+impl WsEnd {
+    /// The body sends a close frame with `code`, then ends.
+    pub fn end(&self, code: u16) {
+        *self.code.lock().unwrap_or_else(|e| e.into_inner()) = Some(code);
+        self.waker.wake();
+    }
+
+    fn take(&self) -> Option<u16> {
+        self.code.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+}
+
 /// The WebSocket response body: frames from the outbox, then a close frame.
 pub struct WsBody {
     outbox: std::sync::Arc<Outbox>,
+    end: std::sync::Arc<WsEnd>,
     /// Frames of the current packet not yet yielded.
     rest: VecDeque<Bytes>,
     done: bool,
@@ -297,9 +344,15 @@ impl WsBody {
     pub fn new(outbox: std::sync::Arc<Outbox>) -> Self {
         WsBody {
             outbox,
+            end: Default::default(),
             rest: VecDeque::new(),
             done: false,
         }
+    }
+
+    /// The handle that ends this body alone.
+    pub fn end_handle(&self) -> std::sync::Arc<WsEnd> {
+        self.end.clone()
     }
 }
 
@@ -315,6 +368,11 @@ impl futures_util::Stream for WsBody {
         }
         if self.done {
             return Poll::Ready(None);
+        }
+        self.end.waker.register(cx.waker());
+        if let Some(code) = self.end.take() {
+            self.done = true;
+            return Poll::Ready(Some(Ok(close_frame(code))));
         }
         match self.outbox.poll_websocket(cx) {
             Poll::Ready(WsItem::Direct(frame)) => Poll::Ready(Some(Ok(frame))),
@@ -378,7 +436,9 @@ mod tests {
         let w = noop_waker();
         let mut cx = Context::from_waker(&w);
         assert!(o.poll_websocket(&mut cx).is_pending());
+        assert!(o.poll_polling(&mut cx).is_pending());
         o.push(pkt("4x")).unwrap();
+        // The woken poll has not run again when the upgrade completes.
         o.switch_to_websocket();
         assert!(matches!(
             o.poll_polling(&mut cx),
@@ -390,6 +450,81 @@ mod tests {
             }
             other => panic!("unexpected {other:?}"),
         }
+    }
+
+    #[test]
+    fn upgrade_without_a_pending_poll_leaves_no_noop_behind() {
+        let o = Outbox::new(8, Drain::Polling);
+        let w = noop_waker();
+        let mut cx = Context::from_waker(&w);
+        o.wake_poll_with_noop();
+        // The probe's noop is taken by the next poll.
+        assert!(matches!(
+            o.poll_polling(&mut cx),
+            Poll::Ready(PollOutcome::Payload(ref b)) if &b[..] == b"6"
+        ));
+        o.switch_to_websocket();
+        assert!(matches!(
+            o.poll_polling(&mut cx),
+            Poll::Ready(PollOutcome::Closed)
+        ));
+    }
+
+    #[test]
+    fn client_close_ends_the_pending_poll_with_a_noop() {
+        let o = Outbox::new(8, Drain::Polling);
+        let w = noop_waker();
+        let mut cx = Context::from_waker(&w);
+        assert!(o.poll_polling(&mut cx).is_pending());
+        o.close_by_client(1000);
+        assert!(matches!(
+            o.poll_polling(&mut cx),
+            Poll::Ready(PollOutcome::Payload(ref b)) if &b[..] == b"6"
+        ));
+        assert!(matches!(
+            o.poll_polling(&mut cx),
+            Poll::Ready(PollOutcome::Closed)
+        ));
+    }
+
+    #[test]
+    fn server_close_ends_the_pending_poll_with_a_close() {
+        let o = Outbox::new(8, Drain::Polling);
+        let w = noop_waker();
+        let mut cx = Context::from_waker(&w);
+        assert!(o.poll_polling(&mut cx).is_pending());
+        o.close(1000);
+        assert!(matches!(
+            o.poll_polling(&mut cx),
+            Poll::Ready(PollOutcome::Closed)
+        ));
+    }
+
+    #[test]
+    fn an_ended_body_closes_while_the_session_goes_on() {
+        use futures_util::Stream;
+        let o = std::sync::Arc::new(Outbox::new(8, Drain::Polling));
+        let mut body = WsBody::new(o.clone());
+        let w = noop_waker();
+        let mut cx = Context::from_waker(&w);
+        assert!(std::pin::Pin::new(&mut body)
+            .poll_next(&mut cx)
+            .is_pending());
+        body.end_handle().end(1000);
+        match std::pin::Pin::new(&mut body).poll_next(&mut cx) {
+            Poll::Ready(Some(Ok(f))) => assert_eq!(f, close_frame(1000)),
+            other => panic!("unexpected {other:?}"),
+        }
+        assert!(matches!(
+            std::pin::Pin::new(&mut body).poll_next(&mut cx),
+            Poll::Ready(None)
+        ));
+        assert!(!o.is_closed());
+        o.push(pkt("4still")).unwrap();
+        assert!(matches!(
+            o.poll_polling(&mut cx),
+            Poll::Ready(PollOutcome::Payload(ref b)) if &b[..] == b"4still"
+        ));
     }
 
     #[test]

@@ -41,6 +41,28 @@ struct State {
     sessions: HashMap<String, Snapshot>,
 }
 
+/// Every logged packet of `rooms` above `offset`, in offset order, once each.
+fn collect(s: &State, nsp: &str, rooms: &[RoomName], offset: u64) -> Vec<(u64, Encoded)> {
+    let mut missed = Vec::new();
+    for room in rooms {
+        let key = RoomKey {
+            nsp: nsp.to_owned(),
+            room: room.clone(),
+        };
+        if let Some(log) = s.rooms.get(&key) {
+            missed.extend(
+                log.packets
+                    .iter()
+                    .filter(|(o, _, _)| *o > offset)
+                    .map(|(o, _, p)| (*o, p.clone())),
+            );
+        }
+    }
+    missed.sort_by_key(|(o, _)| *o);
+    missed.dedup_by_key(|(o, _)| *o);
+    missed
+}
+
 /// The node's recovery log.
 pub struct Recovery {
     window: Duration,
@@ -103,28 +125,26 @@ impl Recovery {
         if &snap.user_id != user || snap.nsp != nsp || now.duration_since(snap.at) > self.window {
             return None;
         }
-        let snap = s.sessions.remove(pid)?;
-        let mut missed = Vec::new();
-        for room in &snap.rooms {
-            let key = RoomKey {
-                nsp: nsp.to_owned(),
-                room: room.clone(),
-            };
-            if let Some(log) = s.rooms.get(&key) {
-                if log.dropped_upto > offset {
-                    return None;
-                }
-                missed.extend(
-                    log.packets
-                        .iter()
-                        .filter(|(o, _, _)| *o > offset)
-                        .map(|(o, _, p)| (*o, p.clone())),
-                );
-            }
+        let complete = snap.rooms.iter().all(|room| {
+            s.rooms
+                .get(&RoomKey {
+                    nsp: nsp.to_owned(),
+                    room: room.clone(),
+                })
+                .is_none_or(|log| log.dropped_upto <= offset)
+        });
+        if !complete {
+            return None;
         }
-        missed.sort_by_key(|(o, _)| *o);
-        missed.dedup_by_key(|(o, _)| *o);
+        let snap = s.sessions.remove(pid)?;
+        let missed = collect(&s, nsp, &snap.rooms, offset);
         Some((snap, missed))
+    }
+
+    /// Every packet of `rooms` in `nsp` with an offset above `offset`, in
+    /// offset order (no session check: the caller already restored one).
+    pub fn missed(&self, nsp: &str, rooms: &[RoomName], offset: u64) -> Vec<(u64, Encoded)> {
+        collect(&self.lock(), nsp, rooms, offset)
     }
 
     /// Drops expired packets and sessions; called periodically.

@@ -14,7 +14,7 @@ use crate::connection::{Connection, Inbound, TransportClosed};
 use crate::encoded::{pong_frame, Encoded, Frame};
 use crate::engine::{Engine, SessionEntry};
 use crate::namespace::DisconnectReason;
-use crate::outbox::{Drain, Outbox, PollOutcome, WsBody};
+use crate::outbox::{Drain, Outbox, PollOutcome, WsBody, WsEnd};
 use crate::protocol::engineio::{self, Handshake};
 use actix::prelude::*;
 use actix_http::ws::{Codec, Frame as WsFrame, Item, ProtocolError};
@@ -43,6 +43,19 @@ pub fn configure_at(cfg: &mut web::ServiceConfig, path: &str, engine: Engine) {
             .route(web::post().to(handle_post))
             .route(web::route().to(bad_method)),
     );
+}
+
+/// Connection hook for `HttpServer::on_connect`: turns Nagle's algorithm off
+/// on every accepted TCP connection. A server push often takes several small
+/// writes in a row (a CONNECT answer and the first event, a binary packet's
+/// attachments, a burst of broadcasts); with Nagle on, every write after the
+/// first waits for the client's delayed ACK, about 40 ms each time.
+pub fn on_connect(conn: &dyn std::any::Any, _: &mut actix_web::dev::Extensions) {
+    if let Some(tcp) = conn.downcast_ref::<actix_web::rt::net::TcpStream>() {
+        if let Err(e) = tcp.set_nodelay(true) {
+            log::debug!("cannot set TCP_NODELAY: {e}");
+        }
+    }
 }
 
 /// Handshake query parameters.
@@ -175,8 +188,9 @@ async fn handle_get(
             let Some(session) = engine.session(sid) else {
                 return eio_error(1, "Session ID unknown");
             };
-            if session.outbox.drain() != Drain::Polling && !session.websocket.load(Ordering::SeqCst)
-            {
+            if session.outbox.drain() != Drain::Polling {
+                // A WebSocket session, or one that has upgraded: polling
+                // requests with its sid are refused, as the reference does.
                 return eio_error(3, "Bad request");
             }
             if session.polling_get.swap(true, Ordering::SeqCst) {
@@ -331,8 +345,10 @@ async fn websocket(
         entry.outbox.push_control(Encoded::engine(&open));
     }
     let max = engine.config().max_payload;
-    actix_web::rt::spawn(read_websocket(payload, entry.clone(), upgrading, max));
-    response.streaming(WsBody::new(entry.outbox.clone()))
+    let body = WsBody::new(entry.outbox.clone());
+    let end = body.end_handle();
+    actix_web::rt::spawn(read_websocket(payload, entry.clone(), upgrading, max, end));
+    response.streaming(body)
 }
 
 /// Reads WebSocket frames and hands Engine.IO packets to the connection.
@@ -341,6 +357,7 @@ async fn read_websocket(
     session: Arc<SessionEntry>,
     mut upgrading: bool,
     max: usize,
+    end: Arc<WsEnd>,
 ) {
     let mut codec = Codec::new().max_size(max);
     let mut buf = BytesMut::new();
@@ -362,6 +379,7 @@ async fn read_websocket(
                         close(DisconnectReason::TransportClose, 1006);
                     } else {
                         // A failed upgrade leaves the session on polling.
+                        end.end(1000);
                         session.websocket.store(false, Ordering::SeqCst);
                     }
                     return;
@@ -417,6 +435,9 @@ async fn read_websocket(
                 if !upgrading {
                     close(DisconnectReason::TransportClose, 1000);
                 } else {
+                    // The client gave the upgrade up: answer its close, and
+                    // leave the session on polling.
+                    end.end(1000);
                     session.websocket.store(false, Ordering::SeqCst);
                 }
                 return;
@@ -463,5 +484,22 @@ async fn read_websocket(
         {
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn on_connect_turns_nagle_off() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let client = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (accepted, _) = listener.accept().await.unwrap();
+        assert!(!accepted.nodelay().unwrap());
+        on_connect(&accepted, &mut actix_web::dev::Extensions::new());
+        assert!(accepted.nodelay().unwrap());
+        drop(client);
     }
 }

@@ -1,5 +1,6 @@
 //! The HTTP surface of huddle outside the socket engine: `/health`, `/ready`
-//! and the JSON API under `/api/v1` (accounts, conversations, chat history).
+//! and the JSON API under `/api/v1` (accounts, conversations, chat history,
+//! uploads, files and download links).
 //!
 //! [`configure`] mounts everything on an actix `App` or `ServiceConfig`; it
 //! expects `web::Data<AppState>` as app data. It also installs the pieces
@@ -11,7 +12,11 @@
 
 pub mod accounts;
 pub mod conversations;
+pub mod files;
+pub mod notifications;
 pub mod ops;
+pub mod tasks;
+pub mod workspaces;
 
 use crate::error::{json_config, method_not_allowed, not_found, path_config, query_config};
 use crate::ratelimit::{auth_limits, http_limits};
@@ -40,6 +45,57 @@ pub fn cors(origins: &[String]) -> actix_cors::Cors {
 /// A resource whose other methods answer a JSON 405.
 fn resource(path: &str) -> Resource {
     web::resource(path).default_service(web::to(method_not_allowed))
+}
+
+/// The collaboration routes of contract section 7 (workspaces, members,
+/// projects, tasks, comments, search, notifications), relative to `/api/v1`.
+fn collaboration(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        resource("/workspaces")
+            .route(web::post().to(workspaces::create))
+            .route(web::get().to(workspaces::list)),
+    )
+    .service(resource("/workspaces/{id}").route(web::get().to(workspaces::get)))
+    .service(
+        resource("/workspaces/{id}/members")
+            .route(web::get().to(workspaces::members))
+            .route(web::post().to(workspaces::add_member)),
+    )
+    .service(
+        resource("/workspaces/{id}/members/{user}")
+            .route(web::patch().to(workspaces::change_role))
+            .route(web::delete().to(workspaces::remove_member)),
+    )
+    .service(
+        resource("/workspaces/{id}/projects")
+            .route(web::post().to(workspaces::create_project))
+            .route(web::get().to(workspaces::projects)),
+    )
+    .service(resource("/workspaces/{id}/search").route(web::get().to(tasks::search)))
+    .service(
+        resource("/projects/{id}/tasks")
+            .route(web::post().to(tasks::create))
+            .route(web::get().to(tasks::list)),
+    )
+    .service(
+        resource("/tasks/{id}")
+            .route(web::get().to(tasks::get))
+            .route(web::patch().to(tasks::update))
+            .route(web::delete().to(tasks::delete)),
+    )
+    .service(
+        resource("/tasks/{id}/comments")
+            .route(web::post().to(tasks::create_comment))
+            .route(web::get().to(tasks::comments)),
+    )
+    .service(
+        resource("/comments/{id}")
+            .route(web::patch().to(tasks::update_comment))
+            .route(web::delete().to(tasks::delete_comment)),
+    )
+    .service(resource("/notifications").route(web::get().to(notifications::list)))
+    .service(resource("/notifications/read-all").route(web::post().to(notifications::read_all)))
+    .service(resource("/notifications/{id}/read").route(web::post().to(notifications::read)));
 }
 
 /// Mounts `/health`, `/ready` and `/api/v1/...`, and a JSON 404 for unknown
@@ -85,6 +141,15 @@ pub fn configure_with(
                     resource("/conversations/{id}/messages")
                         .route(web::get().to(conversations::history)),
                 )
+                .service(resource("/uploads").route(web::post().to(files::upload)))
+                .service(resource("/files/{id}").route(web::get().to(files::metadata)))
+                .service(resource("/files/{id}/content").route(web::get().to(files::content)))
+                .service(
+                    resource("/files/{id}/download-token")
+                        .route(web::post().to(files::download_token)),
+                )
+                .service(resource("/dl/{token}").route(web::get().to(files::by_token)))
+                .configure(collaboration)
                 .configure(api_extra)
                 .default_service(web::to(not_found)),
         )

@@ -1,7 +1,7 @@
 //! Operations endpoints: `/health` says the process is alive; `/ready` says
 //! whether its dependencies answer, so a load balancer can route around a
-//! node whose store is down. Only the document store exists in this
-//! milestone; Redis and the blob store join the `checks` map when they land.
+//! node whose store is down. The document store and the blob store are
+//! checked; Redis joins the `checks` map when it lands.
 
 use crate::state::AppState;
 use actix_web::{web, HttpResponse};
@@ -16,30 +16,40 @@ pub async fn health() -> HttpResponse {
     HttpResponse::Ok().json(json!({ "status": "ok" }))
 }
 
-/// `GET /ready`: 200 `{ status: "ok", checks: { store: "ok" } }`, or 503 with
-/// the failing check and the contract's error object.
-pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
-    let store = match tokio::time::timeout(CHECK_TIMEOUT, state.store.ping()).await {
+/// Runs one readiness check with the timeout: `"ok"`, `"error"` or `"timeout"`.
+async fn check<E: std::error::Error + 'static>(
+    what: &str,
+    probe: impl std::future::Future<Output = Result<(), E>>,
+) -> &'static str {
+    match tokio::time::timeout(CHECK_TIMEOUT, probe).await {
         Ok(Ok(())) => "ok",
         Ok(Err(err)) => {
             log::warn!(
-                "readiness: store ping failed: {}",
+                "readiness: {what} ping failed: {}",
                 crate::error::cause_chain(&err)
             );
             "error"
         }
         Err(_) => {
-            log::warn!("readiness: store ping timed out after {CHECK_TIMEOUT:?}");
+            log::warn!("readiness: {what} ping timed out after {CHECK_TIMEOUT:?}");
             "timeout"
         }
-    };
-    if store == "ok" {
-        HttpResponse::Ok().json(json!({ "status": "ok", "checks": { "store": "ok" } }))
+    }
+}
+
+/// `GET /ready`: 200 `{ status: "ok", checks: { store: "ok", blobs: "ok" } }`,
+/// or 503 with the failing checks and the contract's error object.
+pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
+    let store = check("store", state.store.ping()).await;
+    let blobs = check("blob store", state.blobs.ping()).await;
+    let checks = json!({ "store": store, "blobs": blobs });
+    if store == "ok" && blobs == "ok" {
+        HttpResponse::Ok().json(json!({ "status": "ok", "checks": checks }))
     } else {
         HttpResponse::ServiceUnavailable().json(json!({
             "status": "unavailable",
-            "checks": { "store": store },
-            "error": { "code": "unavailable", "message": "the document store is not reachable" },
+            "checks": checks,
+            "error": { "code": "unavailable", "message": "a dependency is not reachable" },
         }))
     }
 }

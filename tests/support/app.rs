@@ -23,6 +23,8 @@ pub struct TestApp {
 pub struct TestUser {
     pub id: String,
     pub token: String,
+    /// Unique, lower-cased; used for @mentions.
+    pub username: String,
 }
 
 /// Test settings with `extra` environment overrides.
@@ -47,14 +49,28 @@ pub fn settings(data_dir: &std::path::Path, extra: &[(&str, &str)]) -> Settings 
 
 /// Starts a node; call inside `#[actix_web::test]`.
 pub async fn spawn_app(extra: &[(&str, &str)]) -> TestApp {
+    let data_dir = tempfile::tempdir().expect("temporary data directory");
+    spawn_app_in(data_dir, extra).await
+}
+
+/// Starts a node on an existing data directory (a restart). The previous
+/// node's store may take a moment to close, so opening is retried for 10 s.
+pub async fn spawn_app_in(data_dir: tempfile::TempDir, extra: &[(&str, &str)]) -> TestApp {
     // RUST_LOG=debug shows the node's log in failing tests.
     let _ = env_logger::builder().is_test(true).try_init();
-    let data_dir = tempfile::tempdir().expect("temporary data directory");
-    let settings = settings(data_dir.path(), extra);
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind port 0");
-    let app = Application::build_with_listener(settings, listener)
-        .await
-        .expect("application builds");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let app = loop {
+        let settings = settings(data_dir.path(), extra);
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind port 0");
+        match Application::build_with_listener(settings, listener).await {
+            Ok(app) => break app,
+            Err(e) if std::time::Instant::now() < deadline => {
+                log::debug!("node not ready to open yet: {e:#}");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("application builds: {e:#}"),
+        }
+    };
     let port = app.port();
     let engine = app.engine();
     let handle = app.handle();
@@ -68,6 +84,14 @@ pub async fn spawn_app(extra: &[(&str, &str)]) -> TestApp {
 }
 
 impl TestApp {
+    /// Stops the node (as a restart would) and hands back its data directory.
+    pub async fn stop(self) -> tempfile::TempDir {
+        self.engine.close_all();
+        self.handle.stop(false).await;
+        drop(self.engine);
+        self.data_dir
+    }
+
     /// `http://127.0.0.1:{port}{path}`.
     pub fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.port)
@@ -107,6 +131,34 @@ impl TestApp {
         (status, body)
     }
 
+    /// Sends `method` with an optional JSON body, returns status and body.
+    pub async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let client = awc::Client::default();
+        let method = awc::http::Method::from_bytes(method.as_bytes()).expect("method");
+        let mut req = client.request(method, self.url(path));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let mut res = match body {
+            Some(b) => req.send_json(&b).await,
+            None => req.send().await,
+        }
+        .expect("request sent");
+        let status = res.status().as_u16();
+        let body = res
+            .json::<Value>()
+            .limit(1 << 20)
+            .await
+            .unwrap_or(Value::Null);
+        (status, body)
+    }
+
     /// Registers a user named `name`.
     pub async fn register(&self, name: &str) -> TestUser {
         let email = format!(
@@ -125,6 +177,10 @@ impl TestApp {
         TestUser {
             id: body["user"]["id"].as_str().expect("user id").to_owned(),
             token: body["accessToken"].as_str().expect("token").to_owned(),
+            username: body["user"]["username"]
+                .as_str()
+                .expect("username")
+                .to_owned(),
         }
     }
 

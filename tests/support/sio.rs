@@ -142,6 +142,77 @@ impl SioClient {
         args[0].clone()
     }
 
+    /// Emits `event` on `nsp` with one binary attachment (the data holds the
+    /// placeholder) asking for ack `id`; returns the ack's first argument.
+    pub async fn emit_binary_ack(
+        &mut self,
+        nsp: &str,
+        id: u64,
+        event: &str,
+        data: Value,
+        attachment: Vec<u8>,
+    ) -> Value {
+        let prefix = prefix(nsp);
+        self.send_text(&format!(
+            "451-{prefix}{id}{}",
+            serde_json::json!([event, data])
+        ))
+        .await;
+        // Over WebSocket an attachment is one raw binary frame.
+        self.send_binary(attachment).await;
+        let want = format!("43{prefix}{id}[");
+        let text = self.next_text_where(|t| t.starts_with(&want)).await;
+        let args: Value = serde_json::from_str(&text[want.len() - 1..]).expect("ack json");
+        args[0].clone()
+    }
+
+    /// Emits `event` asking for ack `id` and waits for both the ack and the
+    /// event `want` (whichever order they come in); returns both first arguments.
+    pub async fn emit_ack_and_event(
+        &mut self,
+        nsp: &str,
+        id: u64,
+        event: &str,
+        data: Value,
+        want: &str,
+    ) -> (Value, Value) {
+        let prefix = prefix(nsp);
+        self.send_text(&format!(
+            "42{prefix}{id}{}",
+            serde_json::json!([event, data])
+        ))
+        .await;
+        let ack_head = format!("43{prefix}{id}[");
+        let event_head = format!("42{prefix}[\"{want}\"");
+        let (mut ack, mut ev) = (None, None);
+        while ack.is_none() || ev.is_none() {
+            let text = self
+                .next_text_where(|t| t.starts_with(&ack_head) || t.starts_with(&event_head))
+                .await;
+            if text.starts_with(&ack_head) {
+                let args: Value =
+                    serde_json::from_str(&text[ack_head.len() - 1..]).expect("ack json");
+                ack = Some(args[0].clone());
+            } else {
+                let args: Value =
+                    serde_json::from_str(&text[2 + prefix.len()..]).expect("event json");
+                ev = Some(args[1].clone());
+            }
+        }
+        (ack.unwrap_or_default(), ev.unwrap_or_default())
+    }
+
+    /// The next event on `nsp`: its name and first argument.
+    pub async fn next_event(&mut self, nsp: &str) -> (String, Value) {
+        let want = format!("42{}[", prefix(nsp));
+        let text = self.next_text_where(|t| t.starts_with(&want)).await;
+        let args: Value = serde_json::from_str(&text[want.len() - 1..]).expect("event json");
+        (
+            args[0].as_str().unwrap_or_default().to_owned(),
+            args[1].clone(),
+        )
+    }
+
     /// Waits for event `name` on `nsp`; returns its first argument.
     pub async fn expect_event(&mut self, nsp: &str, name: &str) -> Value {
         let prefix = if nsp == "/" {
@@ -160,6 +231,31 @@ impl SioClient {
         loop {
             if let Received::Closed(code) = self.recv().await {
                 return code;
+            }
+        }
+    }
+
+    /// Reads everything for `window`; panics if event `name` of `nsp`
+    /// arrives meanwhile.
+    pub async fn expect_no_event(&mut self, nsp: &str, name: &str, window: Duration) {
+        let want = format!("42{}[\"{name}\"", prefix(nsp));
+        let deadline = tokio::time::Instant::now() + window;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if left.is_zero() {
+                return;
+            }
+            match tokio::time::timeout(left, self.framed.next()).await {
+                Err(_) => return,
+                Ok(Some(Ok(Frame::Text(b)))) => {
+                    let t = String::from_utf8_lossy(&b).to_string();
+                    if t == "2" {
+                        self.send_text("3").await;
+                    }
+                    assert!(!t.starts_with(&want), "unexpected {name}: {t}");
+                }
+                Ok(Some(Ok(_))) => {}
+                Ok(_) => return,
             }
         }
     }

@@ -2,6 +2,9 @@
 //! turn them into the contract's JSON shapes (camelCase, ISO 8601 UTC times);
 //! secrets such as password hashes never leave through those views.
 
+mod files;
+pub use files::*;
+
 use crate::ids::{ConversationId, MessageId, UserId};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -125,3 +128,9 @@ pub struct Page<T> {
     pub items: Vec<T>,
     pub next_cursor: Option<String>,
 }
+
+mod workspace;
+pub use workspace::{
+    Comment, Member, NewComment, NewNotification, NewProject, NewTask, Notification, Priority,
+    Project, Role, SearchHits, Task, TaskFilter, TaskPatch, TaskStatus, Workspace,
+};

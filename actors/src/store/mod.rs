@@ -3,7 +3,7 @@
 //! The core defines the traits; `src/store/` implements them (embedded on-disk
 //! store by default, MongoDB when configured). The store is one
 //! [`DocumentStore`] made of one trait per area ([`AccountStore`],
-//! [`ChatStore`], ...), each in its own file, so each area's operations and
+//! [`ChatStore`], [`FileStore`], [`UploadSessionStore`], ...), each in its own file, so each area's operations and
 //! each backend's implementation of them read on their own. Every backend must
 //! pass the same conformance suite (`huddle::store::conformance`), so the
 //! behaviour described in these doc comments is the contract the suite checks.
@@ -13,15 +13,26 @@
 
 mod accounts;
 mod chat;
+mod files;
+mod notifications;
+mod search;
+mod workspaces;
 
 pub use accounts::AccountStore;
 pub use chat::ChatStore;
+pub use files::{FileStore, UploadSessionStore};
+pub use notifications::NotificationStore;
+pub use search::SearchStore;
+pub use workspaces::WorkspaceStore;
 
 use async_trait::async_trait;
 
 /// Everything needed to call the store through `Arc<dyn DocumentStore>`.
 pub mod prelude {
-    pub use super::{AccountStore, ChatStore, DocumentStore, StoreError, StoreResult};
+    pub use super::{
+        AccountStore, ChatStore, DocumentStore, FileStore, NotificationStore, SearchStore,
+        StoreError, StoreResult, UploadSessionStore, WorkspaceStore,
+    };
 }
 
 /// What can go wrong in a store operation.
@@ -62,7 +73,18 @@ pub type StoreResult<T> = Result<T, StoreError>;
 /// check. Implementations are shared as `Arc<dyn DocumentStore>` and must be
 /// safe to call concurrently.
 #[async_trait]
-pub trait DocumentStore: AccountStore + ChatStore + Send + Sync + 'static {
+pub trait DocumentStore:
+    AccountStore
+    + ChatStore
+    + WorkspaceStore
+    + NotificationStore
+    + SearchStore
+    + FileStore
+    + UploadSessionStore
+    + Send
+    + Sync
+    + 'static
+{
     /// Cheap liveness check for `/ready`.
     async fn ping(&self) -> StoreResult<()>;
 }

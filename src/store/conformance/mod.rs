@@ -10,6 +10,9 @@
 //! database) without seeing each other's records. Cases panic with a message
 //! on the first broken expectation, as test assertions do.
 
+mod files;
+pub use files::*;
+
 use std::collections::HashSet;
 use std::sync::Arc;
 
@@ -20,6 +23,9 @@ use huddle_actors::model::{
     Conversation, Message, MessageBody, NewConversation, NewMessage, RefreshTokenRecord, User,
 };
 use huddle_actors::store::{DocumentStore, StoreError};
+
+mod workspaces;
+pub use workspaces::*;
 
 /// Runs every case, one after the other, against one shared store.
 pub async fn run_all(store: Arc<dyn DocumentStore>) {
@@ -51,6 +57,26 @@ pub async fn run_all(store: Arc<dyn DocumentStore>) {
     case_concurrent_take_refresh_token_once(s).await;
     case_concurrent_direct_key_creates_once(s).await;
     case_concurrent_ensure_user_creates_once(s).await;
+    case_file_create_read_and_grants(s).await;
+    case_download_tokens(s).await;
+    case_concurrent_one_time_token_used_once(s).await;
+    case_upload_session_lifecycle(s).await;
+    case_upload_sessions_in_progress_limit(s).await;
+    case_expired_upload_sessions(s).await;
+    case_concurrent_upload_session_limit(s).await;
+    case_create_workspace_makes_owner(s).await;
+    case_workspaces_for_user_pages(s).await;
+    case_add_member_and_list(s).await;
+    case_member_roles_and_owner_rules(s).await;
+    case_remove_member(s).await;
+    case_projects(s).await;
+    case_create_and_read_task(s).await;
+    case_update_task_patch(s).await;
+    case_delete_task_is_soft(s).await;
+    case_task_filters_and_pages(s).await;
+    case_comments(s).await;
+    case_notifications(s).await;
+    case_search_tasks(s).await;
 }
 
 // ---- fixtures ----
@@ -69,7 +95,7 @@ fn new_user(tag: &str) -> User {
     }
 }
 
-async fn created_user(store: &dyn DocumentStore, tag: &str) -> User {
+pub(crate) async fn created_user(store: &dyn DocumentStore, tag: &str) -> User {
     store
         .create_user(new_user(tag))
         .await

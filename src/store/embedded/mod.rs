@@ -1,7 +1,7 @@
 //! The embedded document store: one `redb` database file, `{dir}/huddle.redb`.
 //!
-//! It is the default backend, so `cargo run` keeps users, conversations and
-//! messages across restarts with no other process running. Records are stored
+//! It is the default backend, so `cargo run` keeps users, conversations,
+//! messages, file records and upload sessions across restarts with no other process running. Records are stored
 //! as JSON bytes in a table keyed by id; separate index tables make every
 //! lookup a point read or a bounded range scan (history is a range over
 //! `(conversation, seq)`, never a scan of all messages). Every rule that spans
@@ -25,6 +25,10 @@ use huddle_actors::store::{DocumentStore, StoreError, StoreResult};
 
 mod accounts;
 mod chat;
+mod files;
+mod notifications;
+mod search;
+mod workspaces;
 use redb::{
     Database, ReadTransaction, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction,
 };
@@ -68,6 +72,24 @@ pub(super) const MESSAGES_BY_CLIENT_ID: TableDefinition<(&str, &str), (&str, u64
 /// (conversation id, user id) → highest seq read.
 pub(super) const READ_MARKERS: TableDefinition<(&str, &str), u64> =
     TableDefinition::new("read_markers");
+/// file id → `FileRecord` (JSON).
+pub(super) const FILES: TableDefinition<&str, &[u8]> = TableDefinition::new("files");
+/// (file id, user id) → 1: who was granted read access.
+pub(super) const FILE_GRANTS: TableDefinition<(&str, &str), u8> =
+    TableDefinition::new("file_grants");
+/// token hash → `DownloadToken` (JSON).
+pub(super) const DOWNLOAD_TOKENS: TableDefinition<&str, &[u8]> =
+    TableDefinition::new("download_tokens");
+/// (user id, upload id) → `UploadSession` (JSON); its `expires_at` is kept
+/// in [`UPLOADS_IN_PROGRESS`] while in progress, so a chunk never rewrites it.
+pub(super) const UPLOAD_SESSIONS: TableDefinition<(&str, &str), &[u8]> =
+    TableDefinition::new("upload_sessions");
+/// (user id, upload id) → expiry (Unix ms) of each session in progress.
+pub(super) const UPLOADS_IN_PROGRESS: TableDefinition<(&str, &str), i64> =
+    TableDefinition::new("uploads_in_progress");
+/// (user id, upload id, chunk index) → 1: the chunks durably stored.
+pub(super) const UPLOAD_CHUNKS: TableDefinition<(&str, &str, u32), u8> =
+    TableDefinition::new("upload_chunks");
 /// Named counters; see [`CONVERSATION_ORDER`].
 pub(super) const COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("counters");
 
@@ -80,6 +102,8 @@ pub(super) const CONVERSATION_ORDER: &str = "conversation_order";
 #[derive(Clone)]
 pub struct EmbeddedStore {
     db: Arc<Database>,
+    /// The task search index, derived from the database (see `search`).
+    search: Arc<search::TaskIndex>,
 }
 
 impl std::fmt::Debug for EmbeddedStore {
@@ -114,9 +138,24 @@ impl EmbeddedStore {
                 .ctx("open messages_by_client_id")?;
             txn.open_table(READ_MARKERS).ctx("open read_markers")?;
             txn.open_table(COUNTERS).ctx("open counters")?;
+            txn.open_table(FILES).ctx("open files")?;
+            txn.open_table(FILE_GRANTS).ctx("open file_grants")?;
+            txn.open_table(DOWNLOAD_TOKENS)
+                .ctx("open download_tokens")?;
+            txn.open_table(UPLOAD_SESSIONS)
+                .ctx("open upload_sessions")?;
+            txn.open_table(UPLOADS_IN_PROGRESS)
+                .ctx("open uploads_in_progress")?;
+            txn.open_table(UPLOAD_CHUNKS).ctx("open upload_chunks")?;
+            workspaces::create_tables(txn)?;
+            notifications::create_tables(txn)?;
             Ok(())
         })?;
-        Ok(Self { db: Arc::new(db) })
+        let search = search::build_index(&db)?;
+        Ok(Self {
+            db: Arc::new(db),
+            search: Arc::new(search),
+        })
     }
 
     /// Runs `f` against the database on the blocking thread pool.
@@ -290,6 +329,15 @@ impl DocumentStore for EmbeddedStore {
     async fn ping(&self) -> StoreResult<()> {
         self.read("ping", |txn| {
             txn.open_table(COUNTERS).ctx("open counters")?;
+            txn.open_table(FILES).ctx("open files")?;
+            txn.open_table(FILE_GRANTS).ctx("open file_grants")?;
+            txn.open_table(DOWNLOAD_TOKENS)
+                .ctx("open download_tokens")?;
+            txn.open_table(UPLOAD_SESSIONS)
+                .ctx("open upload_sessions")?;
+            txn.open_table(UPLOADS_IN_PROGRESS)
+                .ctx("open uploads_in_progress")?;
+            txn.open_table(UPLOAD_CHUNKS).ctx("open upload_chunks")?;
             Ok(())
         })
         .await

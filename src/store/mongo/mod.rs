@@ -70,6 +70,11 @@ use serde::{Deserialize, Serialize};
 
 mod accounts;
 mod chat;
+mod files;
+mod notifications;
+mod search;
+mod uploads;
+mod workspaces;
 
 /// Users: `_id` is the user id.
 pub(super) const USERS: &str = "users";
@@ -83,6 +88,24 @@ pub(super) const MESSAGES: &str = "messages";
 pub(super) const READ_MARKERS: &str = "read_markers";
 /// Named counters: `_id` is the counter name, `value` the last handed out.
 pub(super) const COUNTERS: &str = "counters";
+/// Workspaces: `_id` is the workspace id.
+pub(super) const WORKSPACES: &str = "workspaces";
+/// Memberships: one per (workspace, user).
+pub(super) const MEMBERS: &str = "members";
+/// Projects: `_id` is the project id.
+pub(super) const PROJECTS: &str = "projects";
+/// Tasks: `_id` is the task id; deleted ones stay (soft delete).
+pub(super) const TASKS: &str = "tasks";
+/// Comments: `_id` is the comment id.
+pub(super) const COMMENTS: &str = "comments";
+/// Notifications: `_id` is the notification id.
+pub(super) const NOTIFICATIONS: &str = "notifications";
+/// File records: `_id` is the file id.
+pub(super) const FILES: &str = "files";
+/// Download tokens: `_id` is the token's hash.
+pub(super) const DOWNLOAD_TOKENS: &str = "download_tokens";
+/// Upload sessions: one per (user, upload id).
+pub(super) const UPLOAD_SESSIONS: &str = "upload_sessions";
 /// Counter giving each conversation its creation order. A counter rather
 /// than `createdAt`, so order is strict even within one millisecond and
 /// across nodes.
@@ -102,6 +125,15 @@ pub struct MongoStore {
     pub(super) messages: Collection<MessageDoc>,
     pub(super) read_markers: Collection<ReadMarkerDoc>,
     pub(super) counters: Collection<Document>,
+    pub(super) workspaces: Collection<Document>,
+    pub(super) members: Collection<Document>,
+    pub(super) projects: Collection<Document>,
+    pub(super) tasks: Collection<Document>,
+    pub(super) comments: Collection<Document>,
+    pub(super) notifications: Collection<Document>,
+    pub(super) files: Collection<Document>,
+    pub(super) download_tokens: Collection<Document>,
+    pub(super) upload_sessions: Collection<Document>,
 }
 
 impl std::fmt::Debug for MongoStore {
@@ -142,6 +174,15 @@ impl MongoStore {
             messages: db.collection(MESSAGES),
             read_markers: db.collection(READ_MARKERS),
             counters: db.collection(COUNTERS),
+            workspaces: db.collection(WORKSPACES),
+            members: db.collection(MEMBERS),
+            projects: db.collection(PROJECTS),
+            tasks: db.collection(TASKS),
+            comments: db.collection(COMMENTS),
+            notifications: db.collection(NOTIFICATIONS),
+            files: db.collection(FILES),
+            download_tokens: db.collection(DOWNLOAD_TOKENS),
+            upload_sessions: db.collection(UPLOAD_SESSIONS),
             db,
         }
     }
@@ -221,6 +262,79 @@ impl MongoStore {
             )
             .await
             .ctx("creating the read_markers index")?;
+        let plain = |name: &str| IndexOptions::builder().name(name.to_owned()).build();
+        let index = |keys: Document, options: IndexOptions| {
+            IndexModel::builder().keys(keys).options(options).build()
+        };
+        self.members
+            .create_indexes([
+                index(
+                    doc! { "workspaceId": 1, "userId": 1 },
+                    unique("workspace_user_unique").build(),
+                ),
+                index(
+                    doc! { "userId": 1, "workspaceId": 1 },
+                    plain("user_workspaces"),
+                ),
+            ])
+            .await
+            .ctx("creating the members indexes")?;
+        self.projects
+            .create_index(index(
+                doc! { "workspaceId": 1, "seq": 1 },
+                plain("workspace_projects"),
+            ))
+            .await
+            .ctx("creating the projects index")?;
+        self.tasks
+            .create_indexes([
+                index(doc! { "projectId": 1, "seq": 1 }, plain("project_tasks")),
+                index(
+                    doc! { "workspaceId": 1, "searchKeys": 1 },
+                    plain("workspace_search_keys"),
+                ),
+            ])
+            .await
+            .ctx("creating the tasks indexes")?;
+        self.comments
+            .create_index(index(
+                doc! { "taskId": 1, "seq": 1 },
+                plain("task_comments"),
+            ))
+            .await
+            .ctx("creating the comments index")?;
+        self.notifications
+            .create_indexes([
+                index(doc! { "userId": 1, "seq": -1 }, plain("user_newest_first")),
+                index(doc! { "userId": 1, "read": 1 }, plain("user_unread")),
+            ])
+            .await
+            .ctx("creating the notifications indexes")?;
+        self.upload_sessions
+            .create_indexes([
+                index(
+                    doc! { "userId": 1, "uploadId": 1 },
+                    unique("user_upload_unique").build(),
+                ),
+                // A session in progress holds one of its user's numbered
+                // slots; the index lets each slot be held once.
+                index(
+                    doc! { "userId": 1, "slot": 1 },
+                    unique("user_slot_unique")
+                        .partial_filter_expression(doc! { "slot": { "$type": "number" } })
+                        .build(),
+                ),
+                index(doc! { "expiresAtMs": 1 }, plain("in_progress_expiry")),
+            ])
+            .await
+            .ctx("creating the upload_sessions indexes")?;
+        for name in [WORKSPACES, FILES, DOWNLOAD_TOKENS] {
+            self.db
+                .create_collection(name)
+                .await
+                .or_else(ignore_namespace_exists)
+                .ctx(format!("creating the {name} collection"))?;
+        }
         // Refresh tokens are found by `_id` only; it is always indexed.
         self.db
             .create_collection(REFRESH_TOKENS)
@@ -515,6 +629,90 @@ fn ignore_namespace_exists(error: MongoError) -> Result<(), MongoError> {
         ErrorKind::Command(e) if e.code == NAMESPACE_EXISTS => Ok(()),
         _ => Err(error),
     }
+}
+
+/// A model record as a BSON document with `_id` set. Records of the newer
+/// areas keep the model's own serde shape (camelCase; times as RFC 3339
+/// strings, which round-trip exactly); a field the store must compare as a
+/// time gets a BSON date beside it (`expiresAtMs`).
+pub(super) fn to_doc<T: Serialize>(record: &T, id: &str) -> StoreResult<Document> {
+    let mut document = bson::to_document(record).ctx("encoding a record")?;
+    document.insert("_id", id);
+    Ok(document)
+}
+
+/// A stored document back as its model record (extra fields are ignored).
+pub(super) fn from_doc<T: serde::de::DeserializeOwned>(document: Document) -> StoreResult<T> {
+    bson::from_document(document).ctx("decoding a record")
+}
+
+/// Parses a `seq` cursor; an unparsable one is `NotFound`, as in the
+/// embedded store.
+pub(super) fn seq_cursor(cursor: Option<&str>) -> StoreResult<Option<i64>> {
+    cursor
+        .map(|c| {
+            c.parse::<u64>()
+                .ok()
+                .and_then(|v| i64::try_from(v).ok())
+                .ok_or_else(|| StoreError::NotFound(format!("cursor {c:?} is not valid")))
+        })
+        .transpose()
+}
+
+/// The stored `seq` of a document (64- or 32-bit integer).
+pub(super) fn seq_of(document: &Document) -> StoreResult<i64> {
+    document
+        .get_i64("seq")
+        .or_else(|_| document.get_i32("seq").map(i64::from))
+        .ctx("reading a record's seq")
+}
+
+/// One page of records ordered by `seq` (oldest first, or newest first),
+/// after the `seq` cursor; the next cursor is the last item's `seq` when
+/// more follow.
+pub(super) async fn seq_page<T: serde::de::DeserializeOwned>(
+    collection: &Collection<Document>,
+    mut filter: Document,
+    cursor: Option<&str>,
+    limit: usize,
+    newest_first: bool,
+) -> StoreResult<huddle_actors::model::Page<T>> {
+    use futures_util::TryStreamExt;
+    let cursor = seq_cursor(cursor)?;
+    if limit == 0 {
+        return Ok(huddle_actors::model::Page {
+            items: Vec::new(),
+            next_cursor: None,
+        });
+    }
+    if let Some(c) = cursor {
+        let op = if newest_first { "$lt" } else { "$gt" };
+        filter.insert("seq", doc! { op: c });
+    }
+    let docs: Vec<Document> = collection
+        .find(filter)
+        .sort(doc! { "seq": if newest_first { -1 } else { 1 } })
+        .limit(i64::try_from(limit).unwrap_or(i64::MAX - 1) + 1)
+        .await
+        .ctx("listing records")?
+        .try_collect()
+        .await
+        .ctx("reading records")?;
+    let more = docs.len() > limit;
+    let mut items = Vec::with_capacity(limit.min(docs.len()));
+    let mut last = None;
+    for document in docs.into_iter().take(limit) {
+        last = Some(seq_of(&document)?);
+        items.push(from_doc(document)?);
+    }
+    Ok(huddle_actors::model::Page {
+        items,
+        next_cursor: if more {
+            last.map(|s| s.to_string())
+        } else {
+            None
+        },
+    })
 }
 
 /// Attaches context to a driver (or BSON) error, keeping it as the source.
