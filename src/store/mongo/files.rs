@@ -16,7 +16,11 @@ use huddle_actors::store::FileStore;
 #[async_trait]
 impl FileStore for MongoStore {
     async fn create_file(&self, file: FileRecord) -> StoreResult<(FileRecord, bool)> {
-        match self.files.insert_one(to_doc(&file, &file.id)?).await {
+        let mut document = to_doc(&file, &file.id)?;
+        // Present from the start: nx-27017 ignores `$addToSet` with `$each`
+        // on a missing field (see docs/mongodb.md).
+        document.insert("readerIds", bson::Bson::Array(Vec::new()));
+        match self.files.insert_one(document).await {
             Ok(_) => Ok((file, true)),
             Err(e) if is_duplicate_key(&e) => match self.file(&file.id).await? {
                 Some(existing) => Ok((existing, false)),

@@ -642,8 +642,29 @@ pub(super) fn to_doc<T: Serialize>(record: &T, id: &str) -> StoreResult<Document
 }
 
 /// A stored document back as its model record (extra fields are ignored).
-pub(super) fn from_doc<T: serde::de::DeserializeOwned>(document: Document) -> StoreResult<T> {
+pub(super) fn from_doc<T: serde::de::DeserializeOwned>(mut document: Document) -> StoreResult<T> {
+    // nx-27017 stores a boolean written by `$set` as the integer 1 (see
+    // docs/mongodb.md); the flags the store sets are read back as booleans.
+    for flag in ["read", "spent"] {
+        if let Some(v) = document.get(flag) {
+            let fixed = match v {
+                bson::Bson::Int32(i) => Some(*i != 0),
+                bson::Bson::Int64(i) => Some(*i != 0),
+                _ => None,
+            };
+            if let Some(b) = fixed {
+                document.insert(flag, b);
+            }
+        }
+    }
     bson::from_document(document).ctx("decoding a record")
+}
+
+/// Matches a task that is not deleted (`deletedAt` null or missing). Written
+/// `{$in: [null]}` rather than `null`: nx-27017 matches nothing when a
+/// `field: null` condition sits beside `$or` (see docs/mongodb.md).
+pub(super) fn not_deleted() -> Document {
+    doc! { "$in": [bson::Bson::Null] }
 }
 
 /// Parses a `seq` cursor; an unparsable one is `NotFound`, as in the

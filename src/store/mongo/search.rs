@@ -193,7 +193,7 @@ impl SearchStore for MongoStore {
             .tasks
             .find(doc! {
                 "workspaceId": workspace.as_str(),
-                "deletedAt": bson::Bson::Null,
+                "deletedAt": not_deleted(),
                 "$or": any,
             })
             .projection(doc! { "searchKeys": 0 })

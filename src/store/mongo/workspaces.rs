@@ -357,7 +357,7 @@ impl WorkspaceStore for MongoStore {
             let result = self
                 .tasks
                 .replace_one(
-                    doc! { "_id": id.as_str(), "rev": rev, "deletedAt": bson::Bson::Null },
+                    doc! { "_id": id.as_str(), "rev": rev, "deletedAt": not_deleted() },
                     search::task_doc(&after, rev + 1)?,
                 )
                 .await
@@ -378,7 +378,7 @@ impl WorkspaceStore for MongoStore {
         let before = self
             .tasks
             .find_one_and_update(
-                doc! { "_id": id.as_str(), "deletedAt": bson::Bson::Null },
+                doc! { "_id": id.as_str(), "deletedAt": not_deleted() },
                 doc! { "$set": { "deletedAt": bson_of(&now)?, "updatedAt": bson_of(&now)? } },
             )
             .return_document(ReturnDocument::Before)
@@ -398,7 +398,7 @@ impl WorkspaceStore for MongoStore {
         cursor: Option<&str>,
         limit: usize,
     ) -> StoreResult<Page<Task>> {
-        let mut query = doc! { "projectId": project.as_str(), "deletedAt": bson::Bson::Null };
+        let mut query = doc! { "projectId": project.as_str(), "deletedAt": not_deleted() };
         if let Some(status) = filter.status {
             query.insert("status", status.as_str());
         }
