@@ -13,6 +13,20 @@
 //! | `messages` | message id | unique `(conversationId, seq)` for history, unique `(senderId, clientId)` (partial) for idempotency |
 //! | `read_markers` | driver-made | unique `(conversationId, userId)` |
 //! | `counters` | counter name | — |
+//! | `workspaces` | workspace id | — |
+//! | `members` | driver-made | unique `(workspaceId, userId)`, `(userId, workspaceId)` |
+//! | `projects` | project id | `(workspaceId, seq)` |
+//! | `tasks` | task id | `(projectId, seq)`, `(workspaceId, searchKeys)` for search |
+//! | `comments` | comment id | `(taskId, seq)` |
+//! | `notifications` | notification id | `(userId, seq desc)`, `(userId, read)` |
+//! | `files` | file id | — |
+//! | `download_tokens` | token hash | — |
+//! | `upload_sessions` | driver-made | unique `(userId, uploadId)`, unique `(userId, slot)` (partial), `expiresAtMs` |
+//!
+//! The areas added later (workspaces, notifications, search, files, upload
+//! sessions) each have their own file and module doc saying how their
+//! concurrent rules hold; search in particular needs neither `$text` nor
+//! Atlas `$search` (see `search.rs` for why and how one typo is tolerated).
 //!
 //! Every rule that spans records holds **without multi-document
 //! transactions** (a standalone `mongod` has none, and neither have some

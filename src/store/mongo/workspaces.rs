@@ -22,7 +22,9 @@
 //! conversations' order; a gap there is harmless. Without transactions a
 //! workspace and its owner's membership are two inserts (workspace first);
 //! a crash between them leaves a workspace nobody is a member of, which no
-//! list shows.
+//! list shows. Likewise a comment checks that its task is live and is then
+//! inserted: a comment racing the task's soft delete may land on the just
+//! deleted task (the embedded store, with transactions, orders the two).
 
 use super::*;
 use futures_util::TryStreamExt;
