@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Runs huddle's whole test suite on a fresh Debian machine with the Rust
 # toolchain: installs what the tests need (Node.js for the official
-# socket.io-client suite, Chromium for the test page), checks the Docker
-# deployment files against the settings (scripts/check-deploy.sh), checks
-# formatting and lints, builds once, then
-# runs the Rust unit, integration and store conformance tests and the Node
-# client, protocol compliance and browser suites against the built binaries
-# (browser screenshots land in artifacts/screenshots/).
+# socket.io-client suite, Chromium for the test page, Python for the
+# MongoDB-wire-compatible test servers), checks the Docker deployment files
+# against the settings (scripts/check-deploy.sh), checks formatting and lints,
+# builds once, starts the test MongoDB servers, then runs the Rust unit,
+# integration and store conformance tests (embedded and MongoDB backends) and
+# the Node client, protocol compliance and browser suites against the built
+# binaries (browser screenshots land in artifacts/screenshots/). The test
+# servers are stopped on exit, whatever happens.
 #
 # Usage: scripts/test.sh            (from anywhere in the checkout)
 set -euo pipefail
@@ -33,7 +35,10 @@ command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 || apt_install
 # Headless Chromium for the real-browser test of the page (browser.test.mjs);
 # playwright-core drives this system browser, it downloads none.
 [ -x /usr/bin/chromium ] || apt_install chromium
+command -v python3 >/dev/null 2>&1 && python3 -m venv --help >/dev/null 2>&1 \
+  || apt_install python3 python3-venv python3-pip
 node --version
+python3 --version
 cargo --version
 
 log "deployment files agree with the settings (docker/, config/production.toml)"
@@ -46,7 +51,13 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 log "building once (server, examples, tests)"
 cargo build --workspace --all-targets --locked
 
-log "Rust tests: unit, integration, store conformance (embedded)"
+log "starting the MongoDB-wire-compatible test servers (secantusdb, nx-27017)"
+# shellcheck source=scripts/mongo-test-servers.sh
+source "$root/scripts/mongo-test-servers.sh"
+trap mongo_test_servers_stop EXIT
+mongo_test_servers_start
+
+log "Rust tests: unit, integration, store conformance (embedded, MongoDB on secantusdb and nx-27017${HUDDLE_TEST_MONGODB_URI:+ and HUDDLE_TEST_MONGODB_URI})"
 cargo test --workspace --locked
 
 log "Node client suites (official socket.io-client) and protocol compliance"

@@ -409,7 +409,7 @@ fn redacted(s: &str) -> &'static str {
 }
 
 /// Hides the credentials of a URL such as `redis://user:pass@host:6379`.
-fn redact_url(url: &str) -> String {
+pub(crate) fn redact_url(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
         (Some(scheme_end), Some(at)) if at > scheme_end => {
             format!("{}://<redacted>@{}", &url[..scheme_end], &url[at + 1..])

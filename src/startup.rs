@@ -5,7 +5,7 @@
 use crate::blob::LocalBlobStore;
 use crate::settings::Settings;
 use crate::state::AppState;
-use crate::store::EmbeddedStore;
+use crate::store::{EmbeddedStore, MongoStore};
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::{web, App, HttpServer};
 use anyhow::Context as _;
@@ -106,8 +106,19 @@ pub fn open_blobs(settings: &Settings) -> anyhow::Result<Arc<dyn BlobStore>> {
     Ok(Arc::new(blobs))
 }
 
-/// Opens the document store the settings choose.
+/// Opens the document store the settings choose: MongoDB when
+/// `mongodb.uri` (`MONGODB_URI`) is set, else the embedded store in the data
+/// directory. The log names the backend, never the URI's credentials.
 pub async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn DocumentStore>> {
+    if let Some(uri) = settings.mongodb.uri.as_deref() {
+        let shown = crate::settings::redact_url(uri);
+        let db = &settings.mongodb.db;
+        let store = MongoStore::connect(uri, db)
+            .await
+            .with_context(|| format!("opening the MongoDB store at {shown}, database {db}"))?;
+        log::info!("document store: MongoDB at {shown}, database {db}");
+        return Ok(Arc::new(store));
+    }
     let dir = &settings.server.data_dir;
     let store = EmbeddedStore::open(dir)
         .with_context(|| format!("opening the embedded store in {}", dir.display()))?;

@@ -4,10 +4,13 @@
 //! Each backend lives in its own file behind that one trait, so the rest of
 //! the server never knows which one it talks to (house style 8). The embedded
 //! store is the default: an on-disk file under `DATA_DIR`, no other process.
+//! The MongoDB store is used when `MONGODB_URI` is set.
 //! [`conformance`] is the behaviour suite every backend must pass; it is part
 //! of the library so each backend's test file can run it.
 
 pub mod conformance;
 pub mod embedded;
+pub mod mongo;
 
 pub use embedded::EmbeddedStore;
+pub use mongo::MongoStore;

@@ -1,0 +1,302 @@
+//! Chat in the MongoDB store: conversations (one per `directKey`, listed
+//! newest first by their creation `order`), messages whose insert is their
+//! seq allocation (see the module above for why), and read markers kept as
+//! a maximum with `$max`.
+
+use super::*;
+use futures_util::TryStreamExt;
+use huddle_actors::ids::new_id;
+use huddle_actors::model::{NewConversation, NewMessage, Page};
+use huddle_actors::store::ChatStore;
+
+/// How many times one append may lose the race for a seq before it reports
+/// the conversation as too contended. Every lost race means another message
+/// was stored, so this is never reached by correct servers under sane load;
+/// it turns a misbehaving server into an error instead of a spin.
+const MAX_SEQ_ATTEMPTS: usize = 1_000;
+
+impl MongoStore {
+    async fn conversation_doc(&self, id: &str) -> StoreResult<Option<ConversationDoc>> {
+        self.conversations
+            .find_one(doc! { "_id": id })
+            .await
+            .ctx("finding a conversation")
+    }
+
+    async fn conversation_by_direct_key(&self, key: &str) -> StoreResult<Option<Conversation>> {
+        self.conversations
+            .find_one(doc! { "directKey": key })
+            .await
+            .ctx("finding a conversation by direct key")?
+            .map(Conversation::try_from)
+            .transpose()
+    }
+
+    async fn message_by_client_id(
+        &self,
+        sender: &UserId,
+        client_id: &str,
+    ) -> StoreResult<Option<Message>> {
+        self.messages
+            .find_one(doc! { "senderId": sender.as_str(), "clientId": client_id })
+            .await
+            .ctx("finding a message by client id")?
+            .map(Message::try_from)
+            .transpose()
+    }
+
+    /// The highest seq stored in the conversation (0 when empty), through
+    /// the `(conversationId, seq)` index.
+    async fn highest_stored_seq(&self, conversation: &str) -> StoreResult<i64> {
+        let last = self
+            .messages
+            .find_one(doc! { "conversationId": conversation })
+            .sort(doc! { "seq": -1 })
+            .await
+            .ctx("reading the highest seq")?;
+        Ok(last.map_or(0, |m| m.seq))
+    }
+}
+
+#[async_trait]
+impl ChatStore for MongoStore {
+    async fn create_conversation(&self, new: NewConversation) -> StoreResult<(Conversation, bool)> {
+        if let Some(key) = &new.direct_key {
+            if let Some(existing) = self.conversation_by_direct_key(key).await? {
+                return Ok((existing, false));
+            }
+        }
+        let order = self.next_counter(CONVERSATION_ORDER).await?;
+        let mut member_ids = new.member_ids;
+        let mut seen = std::collections::HashSet::new();
+        member_ids.retain(|id| seen.insert(id.clone()));
+        let conversation = Conversation {
+            id: ConversationId(new_id()),
+            workspace_id: new.workspace_id,
+            title: new.title,
+            member_ids,
+            created_by: new.created_by,
+            created_at: now(),
+            last_seq: 0,
+            direct_key: new.direct_key,
+        };
+        let doc = ConversationDoc {
+            id: conversation.id.0.clone(),
+            workspace_id: conversation.workspace_id.clone(),
+            title: conversation.title.clone(),
+            member_ids: conversation
+                .member_ids
+                .iter()
+                .map(|id| id.0.clone())
+                .collect(),
+            created_by: conversation.created_by.0.clone(),
+            created_at: to_bson_time(conversation.created_at),
+            last_seq: 0,
+            direct_key: conversation.direct_key.clone(),
+            order,
+        };
+        match self.conversations.insert_one(doc).await {
+            Ok(_) => Ok((conversation, true)),
+            // Only the direct key can collide (the id is fresh): another
+            // caller created the pair's conversation first.
+            Err(e) if is_duplicate_key(&e) => {
+                let key = conversation.direct_key.as_deref().unwrap_or_default();
+                match self.conversation_by_direct_key(key).await? {
+                    Some(existing) => Ok((existing, false)),
+                    None => Err(StoreError::backend(
+                        "inserting a conversation: duplicate key, yet no conversation has its direct key",
+                        e,
+                    )),
+                }
+            }
+            Err(e) => Err(StoreError::backend("inserting a conversation", e)),
+        }
+    }
+
+    async fn conversation(&self, id: &ConversationId) -> StoreResult<Option<Conversation>> {
+        self.conversation_doc(id.as_str())
+            .await?
+            .map(Conversation::try_from)
+            .transpose()
+    }
+
+    async fn conversations_for_user(
+        &self,
+        user: &UserId,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<Page<Conversation>> {
+        // The cursor is the creation order of the last conversation handed
+        // out; the next page starts strictly below it.
+        let mut filter = doc! { "memberIds": user.as_str() };
+        if let Some(c) = cursor {
+            let below = c
+                .parse::<i64>()
+                .ok()
+                .filter(|order| *order > 0)
+                .ok_or_else(|| {
+                    StoreError::NotFound(format!("conversation cursor {c:?} is not valid"))
+                })?;
+            filter.insert("order", doc! { "$lt": below });
+        }
+        let mut page = Page {
+            items: Vec::new(),
+            next_cursor: None,
+        };
+        if limit == 0 {
+            return Ok(page);
+        }
+        // One more than asked, to know whether another page exists.
+        let fetch = i64::try_from(limit.saturating_add(1)).unwrap_or(i64::MAX);
+        let docs: Vec<ConversationDoc> = self
+            .conversations
+            .find(filter)
+            .sort(doc! { "order": -1 })
+            .limit(fetch)
+            .await
+            .ctx("listing a user's conversations")?
+            .try_collect()
+            .await
+            .ctx("reading a user's conversations")?;
+        let more = docs.len() > limit;
+        let mut last_order = 0;
+        for doc in docs.into_iter().take(limit) {
+            last_order = doc.order;
+            page.items.push(Conversation::try_from(doc)?);
+        }
+        if more {
+            page.next_cursor = Some(last_order.to_string());
+        }
+        Ok(page)
+    }
+
+    async fn append_message(&self, new: NewMessage) -> StoreResult<(Message, bool)> {
+        let conversation_id = new.conversation_id.as_str();
+        let Some(conversation) = self.conversation_doc(conversation_id).await? else {
+            return Err(StoreError::NotFound(format!(
+                "conversation {conversation_id}"
+            )));
+        };
+        let mut message = Message {
+            id: MessageId(new_id()),
+            conversation_id: new.conversation_id.clone(),
+            seq: 0,
+            sender_id: new.sender_id.clone(),
+            client_id: new.client_id.clone(),
+            body: new.body,
+            created_at: now(),
+        };
+        // `lastSeq` is a seq known to be stored (it is raised only after an
+        // insert), so the one above it is the first candidate.
+        let mut seq = conversation.last_seq + 1;
+        for _ in 0..MAX_SEQ_ATTEMPTS {
+            message.seq = from_stored_seq(seq)?;
+            match self
+                .messages
+                .insert_one(MessageDoc::from_message(&message)?)
+                .await
+            {
+                Ok(_) => {
+                    self.conversations
+                        .update_one(
+                            doc! { "_id": conversation_id },
+                            doc! { "$max": { "lastSeq": seq } },
+                        )
+                        .await
+                        .ctx("raising the conversation's lastSeq")?;
+                    return Ok((message, true));
+                }
+                Err(e) if is_duplicate_key(&e) => {
+                    if let Some(client_id) = &new.client_id {
+                        if let Some(original) =
+                            self.message_by_client_id(&new.sender_id, client_id).await?
+                        {
+                            return Ok((original, false));
+                        }
+                    }
+                    // Another writer stored this seq: go above the highest
+                    // stored one.
+                    seq = self.highest_stored_seq(conversation_id).await?.max(seq) + 1;
+                }
+                Err(e) => return Err(StoreError::backend("inserting a message", e)),
+            }
+        }
+        Err(StoreError::Backend {
+            message: format!(
+                "appending to conversation {conversation_id}: lost the race for a seq {MAX_SEQ_ATTEMPTS} times"
+            ),
+            source: None,
+        })
+    }
+
+    async fn messages_before(
+        &self,
+        conversation: &ConversationId,
+        before: Option<u64>,
+        limit: usize,
+    ) -> StoreResult<Vec<Message>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let mut filter = doc! { "conversationId": conversation.as_str() };
+        if let Some(before) = before {
+            // A bound past the i64 range excludes nothing.
+            if let Ok(before) = i64::try_from(before) {
+                filter.insert("seq", doc! { "$lt": before });
+            }
+        }
+        // Walk back from the bound through the index and stop after
+        // `limit`: the cost is the page, not the history.
+        let docs: Vec<MessageDoc> = self
+            .messages
+            .find(filter)
+            .sort(doc! { "seq": -1 })
+            .limit(i64::try_from(limit).unwrap_or(i64::MAX))
+            .await
+            .ctx("reading history")?
+            .try_collect()
+            .await
+            .ctx("reading history")?;
+        let mut page = docs
+            .into_iter()
+            .map(Message::try_from)
+            .collect::<StoreResult<Vec<_>>>()?;
+        page.reverse();
+        Ok(page)
+    }
+
+    async fn mark_read(
+        &self,
+        conversation: &ConversationId,
+        user: &UserId,
+        seq: u64,
+    ) -> StoreResult<()> {
+        let filter = doc! { "conversationId": conversation.as_str(), "userId": user.as_str() };
+        let update = doc! { "$max": { "seq": to_stored_seq(seq)? } };
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            match self
+                .read_markers
+                .update_one(filter.clone(), update.clone())
+                .upsert(true)
+                .await
+            {
+                Ok(_) => return Ok(()),
+                // Two upserts of a new marker: one inserted it, so the next
+                // attempt updates it.
+                Err(e) if is_duplicate_key(&e) && attempts < 3 => continue,
+                Err(e) => return Err(StoreError::backend("marking read", e)),
+            }
+        }
+    }
+
+    async fn read_marker(&self, conversation: &ConversationId, user: &UserId) -> StoreResult<u64> {
+        let marker = self
+            .read_markers
+            .find_one(doc! { "conversationId": conversation.as_str(), "userId": user.as_str() })
+            .await
+            .ctx("reading a read marker")?;
+        marker.map_or(Ok(0), |m| from_stored_seq(m.seq))
+    }
+}

@@ -1,0 +1,483 @@
+//! Runs the document store conformance suite against the MongoDB store, one
+//! test per case, on every server whose URI is in the environment:
+//!
+//! | variable | server |
+//! |---|---|
+//! | `MONGO_SECANTUS_URI` | secantusdb (wire-compatible, from pip) |
+//! | `MONGO_NX_URI` | nx-27017 (wire-compatible, from pip) |
+//! | `HUDDLE_TEST_MONGODB_URI` | a real MongoDB, when you have one |
+//!
+//! `scripts/test.sh` starts the two pip servers (`scripts/mongo-test-servers.sh`)
+//! and sets the first two. Every test uses a fresh database (dropped when the
+//! test passes), so tests never see each other's records. A test whose server
+//! is not configured passes without running, and says so on stderr past the
+//! test harness's capture, once per server. Then come the checks only this
+//! backend needs: idempotent start-up, a lagging `lastSeq` after a crash,
+//! parallel writers on several threads, and `open_store` choosing MongoDB.
+
+use std::collections::HashMap;
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::sync::{Arc, Once};
+
+use huddle::settings::Settings;
+use huddle::store::{conformance, MongoStore};
+use huddle_actors::ids::{new_id, UserId};
+use huddle_actors::model::{MessageBody, NewConversation, NewMessage, User};
+use huddle_actors::store::prelude::*;
+use mongodb::bson::doc;
+
+/// A server the suite can run against, named by an environment variable.
+struct Server {
+    /// The variable holding its URI.
+    env: &'static str,
+    /// How the notice names it.
+    name: &'static str,
+    /// Where the URI comes from, for the notice.
+    hint: &'static str,
+    /// Printed once when the variable is unset.
+    announced: Once,
+}
+
+static SECANTUS: Server = Server {
+    env: "MONGO_SECANTUS_URI",
+    name: "secantusdb",
+    hint: "scripts/test.sh starts it and sets it",
+    announced: Once::new(),
+};
+static NX: Server = Server {
+    env: "MONGO_NX_URI",
+    name: "nx-27017",
+    hint: "scripts/test.sh starts it and sets it",
+    announced: Once::new(),
+};
+static REAL: Server = Server {
+    env: "HUDDLE_TEST_MONGODB_URI",
+    name: "a real MongoDB",
+    hint: "set it to a MongoDB URI to run the suite there",
+    announced: Once::new(),
+};
+
+impl Server {
+    fn uri(&self) -> Option<String> {
+        let uri = std::env::var(self.env)
+            .ok()
+            .filter(|v| !v.trim().is_empty());
+        if uri.is_none() {
+            self.announced.call_once(|| {
+                // Straight to stderr: the harness captures `eprintln!` of
+                // passing tests, and this must be seen.
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "\n!!! MongoDB store tests NOT RUN against {}: {} is not set \
+                     ({}; see docs/mongodb.md) !!!\n",
+                    self.name,
+                    self.env,
+                    self.hint
+                );
+            });
+        }
+        uri
+    }
+}
+
+/// A store on a fresh database of one server.
+struct TestDb {
+    store: MongoStore,
+    uri: String,
+    name: String,
+}
+
+impl TestDb {
+    /// `None` (after the notice) when the server is not configured.
+    async fn open(server: &Server) -> Option<TestDb> {
+        let uri = server.uri()?;
+        let name = fresh_db_name();
+        let store = MongoStore::connect(&uri, &name)
+            .await
+            .unwrap_or_else(|e| panic!("connecting to {} ({}): {e:?}", server.name, server.env));
+        Some(TestDb { store, uri, name })
+    }
+
+    /// Drops the database (only reached when the test passed, so a failed
+    /// test leaves its data to look at).
+    async fn finish(self) {
+        self.store
+            .database()
+            .drop()
+            .await
+            .expect("dropping the test database");
+    }
+}
+
+fn fresh_db_name() -> String {
+    format!("huddle_test_{}", &new_id()[..16])
+}
+
+/// One `#[tokio::test]` per conformance case, against `$server`.
+macro_rules! case_tests {
+    ($server:expr; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                let Some(db) = TestDb::open($server).await else { return };
+                conformance::$case(&db.store).await;
+                db.finish().await;
+            }
+        )*
+    };
+}
+
+/// Every case of the suite, handed to `$m` after `$server`.
+macro_rules! every_case {
+    ($m:ident, $server:expr) => {
+        $m!($server;
+            case_ping,
+            case_create_user_and_lookups,
+            case_create_user_duplicate_email_conflicts,
+            case_create_user_duplicate_username_conflicts,
+            case_users_without_email_do_not_conflict,
+            case_ensure_user_creates_once_and_never_overwrites,
+            case_ensure_user_picks_free_username,
+            case_refresh_token_is_taken_once,
+            case_refresh_token_unknown_jti,
+            case_create_conversation,
+            case_direct_key_returns_existing_conversation,
+            case_conversation_unknown,
+            case_conversations_for_user_pages_newest_first,
+            case_conversations_for_user_only_members,
+            case_append_message_gap_free_seq,
+            case_append_message_idempotent_retry,
+            case_append_message_client_id_is_per_sender,
+            case_append_message_unknown_conversation,
+            case_messages_before_semantics,
+            case_file_message_round_trip,
+            case_mark_read_keeps_maximum,
+            case_read_marker_defaults_to_zero,
+            case_concurrent_appends_are_gap_free,
+            case_concurrent_idempotent_retries_create_once,
+            case_concurrent_take_refresh_token_once,
+            case_concurrent_direct_key_creates_once,
+            case_concurrent_ensure_user_creates_once,
+            case_file_create_read_and_grants,
+            case_download_tokens,
+            case_concurrent_one_time_token_used_once,
+            case_upload_session_lifecycle,
+            case_upload_sessions_in_progress_limit,
+            case_expired_upload_sessions,
+            case_concurrent_upload_session_limit,
+            case_create_workspace_makes_owner,
+            case_workspaces_for_user_pages,
+            case_add_member_and_list,
+            case_member_roles_and_owner_rules,
+            case_remove_member,
+            case_projects,
+            case_create_and_read_task,
+            case_update_task_patch,
+            case_delete_task_is_soft,
+            case_task_filters_and_pages,
+            case_comments,
+            case_notifications,
+            case_search_tasks,
+        );
+    };
+}
+
+/// The conformance cases plus the backend's own checks, against `$server`.
+macro_rules! server_tests {
+    ($module:ident, $server:expr) => {
+        mod $module {
+            use super::*;
+
+            every_case!(case_tests, $server);
+
+            /// All cases share one database without seeing each other's
+            /// records.
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn all_cases_share_one_store() {
+                let Some(db) = TestDb::open($server).await else {
+                    return;
+                };
+                conformance::run_all(Arc::new(db.store.clone())).await;
+                db.finish().await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn start_up_twice_on_one_database() {
+                let Some(db) = TestDb::open($server).await else {
+                    return;
+                };
+                check_start_up_twice(&db).await;
+                db.finish().await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn a_lagging_last_seq_is_repaired_without_a_gap() {
+                let Some(db) = TestDb::open($server).await else {
+                    return;
+                };
+                check_lagging_last_seq(&db.store).await;
+                db.finish().await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn parallel_tasks_append_gap_free() {
+                let Some(db) = TestDb::open($server).await else {
+                    return;
+                };
+                check_parallel_appends(Arc::new(db.store.clone())).await;
+                db.finish().await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn a_malformed_cursor_is_rejected() {
+                let Some(db) = TestDb::open($server).await else {
+                    return;
+                };
+                let result = db
+                    .store
+                    .conversations_for_user(&UserId(new_id()), Some("not-a-cursor"), 10)
+                    .await;
+                assert!(result.is_err());
+                db.finish().await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn open_store_chooses_mongodb_when_the_uri_is_set() {
+                let Some(db) = TestDb::open($server).await else {
+                    return;
+                };
+                check_open_store(&db).await;
+                db.finish().await;
+            }
+        }
+    };
+}
+
+server_tests!(secantus, &SECANTUS);
+server_tests!(nx, &NX);
+server_tests!(real_mongodb, &REAL);
+
+// ---- the backend's own checks ----
+
+fn user(tag: &str) -> User {
+    let id = new_id();
+    User {
+        id: UserId(id.clone()),
+        email: Some(format!("{tag}-{id}@example.test")),
+        name: tag.to_owned(),
+        username: format!("{tag}{id}"),
+        password_hash: None,
+        created_at: chrono::DateTime::from_timestamp_millis(chrono::Utc::now().timestamp_millis())
+            .unwrap(),
+    }
+}
+
+fn text(s: &str) -> MessageBody {
+    MessageBody::Text { text: s.to_owned() }
+}
+
+fn group(owner: &User) -> NewConversation {
+    NewConversation {
+        workspace_id: None,
+        title: Some("busy".into()),
+        member_ids: vec![owner.id.clone()],
+        created_by: owner.id.clone(),
+        direct_key: None,
+    }
+}
+
+fn message(conversation: &huddle_actors::ids::ConversationId, sender: &User) -> NewMessage {
+    NewMessage {
+        conversation_id: conversation.clone(),
+        sender_id: sender.id.clone(),
+        client_id: Some(new_id()),
+        body: text("x"),
+    }
+}
+
+/// A second node starting on the same database finds its indexes and
+/// counters in place, and sees (and keeps enforcing) the first one's data.
+async fn check_start_up_twice(db: &TestDb) {
+    let alice = db.store.create_user(user("alice")).await.unwrap();
+    let (first, _) = db.store.create_conversation(group(&alice)).await.unwrap();
+
+    let second = MongoStore::connect(&db.uri, &db.name)
+        .await
+        .expect("a second start-up on the same database");
+    assert_eq!(
+        second.user_by_id(&alice.id).await.unwrap(),
+        Some(alice.clone())
+    );
+    assert!(matches!(
+        second.create_user(alice.clone()).await,
+        Err(StoreError::Conflict(_))
+    ));
+    // The creation order carries on rather than starting again.
+    let (newer, _) = second.create_conversation(group(&alice)).await.unwrap();
+    let page = second
+        .conversations_for_user(&alice.id, None, 10)
+        .await
+        .unwrap();
+    let ids: Vec<_> = page.items.iter().map(|c| c.id.clone()).collect();
+    assert_eq!(ids, vec![newer.id, first.id]);
+}
+
+/// A node that stored a message and died before raising `lastSeq` leaves
+/// the conversation's `lastSeq` one behind. The next append must neither
+/// reuse the stored seq nor skip one, and must repair `lastSeq`.
+async fn check_lagging_last_seq(store: &MongoStore) {
+    let alice = store.create_user(user("alice")).await.unwrap();
+    let (conversation, _) = store.create_conversation(group(&alice)).await.unwrap();
+    let (first, _) = store
+        .append_message(message(&conversation.id, &alice))
+        .await
+        .unwrap();
+    assert_eq!(first.seq, 1);
+
+    // What the crashed node left: message 2 stored, lastSeq still 1.
+    store
+        .database()
+        .collection::<mongodb::bson::Document>("messages")
+        .insert_one(doc! {
+            "_id": new_id(),
+            "conversationId": conversation.id.as_str(),
+            "seq": 2_i64,
+            "senderId": alice.id.as_str(),
+            "body": { "kind": "text", "text": "orphan" },
+            "createdAt": mongodb::bson::DateTime::now(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .conversation(&conversation.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .last_seq,
+        1
+    );
+
+    let (next, created) = store
+        .append_message(message(&conversation.id, &alice))
+        .await
+        .unwrap();
+    assert!(created);
+    assert_eq!(next.seq, 3, "neither reused nor skipped");
+    assert_eq!(
+        store
+            .conversation(&conversation.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .last_seq,
+        3
+    );
+    let seqs: Vec<u64> = store
+        .messages_before(&conversation.id, None, 10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|m| m.seq)
+        .collect();
+    assert_eq!(seqs, vec![1, 2, 3]);
+}
+
+/// 8 tasks on 4 worker threads × 25 appends: seqs are exactly 1..=200.
+async fn check_parallel_appends(store: Arc<dyn DocumentStore>) {
+    let alice = store.create_user(user("alice")).await.unwrap();
+    let (conversation, _) = store.create_conversation(group(&alice)).await.unwrap();
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let store = Arc::clone(&store);
+            let conversation = conversation.id.clone();
+            let alice = alice.clone();
+            tokio::spawn(async move {
+                let mut seqs = Vec::new();
+                for _ in 0..25 {
+                    let (m, created) = store
+                        .append_message(message(&conversation, &alice))
+                        .await
+                        .unwrap();
+                    assert!(created);
+                    seqs.push(m.seq);
+                }
+                seqs
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for task in tasks {
+        all.extend(task.await.unwrap());
+    }
+    all.sort_unstable();
+    assert_eq!(all, (1..=200).collect::<Vec<u64>>());
+    let stored = store
+        .messages_before(&conversation.id, None, 1000)
+        .await
+        .unwrap();
+    assert_eq!(
+        stored.iter().map(|m| m.seq).collect::<Vec<_>>(),
+        (1..=200).collect::<Vec<u64>>()
+    );
+    assert_eq!(
+        store
+            .conversation(&conversation.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .last_seq,
+        200
+    );
+}
+
+/// With `MONGODB_URI` and `MONGODB_DB` set, `open_store` returns a store on
+/// that database (what it writes, this test's own store reads).
+async fn check_open_store(db: &TestDb) {
+    let data_dir = tempfile::tempdir().unwrap();
+    let env: HashMap<String, String> = [
+        ("HUDDLE_ENV", "test"),
+        ("MONGODB_URI", db.uri.as_str()),
+        ("MONGODB_DB", db.name.as_str()),
+        ("DATA_DIR", &data_dir.path().display().to_string()),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let config = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config");
+    let settings = Settings::load_from(&config, &env).expect("settings");
+    let store = huddle::startup::open_store(&settings)
+        .await
+        .expect("open_store");
+    store.ping().await.unwrap();
+    let alice = store.create_user(user("alice")).await.unwrap();
+    assert_eq!(db.store.user_by_id(&alice.id).await.unwrap(), Some(alice));
+    assert!(
+        !data_dir
+            .path()
+            .join(huddle::store::embedded::FILE_NAME)
+            .exists(),
+        "the embedded store must not be opened as well"
+    );
+}
+
+/// Start-up fails, with the driver's error kept as the source, when no
+/// server answers — rather than starting a node that cannot store anything.
+#[tokio::test]
+async fn connect_fails_when_no_server_answers() {
+    let port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+        // closed again here: nothing listens on it
+    };
+    let uri =
+        format!("mongodb://127.0.0.1:{port}/?directConnection=true&serverSelectionTimeoutMS=300");
+    let err = MongoStore::connect(&uri, "huddle_unreachable")
+        .await
+        .expect_err("nothing listens there");
+    match err {
+        StoreError::Backend { source, .. } => assert!(source.is_some(), "the cause is kept"),
+        other => panic!("expected Backend, got {other:?}"),
+    }
+}
