@@ -2,8 +2,10 @@
 # Runs huddle's whole test suite on a fresh Debian machine with the Rust
 # toolchain: installs what the tests need (Node.js for the official
 # socket.io-client suite), checks formatting and lints, builds once, then
-# runs the Rust unit, integration and store conformance tests and the Node
-# client and protocol compliance suites against the built binaries.
+# runs the Rust unit, integration and store conformance tests (the S3 blob
+# store ones against moto_server, started on loopback and stopped on exit by
+# scripts/s3-test-server.sh) and the Node client and protocol compliance
+# suites against the built binaries.
 #
 # Usage: scripts/test.sh            (from anywhere in the checkout)
 set -euo pipefail
@@ -37,7 +39,15 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 log "building once (server, examples, tests)"
 cargo build --workspace --all-targets --locked
 
-log "Rust tests: unit, integration, store conformance (embedded)"
+log "starting the S3-compatible test server (moto_server on loopback)"
+export ENV_FILE="$root/target/s3-test-server.env"
+trap 'scripts/s3-test-server.sh stop' EXIT
+scripts/s3-test-server.sh start
+# shellcheck source=/dev/null
+. "$ENV_FILE"
+export HUDDLE_TEST_S3_ENDPOINT
+
+log "Rust tests: unit, integration, store conformance (embedded), S3 blob store"
 cargo test --workspace --locked
 
 log "Node client suites (official socket.io-client) and protocol compliance"
