@@ -43,7 +43,14 @@ ENV
 
 stop() {
   if [ -f "$pid_file" ]; then
-    kill "$(cat "$pid_file")" 2>/dev/null || true
+    local pid
+    pid=$(cat "$pid_file")
+    kill "$pid" 2>/dev/null || true
+    # Wait (up to 5 s) so the port is free when this returns.
+    for _ in $(seq 1 50); do
+      kill -0 "$pid" 2>/dev/null || break
+      sleep 0.1
+    done
     rm -f "$pid_file" "$env_file"
   fi
 }
