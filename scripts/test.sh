@@ -2,13 +2,15 @@
 # Runs huddle's whole test suite on a fresh Debian machine with the Rust
 # toolchain: installs what the tests need (Node.js for the official
 # socket.io-client suite, Chromium for the test page, Python for the
-# MongoDB-wire-compatible test servers), checks the Docker deployment files
-# against the settings (scripts/check-deploy.sh), checks formatting and lints,
-# builds once, starts the test MongoDB servers, then runs the Rust unit,
-# integration and store conformance tests (embedded and MongoDB backends) and
-# the Node client, protocol compliance and browser suites against the built
-# binaries (browser screenshots land in artifacts/screenshots/). The test
-# servers are stopped on exit, whatever happens.
+# MongoDB-wire-compatible and S3-compatible test servers), checks the Docker
+# deployment files against the settings (scripts/check-deploy.sh), checks
+# formatting and lints, builds once, starts the test servers (secantusdb and
+# nx-27017 for MongoDB, moto_server for S3, all on loopback), then runs the
+# Rust unit, integration and store conformance tests (embedded and MongoDB
+# backends, local and S3 blob stores) and the Node client, protocol compliance
+# and browser suites against the built binaries (browser screenshots land in
+# artifacts/screenshots/). The test servers are stopped on exit, whatever
+# happens.
 #
 # Usage: scripts/test.sh            (from anywhere in the checkout)
 set -euo pipefail
@@ -51,13 +53,25 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 log "building once (server, examples, tests)"
 cargo build --workspace --all-targets --locked
 
+cleanup() {
+  mongo_test_servers_stop || true
+  scripts/s3-test-server.sh stop || true
+}
+trap cleanup EXIT
+
 log "starting the MongoDB-wire-compatible test servers (secantusdb, nx-27017)"
 # shellcheck source=scripts/mongo-test-servers.sh
 source "$root/scripts/mongo-test-servers.sh"
-trap mongo_test_servers_stop EXIT
 mongo_test_servers_start
 
-log "Rust tests: unit, integration, store conformance (embedded, MongoDB on secantusdb and nx-27017${HUDDLE_TEST_MONGODB_URI:+ and HUDDLE_TEST_MONGODB_URI})"
+log "starting the S3-compatible test server (moto_server on loopback)"
+export ENV_FILE="$root/target/s3-test-server.env"
+scripts/s3-test-server.sh start
+# shellcheck source=/dev/null
+. "$ENV_FILE"
+export HUDDLE_TEST_S3_ENDPOINT
+
+log "Rust tests: unit, integration, store conformance (embedded, MongoDB on secantusdb and nx-27017${HUDDLE_TEST_MONGODB_URI:+ and HUDDLE_TEST_MONGODB_URI}), S3 blob store"
 cargo test --workspace --locked
 
 log "Node client suites (official socket.io-client) and protocol compliance"

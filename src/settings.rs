@@ -268,6 +268,8 @@ pub struct UploadSettings {
     pub allowed_mime_types: Vec<String>,
     /// Largest file through `POST /api/v1/uploads`, in bytes.
     pub http_max_file_size: u64,
+    /// Most files attached to one task.
+    pub max_task_attachments: usize,
 }
 
 impl UploadSettings {
@@ -289,6 +291,7 @@ impl UploadSettings {
                 .map(|m| huddle_actors::upload_rules::normalize_mime(m))
                 .collect(),
             http_max_file_size: self.http_max_file_size,
+            max_task_attachments: self.max_task_attachments,
         }
     }
 }
@@ -566,9 +569,13 @@ impl Settings {
                 "uploads.max_chunk_size is too large: its base64 does not fit engine.max_payload"
             );
         }
-        if up.max_file_size == 0 || up.http_max_file_size == 0 || up.max_in_progress == 0 {
+        if up.max_file_size == 0
+            || up.http_max_file_size == 0
+            || up.max_in_progress == 0
+            || up.max_task_attachments == 0
+        {
             bail!(
-                "uploads: max_file_size, http_max_file_size and max_in_progress must be positive"
+                "uploads: max_file_size, http_max_file_size, max_in_progress and max_task_attachments must be positive"
             );
         }
         if up.max_file_size / u64::from(up.min_chunk_size) > u64::from(u32::MAX) {

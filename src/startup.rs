@@ -2,7 +2,7 @@
 //! namespaces, HTTP server — binds the listener it is given (port 0 in tests)
 //! and reports its port; on `SIGTERM` or `SIGINT` it drains.
 
-use crate::blob::LocalBlobStore;
+use crate::blob::{LocalBlobStore, S3BlobStore, S3Config};
 use crate::settings::Settings;
 use crate::state::AppState;
 use crate::store::{EmbeddedStore, MongoStore};
@@ -93,15 +93,35 @@ pub fn build_engine(
     (engine, collab)
 }
 
-/// Opens the blob store the settings choose: the local directory under
-/// `DATA_DIR` (S3 is not built yet).
+/// Opens the blob store the settings choose: S3 when `s3.bucket` is set
+/// (static credentials required), else the local directory under `DATA_DIR`.
 pub fn open_blobs(settings: &Settings) -> anyhow::Result<Arc<dyn BlobStore>> {
+    let s3 = &settings.s3;
+    if let Some(bucket) = &s3.bucket {
+        let (Some(access_key_id), Some(secret_access_key)) =
+            (&s3.access_key_id, &s3.secret_access_key)
+        else {
+            anyhow::bail!(
+                "S3_BUCKET is set: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY are required too"
+            );
+        };
+        let config = S3Config {
+            bucket: bucket.clone(),
+            endpoint: s3.endpoint.clone(),
+            region: s3.region.clone().unwrap_or_else(|| "us-east-1".to_owned()),
+            access_key_id: access_key_id.clone(),
+            secret_access_key: secret_access_key.clone(),
+        };
+        let blobs = S3BlobStore::new(&config).context("configuring the S3 blob store")?;
+        log::info!(
+            "blob store: S3, bucket {bucket} at {}",
+            s3.endpoint.as_deref().unwrap_or("AWS")
+        );
+        return Ok(Arc::new(blobs));
+    }
     let dir = &settings.server.data_dir;
     let blobs = LocalBlobStore::open(dir)
         .with_context(|| format!("opening the blob directory in {}", dir.display()))?;
-    if settings.s3.bucket.is_some() {
-        log::warn!("S3_BUCKET is set but the S3 blob store is not built yet; using local blobs");
-    }
     log::info!("blob store: local, in {}/blobs", dir.display());
     Ok(Arc::new(blobs))
 }

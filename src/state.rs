@@ -22,7 +22,7 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     /// The document store (embedded or MongoDB).
     pub store: Arc<dyn DocumentStore>,
-    /// Where file bytes live (local directory, S3 later).
+    /// Where file bytes live (local directory, or S3 when configured).
     pub blobs: Arc<dyn BlobStore>,
     /// Token keys, built once.
     pub jwt: Arc<JwtAuth>,

@@ -47,6 +47,8 @@ conformance_cases!(
     case_comments,
     case_notifications,
     case_search_tasks,
+    case_attach_file_to_task,
+    case_concurrent_attachments_respect_max,
     case_ping,
     case_create_user_and_lookups,
     case_create_user_duplicate_email_conflicts,

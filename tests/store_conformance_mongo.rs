@@ -179,6 +179,8 @@ macro_rules! every_case {
             case_comments,
             case_notifications,
             case_search_tasks,
+            case_attach_file_to_task,
+            case_concurrent_attachments_respect_max,
         );
     };
 }

@@ -1,5 +1,6 @@
 //! The blob store port: where file bytes live. The core defines it; `src/blob/`
-//! implements it (a local directory under `DATA_DIR` by default).
+//! implements it (a local directory under `DATA_DIR` by default, S3 when
+//! `s3.bucket` is set).
 //!
 //! An upload writes its chunks as numbered *parts* under a staging name as
 //! they arrive (each part durable before it is reported stored), then

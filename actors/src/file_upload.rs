@@ -9,13 +9,14 @@
 //! user's devices get progress and outcomes from the actor. A sweeper drops
 //! expired sessions and their parts every `sweep_interval`.
 
-use crate::ids::{ConversationId, UploadId, UserId};
+use crate::ids::{ConversationId, TaskId, UploadId, UserId};
 use crate::model::{SessionStart, UploadSession, UploadTarget};
 use crate::namespace::{EventError, IncomingEvent, Namespace, Reply, Socket};
 use crate::protocol::socketio::resolve_placeholder;
 use crate::store::StoreError;
 use crate::upload::{
-    Cancel, Complete, ReceiveChunk, Stop, Upload, UploadDeps, UploadError, UploadRegistry,
+    check_task_target, Cancel, Complete, ReceiveChunk, Stop, Upload, UploadDeps, UploadError,
+    UploadRegistry,
 };
 use crate::upload_rules::{normalize_mime, parse_sha256, sanitize_file_name, valid_upload_id};
 use crate::wire;
@@ -332,11 +333,15 @@ impl FileUploadNamespace {
         let target = match req.target {
             None => None,
             Some(TargetRef {
-                task_id: Some(_), ..
+                task_id: Some(t),
+                conversation_id: None,
             }) => {
-                return Err(EventError::bad_request(
-                    "target.taskId is not supported yet: task attachments come with tasks",
-                ))
+                check_id(&t, "target.taskId")?;
+                let id = TaskId(t);
+                check_task_target(&*self.deps.store, &id, &user, config.max_task_attachments)
+                    .await
+                    .map_err(|e| upload_event_error(&e))?;
+                Some(UploadTarget::Task(id))
             }
             Some(TargetRef {
                 conversation_id: Some(c),

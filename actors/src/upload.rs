@@ -21,8 +21,9 @@
 
 use crate::blob::{BlobError, BlobStore};
 use crate::engine::Engine;
-use crate::ids::{RoomName, UploadId, UserId};
-use crate::model::{FileRecord, UploadSession, UploadTarget};
+use crate::events::{DomainEvent, TaskChange};
+use crate::ids::{RoomName, TaskId, UploadId, UserId};
+use crate::model::{FileRecord, Task, UploadSession, UploadTarget};
 use crate::store::{DocumentStore, StoreError, UploadSessionStore};
 use crate::upload_rules::{content_agrees, is_text, sha256_hex, ChunkSet, UploadConfig};
 use crate::wire;
@@ -61,6 +62,9 @@ pub enum UploadError {
     /// Unknown or stale session (`not_found`).
     #[error("{0}")]
     NotFound(String),
+    /// The user may not do this (`forbidden`).
+    #[error("{0}")]
+    Forbidden(String),
     /// Invalid chunk or request (`bad_request`).
     #[error("{0}")]
     BadRequest(String),
@@ -71,6 +75,10 @@ pub enum UploadError {
     /// the session has been discarded.
     #[error("{0}")]
     UnsupportedMediaType(String),
+    /// The target task cannot take the file (`conflict`: it has the most
+    /// attachments already); the session is kept.
+    #[error("{0}")]
+    Conflict(String),
     /// Chunks are missing (`incomplete`).
     #[error("{count} chunks are missing")]
     Incomplete {
@@ -93,8 +101,10 @@ impl UploadError {
         match self {
             UploadError::NotFound(_) | UploadError::Store(StoreError::NotFound(_)) => "not_found",
             UploadError::BadRequest(_) => "bad_request",
+            UploadError::Forbidden(_) => "forbidden",
             UploadError::ChecksumMismatch(_) => "checksum_mismatch",
             UploadError::UnsupportedMediaType(_) => "unsupported_media_type",
+            UploadError::Conflict(_) => "conflict",
             UploadError::Incomplete { .. } => "incomplete",
             UploadError::Store(_) | UploadError::Blob(_) => "internal",
         }
@@ -458,6 +468,67 @@ impl Handler<Complete> for Upload {
     }
 }
 
+/// Checks that `user` may attach a file to `task`: the task is live, the user
+/// can write in its workspace (member, admin or owner; not viewer), and it
+/// has fewer than `max` attachments. Unknown tasks and non-members are
+/// `NotFound` alike.
+pub async fn check_task_target(
+    store: &dyn DocumentStore,
+    task: &TaskId,
+    user: &UserId,
+    max: usize,
+) -> Result<Task, UploadError> {
+    let not_found = || UploadError::NotFound("task not found".to_owned());
+    let task = store
+        .task(task)
+        .await?
+        .filter(|t| t.deleted_at.is_none())
+        .ok_or_else(not_found)?;
+    let role = store
+        .member(&task.workspace_id, user)
+        .await?
+        .map(|m| m.role)
+        .ok_or_else(not_found)?;
+    if !role.can_write() {
+        return Err(UploadError::Forbidden(
+            "viewers cannot attach files to tasks".to_owned(),
+        ));
+    }
+    if task.attachments.len() >= max {
+        return Err(UploadError::Conflict(format!(
+            "a task has at most {max} attachments"
+        )));
+    }
+    Ok(task)
+}
+
+/// Attaches `file` to `task` and tells the task's rooms (`task:updated`).
+/// Returns the task after; attaching a file twice changes nothing and emits
+/// nothing.
+pub async fn attach_to_task(
+    store: &dyn DocumentStore,
+    engine: &Engine,
+    file: &FileRecord,
+    task: &TaskId,
+    actor: &UserId,
+    max: usize,
+) -> Result<Task, StoreError> {
+    let (task, changed) = store
+        .attach_file(task, &file.id, wire::file(file), max)
+        .await?;
+    if changed {
+        crate::workspace::route(
+            engine,
+            &DomainEvent::Task {
+                change: TaskChange::Updated,
+                task: Box::new(task.clone()),
+                actor: actor.clone(),
+            },
+        );
+    }
+    Ok(task)
+}
+
 /// Assembles, verifies and records the file of a session whose chunks are
 /// all stored. On a whole-file SHA-256 mismatch the session is discarded.
 async fn finish(
@@ -466,6 +537,17 @@ async fn finish(
     session: &UploadSession,
 ) -> Result<FileRecord, UploadError> {
     let key = &session.session_id;
+    if let Some(UploadTarget::Task(task)) = &session.target {
+        // Checked again: roles and attachments may have changed since the
+        // upload began. Failing here keeps the session for a later try.
+        check_task_target(
+            &*deps.store,
+            task,
+            &session.user_id,
+            deps.config.max_task_attachments,
+        )
+        .await?;
+    }
     let assembled = deps
         .blobs
         .assemble(&session.session_id, session.total_chunks, key)
@@ -523,6 +605,37 @@ async fn finish(
         .await
         {
             log::error!("sharing upload {} into {conversation}: {e}", file.id);
+        }
+    }
+    if let Some(UploadTarget::Task(task)) = &session.target {
+        // The file exists and the session is complete whatever happens here;
+        // only a race with another attachment (the task filled up or was
+        // deleted since the check above) can fail, and that is reported.
+        if let Err(e) = attach_to_task(
+            &*deps.store,
+            engine,
+            &file,
+            task,
+            &session.user_id,
+            deps.config.max_task_attachments,
+        )
+        .await
+        {
+            log::warn!("attaching upload {} to task {task}: {e}", file.id);
+            let err = match e {
+                StoreError::Conflict(m) => UploadError::Conflict(m),
+                StoreError::NotFound(_) => UploadError::NotFound("task not found".to_owned()),
+                other => UploadError::Store(other),
+            };
+            Upload::emit_user(
+                engine,
+                &session.user_id,
+                "upload_error",
+                &json!({
+                    "uploadId": session.upload_id,
+                    "error": err.to_json(),
+                }),
+            );
         }
     }
     Ok(file)

@@ -32,6 +32,8 @@ pub struct UploadConfig {
     pub allowed_mime_types: Vec<String>,
     /// Largest file through `POST /uploads`.
     pub http_max_file_size: u64,
+    /// Most files attached to one task.
+    pub max_task_attachments: usize,
 }
 
 impl Default for UploadConfig {
@@ -48,6 +50,7 @@ impl Default for UploadConfig {
             progress_interval: Duration::from_millis(100),
             allowed_mime_types: DEFAULT_ALLOWED.iter().map(|s| (*s).to_owned()).collect(),
             http_max_file_size: 10 * 1024 * 1024,
+            max_task_attachments: 10,
         }
     }
 }

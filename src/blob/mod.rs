@@ -1,8 +1,10 @@
 //! Blob store backends: the implementations of the core's
 //! [`BlobStore`](huddle_actors::blob::BlobStore) port, each in its own file.
-//! The local directory under `DATA_DIR` is the default (and, for now, the
-//! only) backend.
+//! The local directory under `DATA_DIR` is the default; S3 (any
+//! S3-compatible server) is used when `s3.bucket` is set.
 
 pub mod local;
+pub mod s3;
 
 pub use local::LocalBlobStore;
+pub use s3::{S3BlobStore, S3Config};

@@ -99,6 +99,19 @@ pub async fn upload(
     req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
+    let file = receive_file(&state, &who, &req, payload).await?;
+    Ok(HttpResponse::Created().json(wire::file(&file)))
+}
+
+/// Streams the multipart field `file` of the request into the blob store
+/// (checked like every upload) and records the file, uploaded by `who`.
+/// Shared by `POST /uploads` and `POST /tasks/{id}/attachments`.
+pub async fn receive_file(
+    state: &AppState,
+    who: &AuthUser,
+    req: &HttpRequest,
+    payload: web::Payload,
+) -> Result<FileRecord, ApiError> {
     let max = state.settings.uploads.http_max_file_size;
     let declared_len = req
         .headers()
@@ -181,14 +194,14 @@ pub async fn upload(
                     buf.extend_from_slice(&rest[..take]);
                     rest = &rest[take..];
                     if buf.len() == PART_SIZE {
-                        put_checked_part(&state, &staging, index, buf.split().freeze(), &mime)
+                        put_checked_part(state, &staging, index, buf.split().freeze(), &mime)
                             .await?;
                         index += 1;
                     }
                 }
             }
             if !buf.is_empty() {
-                put_checked_part(&state, &staging, index, buf.split().freeze(), &mime).await?;
+                put_checked_part(state, &staging, index, buf.split().freeze(), &mime).await?;
                 index += 1;
             }
             if size == 0 {
@@ -214,8 +227,7 @@ pub async fn upload(
         if let Err(e) = state.blobs.delete_parts(&staging).await {
             log::warn!("deleting parts of {staging}: {e}");
         }
-        let file = result?;
-        return Ok(HttpResponse::Created().json(wire::file(&file)));
+        return result;
     }
     Err(ApiError::BadRequest(
         "the multipart body has no field named file".to_owned(),

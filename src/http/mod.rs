@@ -83,6 +83,7 @@ fn collaboration(cfg: &mut web::ServiceConfig) {
             .route(web::patch().to(tasks::update))
             .route(web::delete().to(tasks::delete)),
     )
+    .service(resource("/tasks/{id}/attachments").route(web::post().to(tasks::attach)))
     .service(
         resource("/tasks/{id}/comments")
             .route(web::post().to(tasks::create_comment))

@@ -16,7 +16,7 @@ use crate::http::workspaces::{
     DEFAULT_LIMIT, MAX_DESCRIPTION_CHARS, MAX_LIMIT,
 };
 use crate::state::AppState;
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
 use huddle_actors::collab::{MentionScope, Mentioning};
 use huddle_actors::events::{CommentChange, DomainEvent, TaskChange};
@@ -407,6 +407,44 @@ pub async fn update(
         notify_assigned(&state, &after, &who).await;
     }
     Ok(HttpResponse::Ok().json(wire::task(&after)))
+}
+
+/// `POST /api/v1/tasks/{id}/attachments` (multipart, field `file`, the same
+/// rules as `POST /uploads`) → 201 with the file object; the task lists it in
+/// `attachments` and `task:updated` goes to its rooms. Writers only; at most
+/// `uploads.max_task_attachments` files a task (409 beyond).
+pub async fn attach(
+    state: web::Data<AppState>,
+    who: AuthUser,
+    path: web::Path<String>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let (task, role) = task_for(&state, &path, &who.user_id).await?;
+    require_write(role)?;
+    let max = state.settings.uploads.max_task_attachments;
+    let full = || ApiError::Conflict(format!("a task has at most {max} attachments"));
+    // Checked before the body is read, so a full task costs no upload; the
+    // store checks again atomically when attaching.
+    if task.attachments.len() >= max {
+        return Err(full());
+    }
+    let file = super::files::receive_file(&state, &who, &req, payload).await?;
+    let (after, changed) = state
+        .store
+        .attach_file(&task.id, &file.id, wire::file(&file), max)
+        .await?;
+    if changed {
+        state
+            .collab
+            .publish(DomainEvent::Task {
+                change: TaskChange::Updated,
+                task: Box::new(after),
+                actor: who.user_id.clone(),
+            })
+            .await;
+    }
+    Ok(HttpResponse::Created().json(wire::file(&file)))
 }
 
 /// `DELETE /api/v1/tasks/{id}` → `{ ok: true }` (soft delete); `task:deleted`.

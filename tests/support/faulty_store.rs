@@ -279,6 +279,17 @@ impl WorkspaceStore for FaultyStore {
     async fn update_task(&self, id: &TaskId, patch: TaskPatch) -> StoreResult<(Task, Task)> {
         self.check()?.update_task(id, patch).await
     }
+    async fn attach_file(
+        &self,
+        task: &TaskId,
+        file_id: &str,
+        attachment: serde_json::Value,
+        max: usize,
+    ) -> StoreResult<(Task, bool)> {
+        self.check()?
+            .attach_file(task, file_id, attachment, max)
+            .await
+    }
     async fn delete_task(&self, id: &TaskId) -> StoreResult<Task> {
         self.check()?.delete_task(id).await
     }

@@ -1,7 +1,7 @@
 //! Files and uploads as the document store keeps them: file records, download
 //! tokens, and the resumable state of a chunked upload session.
 
-use crate::ids::{ConversationId, UserId};
+use crate::ids::{ConversationId, TaskId, UserId};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -79,6 +79,8 @@ pub enum TokenUse {
 pub enum UploadTarget {
     /// Shared into this conversation (`new_file_message`) on completion.
     Conversation(ConversationId),
+    /// Attached to this task (`task:updated`) on completion.
+    Task(TaskId),
 }
 
 /// The state of a resumable upload session. The chunks received so far are

@@ -23,7 +23,9 @@ pub trait FileStore: Send + Sync + 'static {
     /// Lets each of `users` read the file (idempotent). `NotFound` when the
     /// file does not exist.
     async fn grant_file_read(&self, file_id: &str, users: &[UserId]) -> StoreResult<()>;
-    /// Whether `user` may read the file: its uploader, or granted.
+    /// Whether `user` may read the file: its uploader, a user granted it, or a
+    /// member of the workspace of a live task the file is attached to
+    /// ([`WorkspaceStore::attach_file`](super::WorkspaceStore::attach_file)).
     async fn can_read_file(&self, file_id: &str, user: &UserId) -> StoreResult<bool>;
     /// Records a download token (keyed by `token_hash`; a duplicate hash is
     /// `Conflict`).

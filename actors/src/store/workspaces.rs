@@ -91,6 +91,25 @@ pub trait WorkspaceStore: Send + Sync + 'static {
         limit: usize,
     ) -> StoreResult<Page<Task>>;
 
+    /// Attaches file `file_id` to a live task: appends `attachment` (the file
+    /// object, in the contract's shape, with `id` = `file_id`) to the task's
+    /// `attachments` and sets `updated_at`. From then on every member of the
+    /// task's workspace may read the file (see
+    /// [`FileStore::can_read_file`](super::FileStore::can_read_file)), for as
+    /// long as the task is not deleted. Returns the task and whether it
+    /// changed: a file already attached leaves the task as it is (`false`),
+    /// so finishing an upload twice attaches it once. `NotFound` when the
+    /// task is missing or deleted or the file does not exist; `Conflict` when
+    /// the task already has `max` attachments. Atomic: concurrent calls never
+    /// exceed `max`.
+    async fn attach_file(
+        &self,
+        task: &TaskId,
+        file_id: &str,
+        attachment: serde_json::Value,
+        max: usize,
+    ) -> StoreResult<(Task, bool)>;
+
     /// Creates a comment. `NotFound` when the task is missing or deleted.
     async fn create_comment(&self, new: NewComment) -> StoreResult<Comment>;
     /// The comment with this id.

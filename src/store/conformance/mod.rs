@@ -77,6 +77,8 @@ pub async fn run_all(store: Arc<dyn DocumentStore>) {
     case_comments(s).await;
     case_notifications(s).await;
     case_search_tasks(s).await;
+    case_attach_file_to_task(s).await;
+    case_concurrent_attachments_respect_max(s).await;
 }
 
 // ---- fixtures ----

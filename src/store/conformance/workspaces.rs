@@ -648,3 +648,141 @@ pub async fn case_search_tasks(store: &dyn DocumentStore) {
     let hits = store.search_tasks(&ws.id, "payment", 0, 10).await.unwrap();
     assert_eq!(hits.total, 0);
 }
+
+fn stored_file(owner: &UserId) -> huddle_actors::model::FileRecord {
+    let id = huddle_actors::ids::new_id();
+    huddle_actors::model::FileRecord {
+        id: id.clone(),
+        file_name: "plan.pdf".into(),
+        size: 10,
+        mime_type: "application/pdf".into(),
+        sha256: "cd".repeat(32),
+        blob_key: id,
+        uploaded_by: owner.clone(),
+        created_at: chrono::Utc::now(),
+    }
+}
+
+/// Attaching a file: listed on the task, once per file, at most `max`, and
+/// readable by the workspace's members (not by others, nor once the task is
+/// deleted).
+pub async fn case_attach_file_to_task(store: &dyn DocumentStore) {
+    let owner = created_user(store, "att").await;
+    let member = created_user(store, "att").await;
+    let outsider = created_user(store, "att").await;
+    let ws = workspace(store, &owner.id).await;
+    store
+        .add_member(&ws.id, &member.id, Role::Viewer)
+        .await
+        .unwrap();
+    let p = project(store, &ws).await;
+    let t = task(store, &p, "with files").await;
+    let file = stored_file(&owner.id);
+    store.create_file(file.clone()).await.unwrap();
+    assert!(!store.can_read_file(&file.id, &member.id).await.unwrap());
+
+    let object = serde_json::json!({ "id": file.id, "fileName": file.file_name });
+    let (after, changed) = store
+        .attach_file(&t.id, &file.id, object.clone(), 2)
+        .await
+        .unwrap();
+    assert!(changed);
+    assert_eq!(after.attachments, vec![object.clone()]);
+    assert!(after.updated_at >= t.updated_at);
+    assert_eq!(store.task(&t.id).await.unwrap().unwrap(), after);
+    let (again, changed) = store
+        .attach_file(&t.id, &file.id, object.clone(), 2)
+        .await
+        .unwrap();
+    assert!(!changed, "a file is attached once");
+    assert_eq!(again, after);
+
+    assert!(store.can_read_file(&file.id, &member.id).await.unwrap());
+    assert!(store.can_read_file(&file.id, &owner.id).await.unwrap());
+    assert!(!store.can_read_file(&file.id, &outsider.id).await.unwrap());
+
+    let second = stored_file(&owner.id);
+    store.create_file(second.clone()).await.unwrap();
+    let second_object = serde_json::json!({ "id": second.id });
+    store
+        .attach_file(&t.id, &second.id, second_object, 2)
+        .await
+        .unwrap();
+    let third = stored_file(&owner.id);
+    store.create_file(third.clone()).await.unwrap();
+    assert!(matches!(
+        store
+            .attach_file(&t.id, &third.id, serde_json::json!({ "id": third.id }), 2)
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(
+        store.task(&t.id).await.unwrap().unwrap().attachments.len(),
+        2
+    );
+    assert!(matches!(
+        store
+            .attach_file(&t.id, "no-such-file", serde_json::json!({ "id": "x" }), 10)
+            .await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(matches!(
+        store
+            .attach_file(
+                &TaskId::from("no-such-task"),
+                &third.id,
+                serde_json::json!({ "id": third.id }),
+                10
+            )
+            .await,
+        Err(StoreError::NotFound(_))
+    ));
+
+    // A removed member loses access; a deleted task grants nothing.
+    store.remove_member(&ws.id, &member.id).await.unwrap();
+    assert!(!store.can_read_file(&second.id, &member.id).await.unwrap());
+    let other = created_user(store, "att").await;
+    store
+        .add_member(&ws.id, &other.id, Role::Member)
+        .await
+        .unwrap();
+    assert!(store.can_read_file(&second.id, &other.id).await.unwrap());
+    store.delete_task(&t.id).await.unwrap();
+    assert!(!store.can_read_file(&second.id, &other.id).await.unwrap());
+    assert!(matches!(
+        store
+            .attach_file(&t.id, &third.id, serde_json::json!({ "id": third.id }), 10)
+            .await,
+        Err(StoreError::NotFound(_))
+    ));
+}
+
+/// Concurrent attachments never exceed the maximum.
+pub async fn case_concurrent_attachments_respect_max(store: &dyn DocumentStore) {
+    let owner = created_user(store, "catt").await;
+    let ws = workspace(store, &owner.id).await;
+    let p = project(store, &ws).await;
+    let t = task(store, &p, "busy").await;
+    let mut files = Vec::new();
+    for _ in 0..8 {
+        let f = stored_file(&owner.id);
+        store.create_file(f.clone()).await.unwrap();
+        files.push(f);
+    }
+    let results = futures_util::future::join_all(
+        files
+            .iter()
+            .map(|f| store.attach_file(&t.id, &f.id, serde_json::json!({ "id": f.id }), 5)),
+    )
+    .await;
+    let ok = results.iter().filter(|r| r.is_ok()).count();
+    assert_eq!(ok, 5);
+    assert!(results
+        .iter()
+        .filter(|r| r.is_err())
+        .all(|r| matches!(r, Err(StoreError::Conflict(_)))));
+    assert_eq!(
+        store.task(&t.id).await.unwrap().unwrap().attachments.len(),
+        5
+    );
+}

@@ -109,10 +109,14 @@ impl FileStore for EmbeddedStore {
                 return Ok(true);
             }
             let grants = txn.open_table(FILE_GRANTS).ctx("open file_grants")?;
-            Ok(grants
+            if grants
                 .get((file_id.as_str(), user.as_str()))
                 .ctx("reading grant")?
-                .is_some())
+                .is_some()
+            {
+                return Ok(true);
+            }
+            super::workspaces::reads_through_task(txn, &file_id, user.as_str())
         })
         .await
     }

@@ -43,6 +43,11 @@ pub(super) const COMMENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("
 pub(super) const TASK_COMMENTS: TableDefinition<(&str, u64), &str> =
     TableDefinition::new("task_comments");
 
+/// (file id, task id) → workspace id: the tasks a file is attached to, so
+/// `can_read_file` finds them with a short range scan.
+pub(super) const FILE_TASKS: TableDefinition<(&str, &str), &str> =
+    TableDefinition::new("file_tasks");
+
 /// Opens every table of this area, so read transactions find them.
 pub(super) fn create_tables(txn: &WriteTransaction) -> StoreResult<()> {
     txn.open_table(WORKSPACES).ctx("open workspaces")?;
@@ -60,6 +65,7 @@ pub(super) fn create_tables(txn: &WriteTransaction) -> StoreResult<()> {
         .ctx("open tasks_by_assignee")?;
     txn.open_table(COMMENTS).ctx("open comments")?;
     txn.open_table(TASK_COMMENTS).ctx("open task_comments")?;
+    txn.open_table(FILE_TASKS).ctx("open file_tasks")?;
     Ok(())
 }
 
@@ -200,6 +206,34 @@ fn index_task(txn: &WriteTransaction, task: &Task, add: bool) -> StoreResult<()>
         }
     }
     Ok(())
+}
+
+/// Whether `user` is a member of the workspace of a live task that `file_id`
+/// is attached to.
+pub(super) fn reads_through_task(
+    txn: &ReadTransaction,
+    file_id: &str,
+    user: &str,
+) -> StoreResult<bool> {
+    let file_tasks = txn.open_table(FILE_TASKS).ctx("open file_tasks")?;
+    let tasks = txn.open_table(TASKS).ctx("open tasks")?;
+    let members = txn.open_table(MEMBERS).ctx("open members")?;
+    // Bounded: a file is attached to a task at most once per task, and
+    // attaching needs an upload per task.
+    for row in file_tasks
+        .range((file_id, "")..)
+        .ctx("scanning file_tasks")?
+    {
+        let (key, ws) = row.ctx("reading file_tasks")?;
+        let (file, task) = key.value();
+        if file != file_id {
+            break;
+        }
+        if live_task(&tasks, task).is_ok() && member_of(&members, ws.value(), user)?.is_some() {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 fn live_task(
@@ -681,6 +715,50 @@ impl WorkspaceStore for EmbeddedStore {
             Ok(Page { items, next_cursor })
         })
         .await
+    }
+
+    async fn attach_file(
+        &self,
+        task: &TaskId,
+        file_id: &str,
+        attachment: serde_json::Value,
+        max: usize,
+    ) -> StoreResult<(Task, bool)> {
+        let (id, file_id) = (task.clone(), file_id.to_owned());
+        let out = self
+            .write("attach_file", move |txn| {
+                let files = txn.open_table(super::FILES).ctx("open files")?;
+                if files.get(file_id.as_str()).ctx("reading file")?.is_none() {
+                    return Err(StoreError::NotFound(format!("file {file_id}")));
+                }
+                drop(files);
+                let mut tasks = txn.open_table(TASKS).ctx("open tasks")?;
+                let mut task = live_task(&tasks, id.as_str())?;
+                let attached = task
+                    .attachments
+                    .iter()
+                    .any(|a| a.get("id").and_then(serde_json::Value::as_str) == Some(&file_id));
+                if attached {
+                    return Ok((task, false));
+                }
+                if task.attachments.len() >= max {
+                    return Err(StoreError::Conflict(format!(
+                        "a task has at most {max} attachments"
+                    )));
+                }
+                task.attachments.push(attachment);
+                task.updated_at = Utc::now();
+                tasks
+                    .insert(id.as_str(), encode(&task)?.as_slice())
+                    .ctx("writing task")?;
+                let mut file_tasks = txn.open_table(FILE_TASKS).ctx("open file_tasks")?;
+                file_tasks
+                    .insert((file_id.as_str(), id.as_str()), task.workspace_id.as_str())
+                    .ctx("writing file_tasks")?;
+                Ok((task, true))
+            })
+            .await?;
+        Ok(out)
     }
 
     async fn create_comment(&self, new: NewComment) -> StoreResult<Comment> {

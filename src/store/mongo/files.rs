@@ -10,6 +10,7 @@
 //!   see `Spent`.
 
 use super::*;
+use futures_util::TryStreamExt;
 use huddle_actors::model::{DownloadToken, FileRecord, TokenUse};
 use huddle_actors::store::FileStore;
 
@@ -67,7 +68,33 @@ impl FileStore for MongoStore {
             })
             .await
             .ctx("checking a file read")?;
-        Ok(n > 0)
+        if n > 0 {
+            return Ok(true);
+        }
+        // Members of the workspace of a live task the file is attached to.
+        let mut tasks = self
+            .tasks
+            .find(doc! { "attachments.id": file_id, "deletedAt": { "$in": [ bson::Bson::Null ] } })
+            .projection(doc! { "workspaceId": 1 })
+            .limit(100)
+            .await
+            .ctx("finding tasks a file is attached to")?;
+        while let Some(task) = tasks
+            .try_next()
+            .await
+            .ctx("reading tasks a file is attached to")?
+        {
+            if let Ok(ws) = task.get_str("workspaceId") {
+                let workspace = huddle_actors::ids::WorkspaceId::from(ws);
+                if huddle_actors::store::WorkspaceStore::member(self, &workspace, user)
+                    .await?
+                    .is_some()
+                {
+                    return Ok(true);
+                }
+            }
+        }
+        Ok(false)
     }
 
     async fn put_download_token(&self, token: DownloadToken) -> StoreResult<()> {

@@ -410,6 +410,64 @@ impl WorkspaceStore for MongoStore {
         seq_page(&self.tasks, query, cursor, limit, false).await
     }
 
+    async fn attach_file(
+        &self,
+        task: &TaskId,
+        file_id: &str,
+        attachment: serde_json::Value,
+        max: usize,
+    ) -> StoreResult<(Task, bool)> {
+        let file_exists = self
+            .files
+            .count_documents(doc! { "_id": file_id })
+            .await
+            .ctx("checking a file")?
+            > 0;
+        if !file_exists {
+            return Err(StoreError::NotFound(format!("file {file_id}")));
+        }
+        // Same optimistic scheme as update_task: the replace only lands on
+        // the revision that was checked, so two attachments racing for the
+        // last slot cannot both get it.
+        for _ in 0..MAX_UPDATE_ATTEMPTS {
+            let Some((mut current, rev)) = self.task_with_rev(task).await? else {
+                return Err(StoreError::NotFound(format!("task {task}")));
+            };
+            if current.deleted_at.is_some() {
+                return Err(StoreError::NotFound(format!("task {task}")));
+            }
+            let attached = current
+                .attachments
+                .iter()
+                .any(|a| a.get("id").and_then(serde_json::Value::as_str) == Some(file_id));
+            if attached {
+                return Ok((current, false));
+            }
+            if current.attachments.len() >= max {
+                return Err(StoreError::Conflict(format!(
+                    "a task has at most {max} attachments"
+                )));
+            }
+            current.attachments.push(attachment.clone());
+            current.updated_at = now();
+            let result = self
+                .tasks
+                .replace_one(
+                    doc! { "_id": task.as_str(), "rev": rev, "deletedAt": not_deleted() },
+                    search::task_doc(&current, rev + 1)?,
+                )
+                .await
+                .ctx("attaching a file to a task")?;
+            if result.matched_count == 1 {
+                return Ok((current, true));
+            }
+        }
+        Err(StoreError::Backend {
+            message: format!("task {task}: too many concurrent updates"),
+            source: None,
+        })
+    }
+
     async fn create_comment(&self, new: NewComment) -> StoreResult<Comment> {
         let task = match self.task(&new.task_id).await? {
             Some(t) if t.deleted_at.is_none() => t,
