@@ -19,7 +19,7 @@ impl FileStore for MongoStore {
     async fn create_file(&self, file: FileRecord) -> StoreResult<(FileRecord, bool)> {
         let mut document = to_doc(&file, &file.id)?;
         // Present from the start: nx-27017 ignores `$addToSet` with `$each`
-        // on a missing field (see docs/mongodb.md).
+        // on a missing field (see the README, section "MongoDB document store").
         document.insert("readerIds", bson::Bson::Array(Vec::new()));
         match self.files.insert_one(document).await {
             Ok(_) => Ok((file, true)),

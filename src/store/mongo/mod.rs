@@ -67,7 +67,7 @@
 //! dates (millisecond precision: the store truncates the times it makes, so
 //! what it returns equals what it later reads back), seqs as 64-bit integers.
 //! Which differences between MongoDB and the wire-compatible test servers the
-//! code copes with is written in `docs/mongodb.md`.
+//! code copes with is written in `the README, section "MongoDB document store"`.
 
 use std::time::Duration;
 
@@ -658,7 +658,7 @@ pub(super) fn to_doc<T: Serialize>(record: &T, id: &str) -> StoreResult<Document
 /// A stored document back as its model record (extra fields are ignored).
 pub(super) fn from_doc<T: serde::de::DeserializeOwned>(mut document: Document) -> StoreResult<T> {
     // nx-27017 stores a boolean written by `$set` as the integer 1 (see
-    // docs/mongodb.md); the flags the store sets are read back as booleans.
+    // the README, section "MongoDB document store"); the flags the store sets are read back as booleans.
     for flag in ["read", "spent"] {
         if let Some(v) = document.get(flag) {
             let fixed = match v {
@@ -676,7 +676,7 @@ pub(super) fn from_doc<T: serde::de::DeserializeOwned>(mut document: Document) -
 
 /// Matches a task that is not deleted (`deletedAt` null or missing). Written
 /// `{$in: [null]}` rather than `null`: nx-27017 matches nothing when a
-/// `field: null` condition sits beside `$or` (see docs/mongodb.md).
+/// `field: null` condition sits beside `$or` (see the README, section "MongoDB document store").
 pub(super) fn not_deleted() -> Document {
     doc! { "$in": [bson::Bson::Null] }
 }
