@@ -70,7 +70,7 @@ impl Server {
                 let _ = writeln!(
                     std::io::stderr(),
                     "\n!!! MongoDB store tests NOT RUN against {}: {} is not set \
-                     ({}; see the README, section "MongoDB document store") !!!\n",
+                     ({}; see the README, section MongoDB document store) !!!\n",
                     self.name,
                     self.env,
                     self.hint
