@@ -1,0 +1,345 @@
+// Namespace /file-upload with the official socket.io-client (PROTOCOL.md
+// section 6, README "Uploads and downloads"): chunked uploads in base64 and
+// as binary attachments, progress on every device of the user, resuming from
+// a new connection, downloading the bytes back over HTTP, and the errors a
+// client sees for bad input.
+
+import assert from "node:assert/strict";
+import crypto from "node:crypto";
+import { test } from "node:test";
+import { withServer } from "./helpers/server.mjs";
+import * as api from "./helpers/api.mjs";
+import { ack, connectAs, Recorder, sleep, WAIT_MS } from "./helpers/client.mjs";
+
+const T = { timeout: 60_000 };
+const NSP = "/file-upload";
+const KiB = 1024;
+const MiB = 1024 * KiB;
+const CHUNK = 64 * KiB;
+const UPLOAD_EVENTS = ["upload_progress", "upload_completed", "upload_error", "upload_cancelled", "chunk_error"];
+
+const sha256 = (buf) => crypto.createHash("sha256").update(buf).digest("hex");
+
+/** `size` bytes of printable ASCII (text/plain: no NUL byte), different on every call. */
+function textBytes(size) {
+  const raw = crypto.randomBytes(size);
+  const out = Buffer.alloc(size);
+  for (let i = 0; i < size; i++) out[i] = i % 80 === 79 ? 0x0a : 0x20 + (raw[i] % 95);
+  return out;
+}
+
+const chunkOf = (buf, i, size = CHUNK) => buf.subarray(i * size, Math.min(buf.length, (i + 1) * size));
+
+function assertFailed(res, code, what) {
+  assert.equal(res?.ok, false, `${what}: ${JSON.stringify(res)}`);
+  assert.equal(res.error?.code, code, `${what}: ${JSON.stringify(res)}`);
+}
+
+const errorCode = (e) => (typeof e === "string" ? e : e?.code);
+
+async function initiate(socket, params) {
+  const res = await ack(socket, "initiate_upload", params);
+  assert.equal(res?.ok, true, `initiate_upload ${params.uploadId}: ${JSON.stringify(res)}`);
+  assert.equal(typeof res.sessionId, "string", "sessionId");
+  return res;
+}
+
+async function sendChunk(socket, session, uploadId, buf, i, { binary = false, checksum = true } = {}) {
+  const bytes = chunkOf(buf, i, session.chunkSize);
+  const payload = {
+    sessionId: session.sessionId,
+    uploadId,
+    chunkIndex: i,
+    chunkData: binary ? Buffer.from(bytes) : bytes.toString("base64"),
+  };
+  if (checksum) payload.checksum = sha256(bytes);
+  const res = await ack(socket, "upload_chunk", payload);
+  assert.equal(res?.ok, true, `upload_chunk ${uploadId}#${i}: ${JSON.stringify(res)}`);
+  assert.equal(res.chunkIndex, i, `upload_chunk ${uploadId}#${i}: chunkIndex in the ack`);
+  return res;
+}
+
+async function complete(socket, session, uploadId) {
+  const res = await ack(socket, "complete_upload", { sessionId: session.sessionId, uploadId });
+  assert.equal(res?.ok, true, `complete_upload ${uploadId}: ${JSON.stringify(res)}`);
+  assert.equal(typeof res.file?.id, "string", `complete_upload ${uploadId}: file`);
+  return res.file;
+}
+
+/** GET the file's downloadUrl with the user's Bearer token; resolves to the bytes. */
+async function download(server, user, file) {
+  assert.equal(typeof file.downloadUrl, "string", `downloadUrl: ${JSON.stringify(file)}`);
+  const url = new URL(file.downloadUrl, server.url).toString();
+  const res = await fetch(url, {
+    headers: { authorization: `Bearer ${user.token}` },
+    signal: AbortSignal.timeout(10_000),
+  });
+  const bytes = Buffer.from(await res.arrayBuffer());
+  assert.equal(res.status, 200, `GET ${file.downloadUrl}: ${res.status} ${bytes.subarray(0, 300).toString()}`);
+  return bytes;
+}
+
+function assertFile(file, { fileName, size, mimeType, hash }) {
+  assert.equal(file.fileName, fileName, `fileName: ${JSON.stringify(file)}`);
+  assert.equal(file.size, size, "size");
+  assert.equal(file.mimeType, mimeType, "mimeType");
+  assert.equal(file.sha256, hash, "sha256");
+}
+
+test("1 MiB in 64 KiB base64 chunks: the other device sees progress rise to 100, then upload_completed; the download has the same SHA-256", T, () =>
+  withServer(async (server) => {
+    const ann = await api.externalUser(server.url, "Ann");
+    const phone = await connectAs(server, ann, NSP, { auth: { deviceId: "phone" } });
+    const laptop = await connectAs(server, ann, NSP, { auth: { deviceId: "laptop" }, transports: ["websocket"] });
+    const watch = new Recorder(laptop, UPLOAD_EVENTS);
+    const own = new Recorder(phone, ["chunk_error", "upload_error"]);
+
+    const data = textBytes(MiB);
+    const hash = sha256(data);
+    const uploadId = api.randomId("up");
+    const session = await initiate(phone, {
+      uploadId,
+      fileName: "notes.txt",
+      fileSize: data.length,
+      mimeType: "text/plain",
+      chunkSize: CHUNK,
+      sha256: hash,
+    });
+    assert.equal(session.chunkSize, CHUNK);
+    assert.equal(session.totalChunks, 16);
+    assert.deepEqual(session.receivedChunks, []);
+
+    for (let i = 0; i < session.totalChunks; i++) await sendChunk(phone, session, uploadId, data, i);
+    const file = await complete(phone, session, uploadId);
+    assertFile(file, { fileName: "notes.txt", size: MiB, mimeType: "text/plain", hash });
+
+    await watch.count("upload_completed", 1);
+    await watch.until(
+      (r) => r.payloads("upload_progress").some((p) => p.progress === 100),
+      WAIT_MS,
+      "upload_progress at 100 on the other device",
+    );
+    await sleep(300); // anything late would show up now
+    const progress = watch.payloads("upload_progress").filter((p) => p.uploadId === uploadId);
+    assert.ok(progress.length >= 1, "the other device got upload_progress");
+    for (const p of progress) {
+      assert.ok(Number.isInteger(p.progress) && p.progress >= 0 && p.progress <= 100, `progress ${JSON.stringify(p)}`);
+      assert.equal(p.totalChunks, 16, `totalChunks ${JSON.stringify(p)}`);
+    }
+    for (let i = 1; i < progress.length; i++) {
+      assert.ok(
+        progress[i].progress >= progress[i - 1].progress,
+        `progress decreased: ${JSON.stringify(progress.map((p) => p.progress))}`,
+      );
+      assert.ok(progress[i].completedChunks >= progress[i - 1].completedChunks, "completedChunks decreased");
+    }
+    const last = progress[progress.length - 1];
+    assert.equal(last.progress, 100, `last progress: ${JSON.stringify(progress.map((p) => p.progress))}`);
+    assert.equal(last.completedChunks, 16);
+    assert.equal(last.bytesReceived, MiB);
+    // The last progress event precedes the completion.
+    const lastProgressAt = watch.events.findLastIndex((e) => e.event === "upload_progress");
+    const completedAt = watch.events.findIndex((e) => e.event === "upload_completed");
+    assert.ok(lastProgressAt < completedAt, `order: ${JSON.stringify(watch.events.map((e) => e.event))}`);
+
+    const [completed] = watch.payloads("upload_completed");
+    assert.equal(completed.uploadId, uploadId);
+    assert.equal(completed.file.id, file.id);
+    assertFile(completed.file, { fileName: "notes.txt", size: MiB, mimeType: "text/plain", hash });
+    assert.equal(watch.of("upload_completed").length, 1, "upload_completed once");
+    assert.equal(watch.of("upload_error").length + own.of("upload_error").length, 0, "no upload_error");
+    assert.equal(watch.of("chunk_error").length + own.of("chunk_error").length, 0, "no chunk_error");
+
+    const bytes = await download(server, ann, file);
+    assert.equal(bytes.length, MiB, "downloaded length");
+    assert.equal(sha256(bytes), hash, "downloaded SHA-256");
+
+    // Initiating the completed uploadId again answers the file.
+    const again = await ack(laptop, "initiate_upload", {
+      uploadId,
+      fileName: "notes.txt",
+      fileSize: data.length,
+      mimeType: "text/plain",
+      chunkSize: CHUNK,
+      sha256: hash,
+    });
+    assert.equal(again.ok, true, JSON.stringify(again));
+    assert.equal(again.completed, true, JSON.stringify(again));
+    assert.equal(again.file?.id, file.id);
+  }));
+
+test("an upload abandoned half-way resumes from a new connection: receivedChunks lists what was sent, only the rest is sent", T, () =>
+  withServer(async (server) => {
+    const ann = await api.externalUser(server.url, "Ann");
+    const data = textBytes(MiB);
+    const hash = sha256(data);
+    const uploadId = api.randomId("resume");
+    const params = {
+      uploadId,
+      fileName: "half.txt",
+      fileSize: data.length,
+      mimeType: "text/plain",
+      chunkSize: CHUNK,
+      sha256: hash,
+    };
+
+    const first = await connectAs(server, ann, NSP, { auth: { deviceId: "phone" } });
+    const s1 = await initiate(first, params);
+    assert.equal(s1.totalChunks, 16);
+    const sent = [];
+    for (let i = 0; i < s1.totalChunks / 2; i++) {
+      await sendChunk(first, s1, uploadId, data, i);
+      sent.push(i);
+    }
+    first.disconnect();
+    first.io.engine?.close();
+    await sleep(300);
+
+    const second = await connectAs(server, ann, NSP, { auth: { deviceId: "laptop" }, transports: ["websocket"] });
+    const rec = new Recorder(second, UPLOAD_EVENTS);
+    const s2 = await initiate(second, params);
+    assert.equal(s2.sessionId, s1.sessionId, "resuming keeps the sessionId");
+    assert.equal(s2.chunkSize, CHUNK);
+    assert.equal(s2.totalChunks, 16);
+    assert.deepEqual([...s2.receivedChunks].sort((a, b) => a - b), sent, "receivedChunks lists exactly the chunks sent");
+
+    const have = new Set(s2.receivedChunks);
+    for (let i = 0; i < s2.totalChunks; i++) if (!have.has(i)) await sendChunk(second, s2, uploadId, data, i);
+    const file = await complete(second, s2, uploadId);
+    assertFile(file, { fileName: "half.txt", size: MiB, mimeType: "text/plain", hash });
+    await rec.count("upload_completed", 1);
+    assert.equal(rec.of("chunk_error").length, 0, "no chunk_error");
+
+    const bytes = await download(server, ann, file);
+    assert.equal(sha256(bytes), hash, "downloaded SHA-256");
+  }));
+
+test("binary chunks (chunkData as a Buffer attachment) upload the same bytes", T, () =>
+  withServer(async (server) => {
+    const ann = await api.externalUser(server.url, "Ann");
+    const s = await connectAs(server, ann, NSP);
+    const rec = new Recorder(s, UPLOAD_EVENTS);
+    // 3 full chunks and a short last one.
+    const data = textBytes(3 * CHUNK + 1234);
+    const hash = sha256(data);
+    const uploadId = api.randomId("bin");
+    const session = await initiate(s, {
+      uploadId,
+      fileName: "binary.txt",
+      fileSize: data.length,
+      mimeType: "text/plain",
+      chunkSize: CHUNK,
+      sha256: hash,
+    });
+    assert.equal(session.totalChunks, 4);
+    for (let i = 0; i < session.totalChunks; i++) await sendChunk(s, session, uploadId, data, i, { binary: true });
+    // A repeated chunk is accepted (idempotent).
+    await sendChunk(s, session, uploadId, data, 1, { binary: true });
+    const file = await complete(s, session, uploadId);
+    assertFile(file, { fileName: "binary.txt", size: data.length, mimeType: "text/plain", hash });
+    await rec.count("upload_completed", 1);
+    assert.equal(rec.of("chunk_error").length, 0, `chunk_error: ${JSON.stringify(rec.payloads("chunk_error"))}`);
+
+    const bytes = await download(server, ann, file);
+    assert.equal(bytes.length, data.length);
+    assert.equal(sha256(bytes), hash, "downloaded SHA-256");
+  }));
+
+test("bad input: invalid base64, a sixth concurrent upload, completing with chunks missing", T, () =>
+  withServer(async (server) => {
+    const ann = await api.externalUser(server.url, "Ann");
+    const s = await connectAs(server, ann, NSP, { auth: { deviceId: "phone" } });
+    const other = await connectAs(server, ann, NSP, { auth: { deviceId: "laptop" } });
+    const rec = new Recorder(s, UPLOAD_EVENTS);
+    const otherRec = new Recorder(other, UPLOAD_EVENTS);
+    const data = textBytes(4 * CHUNK);
+    const params = (uploadId) => ({
+      uploadId,
+      fileName: `${uploadId}.txt`,
+      fileSize: data.length,
+      mimeType: "text/plain",
+      chunkSize: CHUNK,
+    });
+
+    // Invalid base64: a failed ack, chunk_error to the sender only, session intact.
+    const badId = api.randomId("bad");
+    const bad = await initiate(s, params(badId));
+    const badRes = await ack(s, "upload_chunk", {
+      sessionId: bad.sessionId,
+      uploadId: badId,
+      chunkIndex: 0,
+      chunkData: "!!!! this is not base64 ####",
+    });
+    assertFailed(badRes, "bad_request", "invalid base64");
+    await rec.count("chunk_error", 1);
+    const [ce] = rec.payloads("chunk_error");
+    assert.equal(ce.uploadId, badId, JSON.stringify(ce));
+    assert.equal(ce.chunkIndex, 0, JSON.stringify(ce));
+    assert.equal(errorCode(ce.error), "bad_request", `chunk_error.error: ${JSON.stringify(ce)}`);
+    await sleep(200);
+    assert.equal(otherRec.of("chunk_error").length, 0, "chunk_error reached another device");
+    // The session stayed intact: the right chunk is accepted afterwards.
+    await sendChunk(s, bad, badId, data, 0);
+
+    // Completing with chunks missing: incomplete, missingChunks, session kept.
+    const incId = api.randomId("inc");
+    const inc = await initiate(s, params(incId));
+    assert.equal(inc.totalChunks, 4);
+    await sendChunk(s, inc, incId, data, 0);
+    await sendChunk(s, inc, incId, data, 2);
+    const incRes = await ack(s, "complete_upload", { sessionId: inc.sessionId, uploadId: incId });
+    assertFailed(incRes, "incomplete", "complete with chunks missing");
+    await rec.until(
+      (r) => r.payloads("upload_error").some((p) => p.uploadId === incId),
+      WAIT_MS,
+      "upload_error incomplete",
+    );
+    const ue = rec.payloads("upload_error").find((p) => p.uploadId === incId);
+    assert.equal(ue.error?.code, "incomplete", JSON.stringify(ue));
+    assert.deepEqual([...ue.error.missingChunks].sort((a, b) => a - b), [1, 3], JSON.stringify(ue));
+    // upload_error goes to every device of the user.
+    await otherRec.until(
+      (r) => r.payloads("upload_error").some((p) => p.uploadId === incId),
+      WAIT_MS,
+      "upload_error on the other device",
+    );
+    // The session was kept: resuming lists the two chunks, and finishing works.
+    const incAgain = await initiate(other, params(incId));
+    assert.equal(incAgain.sessionId, inc.sessionId);
+    assert.deepEqual([...incAgain.receivedChunks].sort((a, b) => a - b), [0, 2]);
+    await sendChunk(other, incAgain, incId, data, 1);
+    await sendChunk(other, incAgain, incId, data, 3);
+    const incFile = await complete(other, incAgain, incId);
+    assert.equal(incFile.sha256, sha256(data));
+
+    // In progress now: bad (1). Four more make five; the sixth is refused.
+    const ids = [badId];
+    const sessions = { [badId]: bad };
+    for (let k = 0; k < 4; k++) {
+      const id = api.randomId("many");
+      sessions[id] = await initiate(s, params(id));
+      ids.push(id);
+    }
+    const sixth = await ack(s, "initiate_upload", params(api.randomId("sixth")));
+    assertFailed(sixth, "too_many_uploads", "sixth concurrent upload");
+    // Resuming one of the five is not a new upload.
+    const resumed = await initiate(other, params(ids[1]));
+    assert.equal(resumed.sessionId, sessions[ids[1]].sessionId);
+
+    // Cancelling one frees a place.
+    const cancelled = ids[4];
+    const cRes = await ack(s, "cancel_upload", {
+      sessionId: sessions[cancelled].sessionId,
+      uploadId: cancelled,
+      reason: "user",
+    });
+    assert.equal(cRes?.ok, true, `cancel_upload: ${JSON.stringify(cRes)}`);
+    await otherRec.until(
+      (r) => r.payloads("upload_cancelled").some((p) => p.uploadId === cancelled),
+      WAIT_MS,
+      "upload_cancelled on the other device",
+    );
+    await initiate(s, params(api.randomId("after-cancel")));
+
+    assert.equal(s.connected, true, "the connection survived the bad input");
+  }));
