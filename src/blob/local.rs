@@ -259,59 +259,11 @@ impl BlobStore for LocalBlobStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use futures_util::TryStreamExt;
-
-    async fn read_all(store: &LocalBlobStore, key: &str, start: u64, len: u64) -> Vec<u8> {
-        let pieces: Vec<Bytes> = store
-            .read(key, start, len)
-            .await
-            .unwrap()
-            .try_collect()
-            .await
-            .unwrap();
-        pieces.concat()
-    }
 
     #[tokio::test]
     async fn parts_assemble_in_order_and_read_back_by_range() {
         let dir = tempfile::tempdir().unwrap();
         let store = LocalBlobStore::open(dir.path()).unwrap();
-        let data: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
-        // Out of order, with one part written twice.
-        for (i, chunk) in data.chunks(70_000).enumerate().rev() {
-            store
-                .put_part("st1", i as u32, Bytes::copy_from_slice(chunk))
-                .await
-                .unwrap();
-        }
-        store
-            .put_part("st1", 0, Bytes::copy_from_slice(&data[..70_000]))
-            .await
-            .unwrap();
-        let out = store.assemble("st1", 3, "key1").await.unwrap();
-        assert_eq!(out.size, data.len() as u64);
-        assert_eq!(out.sha256, hex::encode(Sha256::digest(&data)));
-        assert_eq!(store.size("key1").await.unwrap(), data.len() as u64);
-        assert_eq!(read_all(&store, "key1", 0, data.len() as u64).await, data);
-        assert_eq!(
-            read_all(&store, "key1", 65_000, 70_000).await,
-            &data[65_000..135_000]
-        );
-        store.delete_parts("st1").await.unwrap();
-        store.delete_parts("st1").await.unwrap();
-        assert!(matches!(
-            store.assemble("st1", 3, "key2").await,
-            Err(BlobError::NotFound(_))
-        ));
-        store.delete("key1").await.unwrap();
-        assert!(matches!(
-            store.size("key1").await,
-            Err(BlobError::NotFound(_))
-        ));
-        assert!(matches!(
-            store.put_part("../x", 0, Bytes::new()).await,
-            Err(BlobError::InvalidName(_))
-        ));
-        store.ping().await.unwrap();
+        super::super::conformance::parts_assemble_in_order_and_read_back_by_range(&store).await;
     }
 }

@@ -3,6 +3,8 @@
 //! The local directory under `DATA_DIR` is the default; S3 (any
 //! S3-compatible server) is used when `s3.bucket` is set.
 
+#[cfg(test)]
+mod conformance;
 pub mod local;
 pub mod s3;
 
