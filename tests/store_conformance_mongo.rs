@@ -128,70 +128,13 @@ macro_rules! case_tests {
     };
 }
 
-/// Every case of the suite, handed to `$m` after `$server`.
-macro_rules! every_case {
-    ($m:ident, $server:expr) => {
-        $m!($server;
-            case_ping,
-            case_create_user_and_lookups,
-            case_create_user_duplicate_email_conflicts,
-            case_create_user_duplicate_username_conflicts,
-            case_users_without_email_do_not_conflict,
-            case_ensure_user_creates_once_and_never_overwrites,
-            case_ensure_user_picks_free_username,
-            case_refresh_token_is_taken_once,
-            case_refresh_token_unknown_jti,
-            case_create_conversation,
-            case_direct_key_returns_existing_conversation,
-            case_conversation_unknown,
-            case_conversations_for_user_pages_newest_first,
-            case_conversations_for_user_only_members,
-            case_append_message_gap_free_seq,
-            case_append_message_idempotent_retry,
-            case_append_message_client_id_is_per_sender,
-            case_append_message_unknown_conversation,
-            case_messages_before_semantics,
-            case_file_message_round_trip,
-            case_mark_read_keeps_maximum,
-            case_read_marker_defaults_to_zero,
-            case_concurrent_appends_are_gap_free,
-            case_concurrent_idempotent_retries_create_once,
-            case_concurrent_take_refresh_token_once,
-            case_concurrent_direct_key_creates_once,
-            case_concurrent_ensure_user_creates_once,
-            case_file_create_read_and_grants,
-            case_download_tokens,
-            case_concurrent_one_time_token_used_once,
-            case_upload_session_lifecycle,
-            case_upload_sessions_in_progress_limit,
-            case_expired_upload_sessions,
-            case_concurrent_upload_session_limit,
-            case_create_workspace_makes_owner,
-            case_workspaces_for_user_pages,
-            case_add_member_and_list,
-            case_member_roles_and_owner_rules,
-            case_remove_member,
-            case_projects,
-            case_create_and_read_task,
-            case_update_task_patch,
-            case_delete_task_is_soft,
-            case_task_filters_and_pages,
-            case_comments,
-            case_notifications,
-            case_search_tasks,
-            case_attach_file_to_task,
-            case_concurrent_attachments_respect_max,
-        );
-    };
-}
-
 /// The conformance cases plus the backend's own checks, against `$server`.
 macro_rules! server_tests {
     ($module:ident, $server:expr) => {
         mod $module {
             use super::*;
 
-            every_case!(case_tests, $server);
+            huddle::for_each_conformance_case!(case_tests, $server);
 
             /// All cases share one database without seeing each other's
             /// records.

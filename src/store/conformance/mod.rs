@@ -27,58 +27,76 @@ use huddle_actors::store::{DocumentStore, StoreError};
 mod workspaces;
 pub use workspaces::*;
 
+/// Every case of the suite, in one list: `for_each_conformance_case!(m, args)`
+/// expands to `m!(args; case_ping, case_create_user_and_lookups, ...)`, so
+/// each backend's test file (and [`run_all`]) covers a new case by itself.
+#[macro_export]
+macro_rules! for_each_conformance_case {
+    ($m:ident $(, $($args:tt)*)?) => {
+        $m!($($($args)*)?;
+            case_ping,
+            case_create_user_and_lookups,
+            case_create_user_duplicate_email_conflicts,
+            case_create_user_duplicate_username_conflicts,
+            case_users_without_email_do_not_conflict,
+            case_ensure_user_creates_once_and_never_overwrites,
+            case_ensure_user_picks_free_username,
+            case_refresh_token_is_taken_once,
+            case_refresh_token_unknown_jti,
+            case_create_conversation,
+            case_direct_key_returns_existing_conversation,
+            case_conversation_unknown,
+            case_conversations_for_user_pages_newest_first,
+            case_conversations_for_user_only_members,
+            case_append_message_gap_free_seq,
+            case_append_message_idempotent_retry,
+            case_append_message_client_id_is_per_sender,
+            case_append_message_unknown_conversation,
+            case_messages_before_semantics,
+            case_file_message_round_trip,
+            case_mark_read_keeps_maximum,
+            case_read_marker_defaults_to_zero,
+            case_concurrent_appends_are_gap_free,
+            case_concurrent_idempotent_retries_create_once,
+            case_concurrent_take_refresh_token_once,
+            case_concurrent_direct_key_creates_once,
+            case_concurrent_ensure_user_creates_once,
+            case_file_create_read_and_grants,
+            case_download_tokens,
+            case_concurrent_one_time_token_used_once,
+            case_upload_session_lifecycle,
+            case_upload_sessions_in_progress_limit,
+            case_expired_upload_sessions,
+            case_concurrent_upload_session_limit,
+            case_create_workspace_makes_owner,
+            case_workspaces_for_user_pages,
+            case_add_member_and_list,
+            case_member_roles_and_owner_rules,
+            case_remove_member,
+            case_projects,
+            case_create_and_read_task,
+            case_update_task_patch,
+            case_delete_task_is_soft,
+            case_task_filters_and_pages,
+            case_comments,
+            case_notifications,
+            case_search_tasks,
+            case_attach_file_to_task,
+            case_concurrent_attachments_respect_max,
+        );
+    };
+}
+
+macro_rules! run_cases {
+    ($s:ident; $($case:ident),* $(,)?) => {
+        $( $case($s).await; )*
+    };
+}
+
 /// Runs every case, one after the other, against one shared store.
 pub async fn run_all(store: Arc<dyn DocumentStore>) {
     let s = &*store;
-    case_ping(s).await;
-    case_create_user_and_lookups(s).await;
-    case_create_user_duplicate_email_conflicts(s).await;
-    case_create_user_duplicate_username_conflicts(s).await;
-    case_users_without_email_do_not_conflict(s).await;
-    case_ensure_user_creates_once_and_never_overwrites(s).await;
-    case_ensure_user_picks_free_username(s).await;
-    case_refresh_token_is_taken_once(s).await;
-    case_refresh_token_unknown_jti(s).await;
-    case_create_conversation(s).await;
-    case_direct_key_returns_existing_conversation(s).await;
-    case_conversation_unknown(s).await;
-    case_conversations_for_user_pages_newest_first(s).await;
-    case_conversations_for_user_only_members(s).await;
-    case_append_message_gap_free_seq(s).await;
-    case_append_message_idempotent_retry(s).await;
-    case_append_message_client_id_is_per_sender(s).await;
-    case_append_message_unknown_conversation(s).await;
-    case_messages_before_semantics(s).await;
-    case_file_message_round_trip(s).await;
-    case_mark_read_keeps_maximum(s).await;
-    case_read_marker_defaults_to_zero(s).await;
-    case_concurrent_appends_are_gap_free(s).await;
-    case_concurrent_idempotent_retries_create_once(s).await;
-    case_concurrent_take_refresh_token_once(s).await;
-    case_concurrent_direct_key_creates_once(s).await;
-    case_concurrent_ensure_user_creates_once(s).await;
-    case_file_create_read_and_grants(s).await;
-    case_download_tokens(s).await;
-    case_concurrent_one_time_token_used_once(s).await;
-    case_upload_session_lifecycle(s).await;
-    case_upload_sessions_in_progress_limit(s).await;
-    case_expired_upload_sessions(s).await;
-    case_concurrent_upload_session_limit(s).await;
-    case_create_workspace_makes_owner(s).await;
-    case_workspaces_for_user_pages(s).await;
-    case_add_member_and_list(s).await;
-    case_member_roles_and_owner_rules(s).await;
-    case_remove_member(s).await;
-    case_projects(s).await;
-    case_create_and_read_task(s).await;
-    case_update_task_patch(s).await;
-    case_delete_task_is_soft(s).await;
-    case_task_filters_and_pages(s).await;
-    case_comments(s).await;
-    case_notifications(s).await;
-    case_search_tasks(s).await;
-    case_attach_file_to_task(s).await;
-    case_concurrent_attachments_respect_max(s).await;
+    for_each_conformance_case!(run_cases, s);
 }
 
 // ---- fixtures ----
