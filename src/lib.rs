@@ -4,6 +4,7 @@
 pub mod accounts;
 pub mod auth;
 pub mod blob;
+pub mod cluster;
 pub mod error;
 pub mod http;
 pub mod ratelimit;

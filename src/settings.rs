@@ -327,12 +327,15 @@ pub struct RateLimitSettings {
 pub struct RedisSettings {
     /// `REDIS_URL`; unset runs a single node.
     pub url: Option<String>,
+    /// Prefix of every key and channel (`{key_prefix}:...`).
+    pub key_prefix: String,
 }
 
 impl fmt::Debug for RedisSettings {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedisSettings")
             .field("url", &self.url.as_deref().map(redact_url))
+            .field("key_prefix", &self.key_prefix)
             .finish()
     }
 }
