@@ -103,7 +103,7 @@ pub(super) const CONVERSATION_ORDER: &str = "conversation_order";
 pub struct EmbeddedStore {
     db: Arc<Database>,
     /// The task search index, derived from the database (see `search`).
-    search: Arc<search::TaskIndex>,
+    search: Arc<crate::store::search_index::TaskIndex>,
 }
 
 impl std::fmt::Debug for EmbeddedStore {
