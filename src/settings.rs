@@ -348,6 +348,22 @@ pub struct MongoSettings {
     pub uri: Option<String>,
     /// Database name (`MONGODB_DB`).
     pub db: String,
+    /// About how many tasks a node's search index holds before it drops
+    /// the least recently searched workspaces.
+    pub search_max_indexed_tasks: usize,
+    /// How far back (ms) a search catch-up re-reads task writes: more than
+    /// the clock difference between nodes plus the longest task write.
+    pub search_clock_margin_ms: u64,
+}
+
+impl MongoSettings {
+    /// The search options of the MongoDB store.
+    pub fn search_options(&self) -> crate::store::mongo::SearchOptions {
+        crate::store::mongo::SearchOptions {
+            max_indexed_tasks: self.search_max_indexed_tasks,
+            clock_margin: Duration::from_millis(self.search_clock_margin_ms),
+        }
+    }
 }
 
 impl fmt::Debug for MongoSettings {
@@ -355,6 +371,8 @@ impl fmt::Debug for MongoSettings {
         f.debug_struct("MongoSettings")
             .field("uri", &self.uri.as_deref().map(redact_url))
             .field("db", &self.db)
+            .field("search_max_indexed_tasks", &self.search_max_indexed_tasks)
+            .field("search_clock_margin_ms", &self.search_clock_margin_ms)
             .finish()
     }
 }

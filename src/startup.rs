@@ -133,7 +133,7 @@ pub async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn DocumentS
     if let Some(uri) = settings.mongodb.uri.as_deref() {
         let shown = crate::settings::redact_url(uri);
         let db = &settings.mongodb.db;
-        let store = MongoStore::connect(uri, db)
+        let store = MongoStore::connect_with(uri, db, settings.mongodb.search_options())
             .await
             .with_context(|| format!("opening the MongoDB store at {shown}, database {db}"))?;
         log::info!("document store: MongoDB at {shown}, database {db}");

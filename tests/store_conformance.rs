@@ -35,6 +35,22 @@ macro_rules! conformance_cases {
 
 huddle::for_each_conformance_case!(conformance_cases);
 
+/// The two-handle cases: one embedded store per file, so both handles are
+/// the same store.
+macro_rules! shared_database_cases {
+    (; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                let (_dir, store) = fresh();
+                conformance::$case(&store, &store).await;
+            }
+        )*
+    };
+}
+
+huddle::for_each_shared_database_case!(shared_database_cases);
+
 /// All cases share one store without seeing each other's records.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn all_cases_share_one_store() {

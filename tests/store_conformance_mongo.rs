@@ -128,6 +128,25 @@ macro_rules! case_tests {
     };
 }
 
+/// One test per two-handle case, against `$server`: the second handle is a
+/// second `connect` to the same database, as another node would make (with
+/// its own search index).
+macro_rules! shared_database_tests {
+    ($server:expr; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                let Some(db) = TestDb::open($server).await else { return };
+                let other = MongoStore::connect(&db.uri, &db.name)
+                    .await
+                    .expect("a second node on the same database");
+                conformance::$case(&db.store, &other).await;
+                db.finish().await;
+            }
+        )*
+    };
+}
+
 /// The conformance cases plus the backend's own checks, against `$server`.
 macro_rules! server_tests {
     ($module:ident, $server:expr) => {
@@ -135,6 +154,7 @@ macro_rules! server_tests {
             use super::*;
 
             huddle::for_each_conformance_case!(case_tests, $server);
+            huddle::for_each_shared_database_case!(shared_database_tests, $server);
 
             /// All cases share one database without seeing each other's
             /// records.

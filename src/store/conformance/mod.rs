@@ -81,8 +81,23 @@ macro_rules! for_each_conformance_case {
             case_comments,
             case_notifications,
             case_search_tasks,
+            case_search_short_words_are_exact,
+            case_search_pages,
             case_attach_file_to_task,
             case_concurrent_attachments_respect_max,
+        );
+    };
+}
+
+/// The cases that take two handles on one database, `(writer, reader)`:
+/// what one node writes, another must see. Expands like
+/// [`for_each_conformance_case!`]. A backend with one handle per database
+/// (the embedded store) passes the same handle twice.
+#[macro_export]
+macro_rules! for_each_shared_database_case {
+    ($m:ident $(, $($args:tt)*)?) => {
+        $m!($($($args)*)?;
+            case_search_sees_writes_of_another_handle,
         );
     };
 }
@@ -93,10 +108,18 @@ macro_rules! run_cases {
     };
 }
 
-/// Runs every case, one after the other, against one shared store.
+macro_rules! run_shared_database_cases {
+    ($s:ident; $($case:ident),* $(,)?) => {
+        $( $case($s, $s).await; )*
+    };
+}
+
+/// Runs every case, one after the other, against one shared store (the
+/// two-handle cases with that store as both handles).
 pub async fn run_all(store: Arc<dyn DocumentStore>) {
     let s = &*store;
     for_each_conformance_case!(run_cases, s);
+    for_each_shared_database_case!(run_shared_database_cases, s);
 }
 
 // ---- fixtures ----

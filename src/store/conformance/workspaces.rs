@@ -649,6 +649,174 @@ pub async fn case_search_tasks(store: &dyn DocumentStore) {
     assert_eq!(hits.total, 0);
 }
 
+/// Ids of the hits of `query` in `workspace` (first page of 50).
+async fn hit_ids(store: &dyn DocumentStore, workspace: &WorkspaceId, query: &str) -> Vec<TaskId> {
+    store
+        .search_tasks(workspace, query, 0, 50)
+        .await
+        .unwrap_or_else(|e| panic!("search {query:?}: {e:?}"))
+        .items
+        .into_iter()
+        .map(|t| t.id)
+        .collect()
+}
+
+/// A word of 4+ letters tolerates one typo; a shorter one matches exactly.
+/// Several query words find a task matching any of them, best match first.
+pub async fn case_search_short_words_are_exact(store: &dyn DocumentStore) {
+    let owner = created_user(store, "sw").await;
+    let ws = workspace(store, &owner.id).await;
+    let p = project(store, &ws).await;
+    let bug = task(store, &p, "Fix the bug in sync").await;
+    let big = task(store, &p, "A big refactor").await;
+
+    assert_eq!(hit_ids(store, &ws.id, "bug").await, vec![bug.id.clone()]);
+    assert_eq!(hit_ids(store, &ws.id, "BUG").await, vec![bug.id.clone()]);
+    assert!(
+        hit_ids(store, &ws.id, "bog").await.is_empty(),
+        "a 3-letter word matches exactly only"
+    );
+    assert_eq!(hit_ids(store, &ws.id, "big").await, vec![big.id.clone()]);
+    // 4 letters: one typo of each kind.
+    for typo in ["synk", "snyc", "syn", "synci"] {
+        let expected = if typo.chars().count() >= 4 {
+            vec![bug.id.clone()]
+        } else {
+            Vec::new()
+        };
+        assert_eq!(hit_ids(store, &ws.id, typo).await, expected, "query {typo}");
+    }
+    // Two typos are too many.
+    assert!(hit_ids(store, &ws.id, "refaktr").await.is_empty());
+    // Any word may match; matching more words ranks higher.
+    let hits = hit_ids(store, &ws.id, "big refactor bug").await;
+    assert_eq!(hits, vec![big.id.clone(), bug.id.clone()]);
+}
+
+/// Pages cover the hits once each, in rank order, with the same total.
+pub async fn case_search_pages(store: &dyn DocumentStore) {
+    let owner = created_user(store, "sp").await;
+    let ws = workspace(store, &owner.id).await;
+    let p = project(store, &ws).await;
+    let mut made = Vec::new();
+    for i in 0..7 {
+        made.push(task(store, &p, &format!("invoice number {i}")).await.id);
+    }
+    task(store, &p, "something else").await;
+    let all = store.search_tasks(&ws.id, "invoice", 0, 50).await.unwrap();
+    assert_eq!(all.total, 7);
+    let mut seen = Vec::new();
+    for page in 0..4 {
+        let hits = store
+            .search_tasks(&ws.id, "invoice", page * 2, 2)
+            .await
+            .unwrap();
+        assert_eq!(hits.total, 7, "page {page}");
+        assert_eq!(hits.items.len(), if page < 3 { 2 } else { 1 });
+        seen.extend(hits.items.into_iter().map(|t| t.id));
+    }
+    assert_eq!(
+        seen,
+        all.items.iter().map(|t| t.id.clone()).collect::<Vec<_>>()
+    );
+    made.sort();
+    seen.sort();
+    assert_eq!(seen, made);
+    let past = store.search_tasks(&ws.id, "invoice", 10, 2).await.unwrap();
+    assert!(past.items.is_empty());
+    assert_eq!(past.total, 7);
+    assert!(store
+        .search_tasks(&ws.id, "   ", 0, 10)
+        .await
+        .unwrap()
+        .items
+        .is_empty());
+}
+
+/// What one store handle writes, another handle on the same database finds
+/// at once: the two-node case (each MongoDB node keeps its own index). The
+/// reader searches first, so its index is loaded before the writes, and
+/// every kind of task write is followed: create, edit, tags, status move,
+/// attachment, delete. Backends that allow one handle per database pass
+/// the same handle twice.
+pub async fn case_search_sees_writes_of_another_handle(
+    writer: &dyn DocumentStore,
+    reader: &dyn DocumentStore,
+) {
+    let owner = created_user(writer, "x").await;
+    let ws = workspace(writer, &owner.id).await;
+    let p = project(writer, &ws).await;
+    let early = task(writer, &p, "Quarterly roadmap").await;
+    assert_eq!(
+        hit_ids(reader, &ws.id, "roadmap").await,
+        vec![early.id.clone()]
+    );
+    assert!(hit_ids(reader, &ws.id, "migration").await.is_empty());
+
+    let t = task(writer, &p, "Database migration").await;
+    assert_eq!(
+        hit_ids(reader, &ws.id, "migraton").await,
+        vec![t.id.clone()]
+    );
+
+    writer
+        .update_task(
+            &t.id,
+            TaskPatch {
+                title: Some("Schema rollout".into()),
+                description: Some(Some("needs a maintenance window".into())),
+                tags: Some(vec!["postgres".into()]),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert!(hit_ids(reader, &ws.id, "migration").await.is_empty());
+    for query in ["rollout", "maintenance", "postgres"] {
+        assert_eq!(
+            hit_ids(reader, &ws.id, query).await,
+            vec![t.id.clone()],
+            "{query}"
+        );
+    }
+
+    // A status move and an attachment keep the task found, with its new state.
+    writer
+        .update_task(
+            &t.id,
+            TaskPatch {
+                status: Some(TaskStatus::Done),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let file = stored_file(&owner.id);
+    writer.create_file(file.clone()).await.unwrap();
+    writer
+        .attach_file(&t.id, &file.id, serde_json::json!({ "id": file.id }), 5)
+        .await
+        .unwrap();
+    let hits = reader.search_tasks(&ws.id, "rollout", 0, 10).await.unwrap();
+    assert_eq!(hits.total, 1);
+    assert_eq!(hits.items[0].status, TaskStatus::Done);
+    assert_eq!(hits.items[0].attachments.len(), 1);
+
+    writer.delete_task(&t.id).await.unwrap();
+    let hits = reader.search_tasks(&ws.id, "rollout", 0, 10).await.unwrap();
+    assert_eq!((hits.total, hits.items.len()), (0, 0));
+    assert_eq!(
+        hit_ids(reader, &ws.id, "roadmap").await,
+        vec![early.id.clone()]
+    );
+
+    // And the other way round.
+    let back = task(reader, &p, "Roadmap review").await;
+    let hits = hit_ids(writer, &ws.id, "roadmap").await;
+    assert_eq!(hits.len(), 2);
+    assert!(hits.contains(&back.id) && hits.contains(&early.id));
+}
+
 fn stored_file(owner: &UserId) -> huddle_actors::model::FileRecord {
     let id = huddle_actors::ids::new_id();
     huddle_actors::model::FileRecord {

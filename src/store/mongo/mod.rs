@@ -16,7 +16,7 @@
 //! | `workspaces` | workspace id | — |
 //! | `members` | driver-made | unique `(workspaceId, userId)`, `(userId, workspaceId)` |
 //! | `projects` | project id | `(workspaceId, seq)` |
-//! | `tasks` | task id | `(projectId, seq)`, `(workspaceId, searchKeys)` for search |
+//! | `tasks` | task id | `(projectId, seq)`, `(workspaceId, updatedAtMs)` for the search catch-up |
 //! | `comments` | comment id | `(taskId, seq)` |
 //! | `notifications` | notification id | `(userId, seq desc)`, `(userId, read)` |
 //! | `files` | file id | — |
@@ -26,7 +26,9 @@
 //! The areas added later (workspaces, notifications, search, files, upload
 //! sessions) each have their own file and module doc saying how their
 //! concurrent rules hold; search in particular needs neither `$text` nor
-//! Atlas `$search` (see `search.rs` for why and how one typo is tolerated).
+//! Atlas `$search`: each node keeps a tantivy index fed from the `tasks`
+//! collection (see `search.rs` for why and how it follows other nodes'
+//! writes).
 //!
 //! Every rule that spans records holds **without multi-document
 //! transactions** (a standalone `mongod` has none, and neither have some
@@ -87,6 +89,7 @@ mod chat;
 mod files;
 mod notifications;
 mod search;
+pub use search::SearchOptions;
 mod uploads;
 mod workspaces;
 
@@ -148,6 +151,8 @@ pub struct MongoStore {
     pub(super) files: Collection<Document>,
     pub(super) download_tokens: Collection<Document>,
     pub(super) upload_sessions: Collection<Document>,
+    /// This node's task search index, shared by the store's clones.
+    search: std::sync::Arc<search::MongoSearch>,
 }
 
 impl std::fmt::Debug for MongoStore {
@@ -163,8 +168,15 @@ impl MongoStore {
     /// Connects to the server(s) `uri` names, uses database `db`, and creates
     /// the collections' indexes and counters. Fails (rather than starting a
     /// node that cannot store anything) when no server answers within a few
-    /// seconds or an index cannot be made.
+    /// seconds or an index cannot be made. Search runs with the default
+    /// [`SearchOptions`].
     pub async fn connect(uri: &str, db: &str) -> StoreResult<Self> {
+        Self::connect_with(uri, db, SearchOptions::default()).await
+    }
+
+    /// [`MongoStore::connect`] with the given search options. Each call
+    /// makes its own search index, as a node does; clones share it.
+    pub async fn connect_with(uri: &str, db: &str, search: SearchOptions) -> StoreResult<Self> {
         let mut options = ClientOptions::parse(uri)
             .await
             .ctx("parsing the MongoDB URI")?;
@@ -173,15 +185,17 @@ impl MongoStore {
             .server_selection_timeout
             .get_or_insert(SERVER_SELECTION_TIMEOUT);
         let client = Client::with_options(options).ctx("creating the MongoDB client")?;
-        let store = Self::with_database(client.database(db));
+        let search = std::sync::Arc::new(search::MongoSearch::new(search)?);
+        let store = Self::with_database(client.database(db), search);
         store.ping().await?;
         store.create_indexes().await?;
         store.create_counters().await?;
         Ok(store)
     }
 
-    fn with_database(db: Database) -> Self {
+    fn with_database(db: Database, search: std::sync::Arc<search::MongoSearch>) -> Self {
         MongoStore {
+            search,
             users: db.collection(USERS),
             refresh_tokens: db.collection(REFRESH_TOKENS),
             conversations: db.collection(CONVERSATIONS),
@@ -303,9 +317,10 @@ impl MongoStore {
         self.tasks
             .create_indexes([
                 index(doc! { "projectId": 1, "seq": 1 }, plain("project_tasks")),
+                // What the search catch-up reads (see `search.rs`).
                 index(
-                    doc! { "workspaceId": 1, "searchKeys": 1 },
-                    plain("workspace_search_keys"),
+                    doc! { "workspaceId": 1, "updatedAtMs": 1 },
+                    plain("workspace_updated"),
                 ),
             ])
             .await

@@ -1,155 +1,273 @@
-//! Task search in the MongoDB store, on any server: no text index, no Atlas.
+//! Task search in the MongoDB store: the same tantivy index and query as the
+//! embedded store ([`crate::store::search_index`]), held in each node's
+//! memory and fed from MongoDB, so it needs neither a text index nor Atlas.
 //!
-//! Why not `$text`: the contract lets a query word of 4 or more letters
-//! match with one typo (insertion, deletion, substitution or transposition),
-//! and `$text` has no typo tolerance at all; `$search` with `fuzzy` has it
-//! but exists only on Atlas (and neither test server, nor a plain `mongod`,
-//! offers it; secantusdb has no text indexes either). Choosing between them
-//! at run time would give different answers on different deployments.
-//! Instead every task document carries its own small term list, kept in step
-//! by the same write that stores the task (insert, or the revision-checked
-//! replace of `update_task`), so a write is searchable as soon as it returns:
+//! Why not the database's own search: `$text` has no typo tolerance (the
+//! contract lets a word of 4+ letters match with one insertion, deletion,
+//! substitution or transposition), and `$search` with `fuzzy` exists only on
+//! Atlas, which neither test server nor a plain `mongod` offers. Why not
+//! change streams to feed the index: one of the test servers (nx-27017) does
+//! not offer them to the driver, and a standalone `mongod` has none.
 //!
-//! - `searchTerms`: the distinct words of title, description and tags,
-//!   lower-cased, split on anything that is not a letter or digit (as the
-//!   embedded store's tokenizer does);
-//! - `searchKeys`: each term of 3+ letters together with its one-deletion
-//!   variants (`payment` → `payment`, `ayment`, `pyment`, ...).
+//! **How the index follows the database.** Every task write stores, beside
+//! the task, `rev` (its revision, +1 on every write: update, status move,
+//! attachment, delete) and `updatedAtMs` (the writing node's clock, a BSON
+//! date), indexed with `(workspaceId, updatedAtMs)`. Before answering a
+//! search in a workspace, the node catches its index up:
 //!
-//! Two words are one edit apart (a transposition counting as one) only if
-//! they share a one-deletion variant (the "symmetric delete" idea of
-//! SymSpell), so a query word of 4+ letters is looked up with its own
-//! variants against the multikey index `(workspaceId, searchKeys)`, and a
-//! shorter word with an exact match on `searchTerms`. Sharing a variant does
-//! not prove distance 1 (`abcd`/`bcde` share `bcd`), so each candidate is
-//! checked with the optimal-string-alignment distance before it counts.
+//! - first search in the workspace (or after it was evicted): load its live
+//!   tasks, one query;
+//! - then: read the workspace's tasks with `updatedAtMs` at or after the
+//!   time the previous catch-up was issued, minus [`SearchOptions::clock_margin`].
+//!   The margin covers the clock difference between nodes and the time a
+//!   write takes from stamping to commit; a write whose stamp is older than
+//!   that when it commits would be missed until the workspace is reloaded.
+//!   Re-reading the margin is harmless: a task is re-indexed only when its
+//!   `rev` is newer than the one indexed, and a deleted one is removed.
 //!
-//! Ranking mirrors the embedded store's weights: per query word and field,
-//! title 3, tags 2, description 1, doubled for an exact match; ties go to
-//! the older task. Candidates (live tasks of the workspace sharing a key) are
-//! scored in the store process, so `total` is exact; the cost grows with the
-//! number of tasks that match, not with the size of the workspace.
+//! A catch-up is issued after the search arrived, and a write that returned
+//! before is committed, so a search sees every write that returned before
+//! it started — whichever node made it. Catch-ups are exclusive (a write
+//! lock over the node's index state); a search that waited while another
+//! search's catch-up of the same workspace was issued after it arrived uses
+//! that one instead of issuing its own. Searches themselves run
+//! concurrently under the read lock.
+//!
+//! **Memory.** The index holds the workspaces searched on this node, at most
+//! about [`SearchOptions::max_indexed_tasks`] tasks: past that, the least
+//! recently searched workspaces are dropped (never the one being searched)
+//! and loaded again on their next search.
+//!
+//! In memory rather than on disk under `data_dir`: it is derived data that a
+//! node rebuilds per workspace with one query on first use, a disk copy
+//! would have to be reconciled with writes made while the node was down
+//! (the watermark alone cannot tell), and memory keeps the node stateless.
 
 use super::*;
+use crate::store::search_index::{TaskIndex, TaskText};
 use futures_util::TryStreamExt;
-use huddle_actors::ids::WorkspaceId;
+use huddle_actors::ids::{TaskId, WorkspaceId};
 use huddle_actors::model::{SearchHits, Task};
 use huddle_actors::store::SearchStore;
-use std::collections::BTreeSet;
+use std::collections::HashMap;
+use std::sync::Arc;
+use tokio::sync::RwLock;
+use tokio::time::Instant;
 
-/// Words of a query used at most (the rest are ignored), as embedded.
-const MAX_QUERY_WORDS: usize = 16;
-/// Words longer than this are not indexed (tantivy's default drops them too).
-const MAX_WORD_CHARS: usize = 40;
-/// The shortest query word that may match with one typo.
-const FUZZY_MIN_CHARS: usize = 4;
-
-/// The words of a text: lower-cased runs of letters and digits.
-pub(super) fn words(text: &str) -> impl Iterator<Item = String> + '_ {
-    text.split(|c: char| !c.is_alphanumeric())
-        .filter(|w| !w.is_empty() && w.chars().count() <= MAX_WORD_CHARS)
-        .map(str::to_lowercase)
+/// How a node runs its MongoDB-fed search index (settings `[mongodb]`
+/// `search_max_indexed_tasks`, `search_clock_margin_ms`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SearchOptions {
+    /// About how many tasks the index holds before it drops the least
+    /// recently searched workspaces.
+    pub max_indexed_tasks: usize,
+    /// How far back a catch-up re-reads: more than the clock difference
+    /// between nodes plus the longest time a task write takes.
+    pub clock_margin: Duration,
 }
 
-/// The word and each of its one-deletion variants.
-fn deletion_variants(word: &str) -> Vec<String> {
-    let chars: Vec<char> = word.chars().collect();
-    let mut out = vec![word.to_owned()];
-    for skip in 0..chars.len() {
-        out.push(
-            chars
-                .iter()
-                .enumerate()
-                .filter(|(i, _)| *i != skip)
-                .map(|(_, c)| *c)
-                .collect(),
-        );
-    }
-    out
-}
-
-/// Optimal string alignment distance, stopping early: whether `a` and `b`
-/// are at most one edit (insertion, deletion, substitution, transposition
-/// of neighbours) apart.
-fn within_one_edit(a: &str, b: &str) -> bool {
-    let a: Vec<char> = a.chars().collect();
-    let b: Vec<char> = b.chars().collect();
-    if a.len().abs_diff(b.len()) > 1 {
-        return false;
-    }
-    let (n, m) = (a.len(), b.len());
-    let mut d = vec![vec![0usize; m + 1]; n + 1];
-    for (i, row) in d.iter_mut().enumerate() {
-        row[0] = i;
-    }
-    for (j, cell) in d[0].iter_mut().enumerate() {
-        *cell = j;
-    }
-    for i in 1..=n {
-        for j in 1..=m {
-            let cost = usize::from(a[i - 1] != b[j - 1]);
-            let mut v = (d[i - 1][j] + 1)
-                .min(d[i][j - 1] + 1)
-                .min(d[i - 1][j - 1] + cost);
-            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
-                v = v.min(d[i - 2][j - 2] + 1);
-            }
-            d[i][j] = v;
+impl Default for SearchOptions {
+    fn default() -> Self {
+        SearchOptions {
+            max_indexed_tasks: 200_000,
+            clock_margin: Duration::from_secs(10),
         }
     }
-    d[n][m] <= 1
 }
 
-/// The task as stored: the model's fields, `_id`, its revision and its
-/// search terms and keys.
+/// The task as stored: the model's fields, `_id`, its revision and the BSON
+/// date the search catch-up reads from.
 pub(super) fn task_doc(task: &Task, rev: i64) -> StoreResult<Document> {
-    let mut terms = BTreeSet::new();
-    terms.extend(words(&task.title));
-    if let Some(d) = &task.description {
-        terms.extend(words(d));
-    }
-    for tag in &task.tags {
-        terms.extend(words(tag));
-    }
-    let mut keys = BTreeSet::new();
-    for term in &terms {
-        if term.chars().count() >= FUZZY_MIN_CHARS - 1 {
-            keys.extend(deletion_variants(term));
-        }
-    }
     let mut document = to_doc(task, task.id.as_str())?;
     document.insert("rev", rev);
-    document.insert("searchTerms", terms.into_iter().collect::<Vec<_>>());
-    document.insert("searchKeys", keys.into_iter().collect::<Vec<_>>());
+    document.insert("updatedAtMs", to_bson_time(task.updated_at));
     Ok(document)
 }
 
-/// How well one query word matches a field's words: 2 exact, 1 fuzzy, 0.
-fn word_match(word: &str, field_words: &[String]) -> u32 {
-    if field_words.iter().any(|w| w == word) {
-        2
-    } else if word.chars().count() >= FUZZY_MIN_CHARS
-        && field_words.iter().any(|w| within_one_edit(word, w))
-    {
-        1
-    } else {
-        0
+/// What a catch-up reads of a task.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SearchDoc {
+    #[serde(rename = "_id")]
+    id: String,
+    workspace_id: String,
+    title: String,
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default)]
+    tags: Vec<String>,
+    /// Absent on tasks written before revisions existed: 0.
+    #[serde(default)]
+    rev: i64,
+    #[serde(default)]
+    deleted_at: Option<bson::Bson>,
+}
+
+impl SearchDoc {
+    fn text(&self) -> TaskText<'_> {
+        TaskText {
+            id: &self.id,
+            workspace: &self.workspace_id,
+            title: &self.title,
+            description: self.description.as_deref().unwrap_or(""),
+            tags: &self.tags,
+        }
     }
 }
 
-/// The task's score for the query words (0: not a hit).
-fn score(task: &Task, query: &[String]) -> u32 {
-    let title: Vec<String> = words(&task.title).collect();
-    let tags: Vec<String> = task.tags.iter().flat_map(|t| words(t)).collect();
-    let description: Vec<String> = task
-        .description
-        .as_deref()
-        .map(|d| words(d).collect())
-        .unwrap_or_default();
-    query
-        .iter()
-        .map(|w| 3 * word_match(w, &title) + 2 * word_match(w, &tags) + word_match(w, &description))
-        .sum()
+/// One workspace held in the index.
+struct Held {
+    /// The next catch-up reads tasks stamped at or after this (Unix ms).
+    read_from_ms: i64,
+    /// When the last catch-up was issued.
+    caught_up_at: Instant,
+    /// Task id → `rev` of the live tasks indexed.
+    revs: HashMap<String, i64>,
+    /// Search order, for eviction.
+    last_used: u64,
+}
+
+/// The workspaces the index holds.
+#[derive(Default)]
+struct Loaded {
+    workspaces: HashMap<String, Held>,
+    /// Tasks indexed over all workspaces.
+    tasks: usize,
+    /// Counts searches, for [`Held::last_used`].
+    tick: u64,
+}
+
+/// A change the catch-up makes to the index.
+enum Change {
+    Put(Box<SearchDoc>),
+    Remove(String),
+    RemoveWorkspace(String),
+}
+
+/// The node's MongoDB-fed search index and what it holds.
+pub(super) struct MongoSearch {
+    index: Arc<TaskIndex>,
+    options: SearchOptions,
+    loaded: RwLock<Loaded>,
+}
+
+impl MongoSearch {
+    pub(super) fn new(options: SearchOptions) -> StoreResult<Self> {
+        Ok(MongoSearch {
+            index: Arc::new(TaskIndex::new()?),
+            options,
+            loaded: RwLock::new(Loaded::default()),
+        })
+    }
+}
+
+fn margin_ms(options: &SearchOptions) -> i64 {
+    i64::try_from(options.clock_margin.as_millis()).unwrap_or(i64::MAX / 2)
+}
+
+impl MongoStore {
+    /// Brings `workspace` in the index up to date with the database (see the
+    /// module doc) and records the changes in `loaded`; returns the index
+    /// changes to apply.
+    async fn catch_up(&self, loaded: &mut Loaded, workspace: &str) -> StoreResult<Vec<Change>> {
+        let search = &self.search;
+        let issued = Instant::now();
+        let issued_ms = Utc::now().timestamp_millis();
+        let held = loaded.workspaces.get(workspace);
+        let filter = match held {
+            None => doc! { "workspaceId": workspace, "deletedAt": not_deleted() },
+            Some(h) => doc! {
+                "workspaceId": workspace,
+                "updatedAtMs": { "$gte": bson::DateTime::from_millis(h.read_from_ms) },
+            },
+        };
+        let docs: Vec<SearchDoc> = self
+            .tasks
+            .clone_with_type::<SearchDoc>()
+            .find(filter)
+            .projection(doc! {
+                "workspaceId": 1, "title": 1, "description": 1, "tags": 1,
+                "rev": 1, "deletedAt": 1,
+            })
+            .await
+            .ctx("reading tasks for the search index")?
+            .try_collect()
+            .await
+            .ctx("reading tasks for the search index")?;
+
+        let mut changes = Vec::new();
+        let mut held = match loaded.workspaces.remove(workspace) {
+            Some(h) => h,
+            None => {
+                // Whatever a failed earlier load left behind goes first.
+                changes.push(Change::RemoveWorkspace(workspace.to_owned()));
+                Held {
+                    read_from_ms: i64::MIN,
+                    caught_up_at: issued,
+                    revs: HashMap::new(),
+                    last_used: 0,
+                }
+            }
+        };
+        loaded.tasks -= held.revs.len();
+        for d in docs {
+            let live = matches!(d.deleted_at, None | Some(bson::Bson::Null));
+            if !live {
+                // Deleted for good: an update never matches a deleted task.
+                if held.revs.remove(&d.id).is_some() {
+                    changes.push(Change::Remove(d.id));
+                }
+            } else if held.revs.get(&d.id).is_none_or(|&rev| rev < d.rev) {
+                held.revs.insert(d.id.clone(), d.rev);
+                changes.push(Change::Put(Box::new(d)));
+            }
+        }
+        held.read_from_ms = held
+            .read_from_ms
+            .max(issued_ms.saturating_sub(margin_ms(&search.options)));
+        held.caught_up_at = issued;
+        loaded.tasks += held.revs.len();
+        loaded.workspaces.insert(workspace.to_owned(), held);
+
+        // Keep within the budget, least recently searched first.
+        while loaded.tasks > search.options.max_indexed_tasks {
+            let Some(oldest) = loaded
+                .workspaces
+                .iter()
+                .filter(|(id, _)| id.as_str() != workspace)
+                .min_by_key(|(_, h)| h.last_used)
+                .map(|(id, _)| id.clone())
+            else {
+                break;
+            };
+            if let Some(h) = loaded.workspaces.remove(&oldest) {
+                loaded.tasks -= h.revs.len();
+            }
+            changes.push(Change::RemoveWorkspace(oldest));
+        }
+        Ok(changes)
+    }
+
+    /// Applies `changes` to the index and commits them, off the reactor.
+    async fn apply(&self, changes: Vec<Change>) -> StoreResult<()> {
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let index = Arc::clone(&self.search.index);
+        tokio::task::spawn_blocking(move || {
+            let mut batch = index.write();
+            for change in &changes {
+                match change {
+                    Change::Put(d) => batch.put(d.text())?,
+                    Change::Remove(id) => batch.remove(id),
+                    Change::RemoveWorkspace(ws) => batch.remove_workspace(ws),
+                }
+            }
+            batch.commit()
+        })
+        .await
+        .ctx("search index task")?
+    }
 }
 
 #[async_trait]
@@ -161,90 +279,67 @@ impl SearchStore for MongoStore {
         offset: usize,
         limit: usize,
     ) -> StoreResult<SearchHits> {
-        let mut query_words: Vec<String> = Vec::new();
-        for w in words(query) {
-            if !query_words.contains(&w) && query_words.len() < MAX_QUERY_WORDS {
-                query_words.push(w);
+        let arrived = Instant::now();
+        let mut loaded = self.search.loaded.write().await;
+        let current = loaded
+            .workspaces
+            .get(workspace.as_str())
+            .is_some_and(|h| h.caught_up_at >= arrived);
+        if !current {
+            let caught_up = match self.catch_up(&mut loaded, workspace.as_str()).await {
+                Ok(changes) => self.apply(changes).await,
+                Err(e) => Err(e),
+            };
+            if let Err(e) = caught_up {
+                // What the index holds of this workspace is unknown now:
+                // forget it, so the next search loads it afresh.
+                if let Some(h) = loaded.workspaces.remove(workspace.as_str()) {
+                    loaded.tasks -= h.revs.len();
+                }
+                return Err(e);
             }
         }
-        if query_words.is_empty() || limit == 0 {
+        loaded.tick += 1;
+        let tick = loaded.tick;
+        if let Some(h) = loaded.workspaces.get_mut(workspace.as_str()) {
+            h.last_used = tick;
+        }
+        // Searches share the index; the next catch-up waits for them.
+        let loaded = loaded.downgrade();
+        let index = Arc::clone(&self.search.index);
+        let (ws, q) = (workspace.clone(), query.to_owned());
+        let (ids, total) =
+            tokio::task::spawn_blocking(move || index.search(&ws, &q, offset, limit))
+                .await
+                .ctx("search task")??;
+        drop(loaded);
+        if ids.is_empty() {
             return Ok(SearchHits {
                 items: Vec::new(),
-                total: 0,
+                total,
             });
         }
-        let mut exact = BTreeSet::new();
-        let mut keys = BTreeSet::new();
-        for w in &query_words {
-            if w.chars().count() >= FUZZY_MIN_CHARS {
-                keys.extend(deletion_variants(w));
-            } else {
-                exact.insert(w.clone());
-            }
-        }
-        let mut any = Vec::new();
-        if !keys.is_empty() {
-            any.push(doc! { "searchKeys": { "$in": keys.into_iter().collect::<Vec<_>>() } });
-        }
-        if !exact.is_empty() {
-            any.push(doc! { "searchTerms": { "$in": exact.into_iter().collect::<Vec<_>>() } });
-        }
-        let candidates: Vec<Document> = self
+        let found: Vec<Document> = self
             .tasks
             .find(doc! {
-                "workspaceId": workspace.as_str(),
+                "_id": { "$in": ids.iter().map(TaskId::as_str).collect::<Vec<_>>() },
                 "deletedAt": not_deleted(),
-                "$or": any,
             })
-            .projection(doc! { "searchKeys": 0 })
             .await
-            .ctx("searching tasks")?
+            .ctx("reading search hits")?
             .try_collect()
             .await
-            .ctx("reading search candidates")?;
-        let mut hits: Vec<(u32, Task)> = Vec::new();
-        for document in candidates {
+            .ctx("reading search hits")?;
+        let mut by_id: HashMap<String, Task> = HashMap::with_capacity(found.len());
+        for document in found {
             let task: Task = from_doc(document)?;
-            let s = score(&task, &query_words);
-            if s > 0 {
-                hits.push((s, task));
-            }
+            by_id.insert(task.id.0.clone(), task);
         }
-        hits.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.seq.cmp(&b.1.seq)));
-        let total = hits.len() as u64;
-        Ok(SearchHits {
-            items: hits
-                .into_iter()
-                .skip(offset)
-                .take(limit)
-                .map(|(_, t)| t)
-                .collect(),
-            total,
-        })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn one_edit_covers_every_kind_and_nothing_more() {
-        for typo in ["paymant", "paymnet", "paymet", "paymennt", "payment"] {
-            assert!(within_one_edit(typo, "payment"), "{typo}");
-        }
-        assert!(!within_one_edit("abcd", "bcde"));
-        assert!(!within_one_edit("paymnt", "paiment"));
-    }
-
-    #[test]
-    fn typos_share_a_deletion_variant() {
-        let stored = deletion_variants("payment");
-        for typo in ["paymant", "paymnet", "paymet", "paymennt"] {
-            assert!(
-                deletion_variants(typo).iter().any(|k| stored.contains(k)),
-                "{typo}"
-            );
-        }
+        // In the index's order; a task deleted since the catch-up is skipped.
+        let items = ids
+            .iter()
+            .filter_map(|id| by_id.remove(id.as_str()))
+            .collect();
+        Ok(SearchHits { items, total })
     }
 }

@@ -13,8 +13,8 @@
 //! - task updates never lose a concurrent update: the task carries a
 //!   revision `rev`; an update replaces the document only if `rev` (and
 //!   `deletedAt: null`) still hold, and retries from a fresh read
-//!   otherwise. The whole document is rewritten so that its search terms
-//!   (see `search.rs`) always match its title, description and tags.
+//!   otherwise. Every task write (update, attachment, delete) raises `rev`
+//!   and `updatedAtMs`, which the search catch-up reads (see `search.rs`).
 //! - soft delete: `findOneAndUpdate` on `deletedAt: null`, so a task is
 //!   deleted once and a deleted task is never updated.
 //!
@@ -381,7 +381,14 @@ impl WorkspaceStore for MongoStore {
             .tasks
             .find_one_and_update(
                 doc! { "_id": id.as_str(), "deletedAt": not_deleted() },
-                doc! { "$set": { "deletedAt": bson_of(&now)?, "updatedAt": bson_of(&now)? } },
+                doc! {
+                    "$set": {
+                        "deletedAt": bson_of(&now)?,
+                        "updatedAt": bson_of(&now)?,
+                        "updatedAtMs": to_bson_time(now),
+                    },
+                    "$inc": { "rev": 1_i64 },
+                },
             )
             .return_document(ReturnDocument::Before)
             .await
