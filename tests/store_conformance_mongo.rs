@@ -21,11 +21,16 @@ use std::path::PathBuf;
 use std::sync::{Arc, Once};
 
 use huddle::settings::Settings;
+use std::time::Duration;
+
+use huddle::store::mongo::SearchOptions;
 use huddle::store::{conformance, MongoStore};
-use huddle_actors::ids::{new_id, UserId};
-use huddle_actors::model::{MessageBody, NewConversation, NewMessage, User};
+use huddle_actors::ids::{new_id, ProjectId, UserId, WorkspaceId};
+use huddle_actors::model::{
+    MessageBody, NewConversation, NewMessage, NewProject, NewTask, Priority, Task, TaskStatus, User,
+};
 use huddle_actors::store::prelude::*;
-use mongodb::bson::doc;
+use mongodb::bson::{doc, Document};
 
 /// A server the suite can run against, named by an environment variable.
 struct Server {
@@ -204,6 +209,33 @@ macro_rules! server_tests {
                     .conversations_for_user(&UserId(new_id()), Some("not-a-cursor"), 10)
                     .await;
                 assert!(result.is_err());
+                db.finish().await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn search_rereads_writes_stamped_within_the_clock_margin() {
+                let Some(db) = TestDb::open($server).await else {
+                    return;
+                };
+                check_search_clock_margin(&db).await;
+                db.finish().await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn search_drops_and_reloads_workspaces_past_its_budget() {
+                let Some(db) = TestDb::open($server).await else {
+                    return;
+                };
+                check_search_budget(&db).await;
+                db.finish().await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn concurrent_searches_see_every_write_that_returned() {
+                let Some(db) = TestDb::open($server).await else {
+                    return;
+                };
+                check_concurrent_searches(&db).await;
                 db.finish().await;
             }
 
@@ -445,4 +477,172 @@ async fn connect_fails_when_no_server_answers() {
         StoreError::Backend { source, .. } => assert!(source.is_some(), "the cause is kept"),
         other => panic!("expected Backend, got {other:?}"),
     }
+}
+
+// ---- search: the node's index fed from MongoDB ----
+
+async fn search_fixture(
+    store: &MongoStore,
+) -> (
+    huddle_actors::model::Workspace,
+    huddle_actors::model::Project,
+    UserId,
+) {
+    let owner = store.create_user(user("se")).await.unwrap();
+    let ws = store
+        .create_workspace("search".into(), owner.id.clone())
+        .await
+        .unwrap();
+    let project = store
+        .create_project(NewProject {
+            workspace_id: ws.id.clone(),
+            name: "p".into(),
+            description: None,
+            created_by: owner.id.clone(),
+        })
+        .await
+        .unwrap();
+    (ws, project, owner.id)
+}
+
+async fn new_task(store: &MongoStore, project: &ProjectId, owner: &UserId, title: &str) -> Task {
+    store
+        .create_task(NewTask {
+            project_id: project.clone(),
+            title: title.to_owned(),
+            description: None,
+            status: TaskStatus::Todo,
+            priority: Priority::Medium,
+            assignee_id: None,
+            tags: Vec::new(),
+            due_date: None,
+            created_by: owner.clone(),
+        })
+        .await
+        .unwrap()
+}
+
+async fn found(store: &MongoStore, ws: &WorkspaceId, query: &str) -> Vec<String> {
+    let mut ids: Vec<String> = store
+        .search_tasks(ws, query, 0, 50)
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|t| t.id.0)
+        .collect();
+    ids.sort();
+    ids
+}
+
+/// A node whose clock runs behind stamps its writes in the past. A search
+/// on another node still finds such a write as long as the stamp is within
+/// `search_clock_margin_ms` of that node's previous catch-up.
+async fn check_search_clock_margin(db: &TestDb) {
+    let options = SearchOptions {
+        clock_margin: Duration::from_secs(5),
+        ..SearchOptions::default()
+    };
+    let reader = MongoStore::connect_with(&db.uri, &db.name, options)
+        .await
+        .unwrap();
+    let (ws, project, owner) = search_fixture(&db.store).await;
+    let t = new_task(&db.store, &project.id, &owner, "Quarterly roadmap").await;
+    assert_eq!(
+        found(&reader, &ws.id, "roadmap").await,
+        vec![t.id.0.clone()]
+    );
+
+    // What a node 3 s behind would store for an edit of the title.
+    let tasks = db.store.database().collection::<Document>("tasks");
+    let stamp = mongodb::bson::DateTime::from_millis(chrono::Utc::now().timestamp_millis() - 3_000);
+    let result = tasks
+        .update_one(
+            doc! { "_id": t.id.as_str() },
+            doc! {
+                "$set": { "title": "Hiring plan", "updatedAtMs": stamp },
+                "$inc": { "rev": 1_i64 },
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(result.modified_count, 1);
+    assert_eq!(found(&reader, &ws.id, "hiring").await, vec![t.id.0.clone()]);
+    assert!(found(&reader, &ws.id, "roadmap").await.is_empty());
+}
+
+/// Past `search_max_indexed_tasks` the least recently searched workspace
+/// is dropped, and loaded again (with the writes made meanwhile) when it is
+/// searched; answers never change.
+async fn check_search_budget(db: &TestDb) {
+    let options = SearchOptions {
+        max_indexed_tasks: 3,
+        ..SearchOptions::default()
+    };
+    let reader = MongoStore::connect_with(&db.uri, &db.name, options)
+        .await
+        .unwrap();
+    let (a, pa, owner) = search_fixture(&db.store).await;
+    let (b, pb, _) = search_fixture(&db.store).await;
+    let mut in_a = Vec::new();
+    let mut in_b = Vec::new();
+    for i in 0..2 {
+        in_a.push(
+            new_task(&db.store, &pa.id, &owner, &format!("alpha {i}"))
+                .await
+                .id
+                .0,
+        );
+        in_b.push(
+            new_task(&db.store, &pb.id, &owner, &format!("alpha {i}"))
+                .await
+                .id
+                .0,
+        );
+    }
+    in_a.sort();
+    in_b.sort();
+    for round in 0..3 {
+        assert_eq!(found(&reader, &a.id, "alpha").await, in_a, "round {round}");
+        assert_eq!(found(&reader, &b.id, "alpha").await, in_b, "round {round}");
+        // Written while `a` is (probably) not held by the reader.
+        in_a.push(
+            new_task(&db.store, &pa.id, &owner, "alpha again")
+                .await
+                .id
+                .0,
+        );
+        in_a.sort();
+    }
+    // A workspace larger than the whole budget is still searched whole.
+    assert_eq!(found(&reader, &a.id, "alpha").await.len(), 5);
+}
+
+/// 16 searches at once on one node, each started after a write on another
+/// node returned, each find it; then the other node is fine too.
+async fn check_concurrent_searches(db: &TestDb) {
+    let reader = MongoStore::connect(&db.uri, &db.name).await.unwrap();
+    let (ws, project, owner) = search_fixture(&db.store).await;
+    assert!(found(&reader, &ws.id, "gamma").await.is_empty());
+    let mut expected = Vec::new();
+    for round in 0..4 {
+        expected.push(
+            new_task(&db.store, &project.id, &owner, &format!("gamma {round}"))
+                .await
+                .id
+                .0,
+        );
+        expected.sort();
+        let searches: Vec<_> = (0..16)
+            .map(|_| {
+                let reader = reader.clone();
+                let ws = ws.id.clone();
+                tokio::spawn(async move { found(&reader, &ws, "gamma").await })
+            })
+            .collect();
+        for search in searches {
+            assert_eq!(search.await.unwrap(), expected, "round {round}");
+        }
+    }
+    assert_eq!(found(&db.store, &ws.id, "gamma").await, expected);
 }
