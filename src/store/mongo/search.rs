@@ -69,7 +69,7 @@ pub struct SearchOptions {
 impl Default for SearchOptions {
     fn default() -> Self {
         SearchOptions {
-            max_indexed_tasks: 200_000,
+            max_indexed_tasks: 100_000,
             clock_margin: Duration::from_secs(10),
         }
     }
