@@ -229,3 +229,39 @@ test("a client that drops from node 1 and reconnects to node 2 recovers what it 
     await rec.count("new_message", 5);
   }),
 );
+
+/** A counter of the node's GET /metrics (Prometheus text), 0 when absent. */
+async function metric(node, name) {
+  const res = await fetch(`${node.url}/metrics`);
+  assert.equal(res.status, 200);
+  const line = (await res.text()).split("\n").find((l) => l.startsWith(`${name} `));
+  return line ? Number(line.split(" ")[1]) : 0;
+}
+
+test("a node receives no traffic for rooms it has no members in", T, () =>
+  withCluster(async ({ nodes: [n1, n2] }) => {
+    const ann = await api.externalUser(n1.url, "Ann");
+    const bob = await api.externalUser(n1.url, "Bob");
+    const cat = await api.externalUser(n1.url, "Cat");
+    const conv = await api.createConversation(n1.url, ann, [bob, cat]);
+    const a = await connectAs(n1, ann);
+    const b = await connectAs(n1, bob);
+    await joinConversation(a, conv);
+    await joinConversation(b, conv);
+    const rb = new Recorder(b, ["new_message"]);
+    const before = await metric(n2, "huddle_bridge_received_total");
+    for (let i = 0; i < 20; i++) await send(a, conv, `local ${i}`);
+    await rb.count("new_message", 20);
+    await sleep(300);
+    assert.equal(await metric(n2, "huddle_bridge_received_total"), before, "node 2 has no member: it hears nothing");
+    assert.ok((await metric(n1, "huddle_bridge_published_total")) >= 20);
+
+    // Once Cat joins on node 2, node 2 receives the room's traffic.
+    const c = await connectAs(n2, cat);
+    await joinConversation(c, conv);
+    const rc = new Recorder(c, ["new_message"]);
+    await send(a, conv, "now node 2 listens");
+    await rc.count("new_message", 1);
+    assert.ok((await metric(n2, "huddle_bridge_received_total")) > before);
+  }),
+);
