@@ -329,6 +329,11 @@ pub struct RedisSettings {
     pub url: Option<String>,
     /// Prefix of every key and channel (`{key_prefix}:...`).
     pub key_prefix: String,
+    /// How often a node refreshes its liveness and looks for stopped nodes.
+    pub heartbeat_ms: u64,
+    /// How long a node counts as alive without a refresh; a crashed node's
+    /// users go offline within this + `heartbeat_ms` + the offline grace.
+    pub node_ttl_ms: u64,
 }
 
 impl fmt::Debug for RedisSettings {
@@ -336,6 +341,8 @@ impl fmt::Debug for RedisSettings {
         f.debug_struct("RedisSettings")
             .field("url", &self.url.as_deref().map(redact_url))
             .field("key_prefix", &self.key_prefix)
+            .field("heartbeat_ms", &self.heartbeat_ms)
+            .field("node_ttl_ms", &self.node_ttl_ms)
             .finish()
     }
 }

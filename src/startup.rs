@@ -85,6 +85,7 @@ pub fn build_engine(
     let engine = Engine::builder(engine_config(settings))
         .authenticator(authenticator)
         .presence(collab.clone())
+        .signals(collab.clone())
         .namespace("/", Arc::new(RootNamespace::new(collab.clone())))
         .namespace("/chat", Arc::new(chat))
         .namespace(huddle_actors::upload::NSP, uploads)
@@ -164,6 +165,11 @@ impl Application {
         let blobs = open_blobs(&settings)?;
         let state = AppState::new(settings.clone(), store, blobs);
         let engine = state.engine.clone();
+        if let Some(url) = &settings.redis.url {
+            let conn = crate::cluster::RedisConn::open(url, &settings.redis.key_prefix)
+                .context("configuring the redis connection (REDIS_URL)")?;
+            crate::cluster::join(&settings, &engine, &conn).await;
+        }
         let server = {
             let state = state.clone();
             let engine = engine.clone();

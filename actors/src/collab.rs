@@ -12,6 +12,7 @@
 //! It lives as long as the engine (one `Arc`, owned by the `/` namespace and
 //! the application state); it holds the engine only weakly.
 
+use crate::cluster::{Signal, SignalListener};
 use crate::engine::{Engine, UserPresence, WeakEngine};
 use crate::events::{task_room, user_room, workspace_room, DomainEvent};
 use crate::ids::{RoomName, TaskId, UserId, WorkspaceId};
@@ -145,9 +146,6 @@ pub struct Collab {
     viewing: Mutex<Viewing>,
     typing: Arc<Mutex<TypingMap>>,
     typing_generation: AtomicU64,
-    /// Users announced online → generation of their last presence change.
-    online: Mutex<HashMap<UserId, u64>>,
-    presence_generation: AtomicU64,
 }
 
 impl Collab {
@@ -163,8 +161,6 @@ impl Collab {
             viewing: Mutex::new(Viewing::default()),
             typing: Arc::new(Mutex::new(HashMap::new())),
             typing_generation: AtomicU64::new(0),
-            online: Mutex::new(HashMap::new()),
-            presence_generation: AtomicU64::new(0),
         })
     }
 
@@ -256,7 +252,19 @@ impl Collab {
     /// A member's role changed (or they were added): the cached membership
     /// is dropped before this returns; a member demoted to nothing they can
     /// see keeps their rooms (every role may join rooms).
+    /// Every other node hears of it too.
     pub async fn member_changed(&self, ws: &WorkspaceId, user: &UserId) {
+        self.forget_member(ws, user).await;
+        if let Some(engine) = self.engine() {
+            engine.signal(Signal::MemberChanged {
+                workspace: ws.clone(),
+                user: user.clone(),
+            });
+        }
+    }
+
+    /// Drops the cached membership of `user` in `ws` on this node.
+    async fn forget_member(&self, ws: &WorkspaceId, user: &UserId) {
         let addr = lock(&self.directory).get(ws).cloned();
         if let Some(addr) = addr {
             let _ = addr.send(Forget { user: user.clone() }).await;
@@ -265,9 +273,22 @@ impl Collab {
 
     /// A member was removed: the cache forgets them, and every socket of
     /// theirs leaves the workspace's rooms (workspace, projects, tasks)
-    /// before this returns, ending their viewing and typing there.
+    /// before this returns, ending their viewing and typing there; every
+    /// other node does the same with its sockets when it hears of it.
     pub async fn member_removed(&self, ws: &WorkspaceId, user: &UserId) {
-        self.member_changed(ws, user).await;
+        if let Some(engine) = self.engine() {
+            engine.signal(Signal::MemberRemoved {
+                workspace: ws.clone(),
+                user: user.clone(),
+            });
+        }
+        self.evict_member(ws, user).await;
+    }
+
+    /// Forgets `user`'s membership of `ws` and takes this node's sockets of
+    /// theirs out of the workspace's rooms.
+    async fn evict_member(&self, ws: &WorkspaceId, user: &UserId) {
+        self.forget_member(ws, user).await;
         let evicted: Vec<(Socket, Vec<RoomName>)> = {
             let mut sockets = lock(&self.sockets);
             let Some(mine) = sockets.get_mut(user) else {
@@ -628,44 +649,47 @@ impl Collab {
     }
 }
 
+// Presence is per user across the cluster: the engine calls these when the
+// user's slot count goes 0 → 1 and back to 0, and the slots decide, once for
+// the whole cluster, whether the change is announced (a user who comes back
+// within the grace period never appears offline).
 impl UserPresence for Collab {
-    fn first_connection(&self, _engine: &Engine, user: &UserId) {
-        let generation = self.presence_generation.fetch_add(1, Ordering::Relaxed);
-        let newly_online = lock(&self.online)
-            .insert(user.clone(), generation)
-            .is_none();
-        if newly_online {
-            if let Some(me) = self.me.upgrade() {
-                let user = user.clone();
-                actix::spawn(
-                    async move { me.announce(&user, "presence:user_online", "online").await },
-                );
+    fn first_connection(&self, engine: &Engine, user: &UserId) {
+        let Some(me) = self.me.upgrade() else { return };
+        let slots = engine.slots();
+        let user = user.clone();
+        actix::spawn(async move {
+            if slots.mark_online(&user).await {
+                me.announce(&user, "presence:user_online", "online").await;
             }
-        }
+        });
     }
 
-    fn last_connection_closed(&self, _engine: &Engine, user: &UserId) {
-        let generation = self.presence_generation.fetch_add(1, Ordering::Relaxed);
-        if let Some(g) = lock(&self.online).get_mut(user) {
-            *g = generation;
-        }
+    fn last_connection_closed(&self, engine: &Engine, user: &UserId) {
         let Some(me) = self.me.upgrade() else { return };
+        let slots = engine.slots();
         let user = user.clone();
         let grace = self.config.offline_grace;
         actix::spawn(async move {
             tokio::time::sleep(grace).await;
-            let still_gone = me.engine().is_some_and(|e| e.user_connections(&user) == 0);
-            let offline = still_gone && {
-                let mut online = lock(&me.online);
-                if online.get(&user) == Some(&generation) {
-                    online.remove(&user);
-                    true
-                } else {
-                    false
-                }
-            };
-            if offline {
+            if slots.mark_offline_if_gone(&user).await {
                 me.announce(&user, "presence:user_offline", "offline").await;
+            }
+        });
+    }
+}
+
+impl SignalListener for Collab {
+    fn on_signal(&self, signal: Signal) {
+        let Some(me) = self.me.upgrade() else { return };
+        actix::spawn(async move {
+            match signal {
+                Signal::MemberChanged { workspace, user } => {
+                    me.forget_member(&workspace, &user).await
+                }
+                Signal::MemberRemoved { workspace, user } => {
+                    me.evict_member(&workspace, &user).await
+                }
             }
         });
     }

@@ -542,8 +542,11 @@ impl Connection {
             .or_else(|| self.query_token.clone());
         let engine = self.engine.clone();
         let sid = self.sid.clone();
+        // The first namespace of an authenticated session takes one of the
+        // user's connection slots.
+        let needs_slot = self.identity.is_none() && self.engine.authenticator().is_some();
         let auth_fut = async move {
-            match engine.authenticator() {
+            let res = match engine.authenticator() {
                 None => Ok(Identity {
                     user_id: UserId(format!("anonymous:{sid}")),
                     name: "anonymous".into(),
@@ -552,18 +555,25 @@ impl Connection {
                     Some(t) => a.authenticate(&t).await,
                     None => Err(AuthFailure::Unauthorized),
                 },
-            }
+            };
+            let slot = match (&res, needs_slot) {
+                (Ok(identity), true) => {
+                    Some(take_slot(engine, identity.user_id.clone(), sid).await)
+                }
+                _ => None,
+            };
+            (res, slot)
         };
-        ctx.spawn(auth_fut.into_actor(self).map(
-            move |res, act, ctx| match act.admit(ctx, &nsp, res) {
+        ctx.spawn(auth_fut.into_actor(self).map(move |(res, slot), act, ctx| {
+            match act.admit(ctx, &nsp, res, slot) {
                 Ok(identity) => act.finish_connect(ctx, nsp, namespace, identity, auth),
                 Err((message, code)) => {
                     act.connect_error(&nsp, &message, Some(code));
                     act.busy = false;
                     act.pump(ctx);
                 }
-            },
-        ));
+            }
+        }));
     }
 
     /// Checks the verified identity against the session and the per-user
@@ -573,6 +583,7 @@ impl Connection {
         _ctx: &mut Context<Self>,
         nsp: &str,
         res: Result<Identity, AuthFailure>,
+        slot: Option<bool>,
     ) -> Result<Identity, (String, &'static str)> {
         let identity = match res {
             Ok(i) => i,
@@ -590,14 +601,15 @@ impl Connection {
             }
             return Ok(identity);
         }
-        if self.engine.authenticator().is_some() {
-            if !self.engine.acquire_user_slot(&identity.user_id) {
+        match slot {
+            Some(false) => {
                 return Err((
                     "too many connections for this user".into(),
                     "too_many_connections",
-                ));
+                ))
             }
-            self.holds_user_slot = true;
+            Some(true) => self.holds_user_slot = true,
+            None => {}
         }
         self.identity = Some(identity.clone());
         Ok(identity)
@@ -634,7 +646,7 @@ impl Connection {
             .and_then(Value::as_str)
             .map(|d| d.chars().take(128).collect());
         // Recovery: same pid and offset as a socket that dropped recently.
-        let restored = match (
+        let asked = match (
             auth.get("pid").and_then(Value::as_str),
             auth.get("offset")
                 .and_then(Value::as_str)
@@ -643,10 +655,37 @@ impl Connection {
             (Some(pid), Some(offset)) => self
                 .engine
                 .recovery()
-                .and_then(|r| r.restore(pid, &identity.user_id, &nsp, offset))
-                .map(|(snap, missed)| (pid.to_owned(), snap, missed, offset)),
+                .map(|log| (log, pid.to_owned(), offset)),
             _ => None,
         };
+        let Some((log, pid, offset)) = asked else {
+            return self.open_socket(ctx, nsp, namespace, identity, auth, device_id, None);
+        };
+        let user = identity.user_id.clone();
+        let ns = nsp.clone();
+        let restore = async move {
+            log.restore(&pid, &user, &ns, offset)
+                .await
+                .map(|(snap, missed)| (pid, snap, missed, offset))
+        };
+        ctx.spawn(restore.into_actor(self).map(move |restored, act, ctx| {
+            act.open_socket(ctx, nsp, namespace, identity, auth, device_id, restored)
+        }));
+    }
+
+    /// Opens the socket of `nsp`, a recovered one when `restored` holds the
+    /// remembered session and the packets it missed.
+    #[allow(clippy::too_many_arguments)]
+    fn open_socket(
+        &mut self,
+        ctx: &mut Context<Self>,
+        nsp: Arc<str>,
+        namespace: Arc<dyn Namespace>,
+        identity: Identity,
+        auth: Value,
+        device_id: Option<String>,
+        restored: Option<Restored>,
+    ) {
         let (sid, pid, mut rooms, missed, restored_from) = match restored {
             Some((pid, snap, missed, offset)) => {
                 (snap.sid, pid, snap.rooms, Some(missed), Some(offset))
@@ -696,24 +735,30 @@ impl Connection {
         });
         let recovered = missed.is_some();
         let joined_rooms = rooms.clone();
+        let log = restored_from.and_then(|_| self.engine.recovery());
+        let log_nsp = nsp.clone();
         // As in Socket.IO, the application hears of a recovered socket too
         // (presence, workspace tracking), with its rooms already restored.
         let fut = async move {
             let _ = join.await;
-            namespace.on_connect(&socket, &auth).await
+            // Packets broadcast between taking the session and the rooms
+            // having this connection were neither delivered live nor in the
+            // first collection: collect again now that the join is done
+            // (later ones arrive live, held).
+            let late = match (log, restored_from) {
+                (Some(log), Some(offset)) => log.missed(&log_nsp, &joined_rooms, offset).await,
+                _ => Vec::new(),
+            };
+            (namespace.on_connect(&socket, &auth).await, late)
         };
-        ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| {
+        ctx.spawn(fut.into_actor(self).map(move |(res, late), act, ctx| {
             match res {
                 Ok(()) => {
                     let answer = act.connect_answer(&nsp, &sid, &pid);
                     act.send(ctx, answer);
-                    // Packets broadcast between taking the session and the
-                    // rooms having this connection were neither delivered
-                    // live nor in the first collection: collect again now
-                    // that the join is done (later ones arrive live, held).
                     let mut missed = missed.unwrap_or_default();
-                    if let (Some(offset), Some(recovery)) = (restored_from, act.engine.recovery()) {
-                        missed.extend(recovery.missed(&nsp, &joined_rooms, offset));
+                    if !late.is_empty() {
+                        missed.extend(late);
                         missed.sort_by_key(|(o, _)| *o);
                         missed.dedup_by_key(|(o, _)| *o);
                     }
@@ -787,6 +832,24 @@ impl Connection {
     }
 }
 
+/// A recovered session: its pid, what was remembered, the packets it
+/// missed, and the offset the client presented.
+type Restored = (String, Snapshot, Vec<(u64, Encoded)>, u64);
+
+/// Takes one of `user`'s connection slots for session `sid`. The slot is
+/// taken in a task of its own: if the connection stops while the answer is on
+/// its way, the task gives the slot back instead of leaking it.
+async fn take_slot(engine: Engine, user: UserId, sid: String) -> bool {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    actix::spawn(async move {
+        let ok = engine.acquire_user_slot(&user, &sid).await;
+        if tx.send(ok).is_err() && ok {
+            engine.release_user_slot(&user, &sid).await;
+        }
+    });
+    rx.await.unwrap_or(false)
+}
+
 impl Actor for Connection {
     type Context = Context<Self>;
 
@@ -813,16 +876,15 @@ impl Actor for Connection {
             self.drop_socket_rooms(&state);
             if reason.recoverable() {
                 if let Some(recovery) = self.engine.recovery() {
-                    recovery.save(
-                        state.pid.clone(),
-                        Snapshot {
-                            user_id: state.socket.user_id().clone(),
-                            nsp: state.socket.nsp().to_owned(),
-                            sid: state.socket.sid().to_owned(),
-                            rooms: state.rooms.iter().cloned().collect(),
-                            at: Instant::now(),
-                        },
-                    );
+                    let pid = state.pid.clone();
+                    let snapshot = Snapshot {
+                        user_id: state.socket.user_id().clone(),
+                        nsp: state.socket.nsp().to_owned(),
+                        sid: state.socket.sid().to_owned(),
+                        rooms: state.rooms.iter().cloned().collect(),
+                        at: Instant::now(),
+                    };
+                    actix::spawn(async move { recovery.save(pid, snapshot).await });
                 }
             }
             let SocketState {
@@ -832,7 +894,10 @@ impl Actor for Connection {
         }
         if self.holds_user_slot {
             if let Some(identity) = &self.identity {
-                self.engine.release_user_slot(&identity.user_id);
+                let engine = self.engine.clone();
+                let user = identity.user_id.clone();
+                let slot = self.sid.clone();
+                actix::spawn(async move { engine.release_user_slot(&user, &slot).await });
             }
         }
         self.engine.metrics().connection_closed();

@@ -5,6 +5,9 @@
 //! encoded — once per broadcast, whatever the number of recipients.
 
 use crate::auth::Authenticator;
+use crate::cluster::{
+    Bus, ConnectionSlots, LocalSlots, OutgoingBroadcast, RecoveryLog, Signal, SignalListener,
+};
 use crate::config::EngineConfig;
 use crate::connection::{Close, Connection};
 use crate::encoded::{Encoded, Frame};
@@ -20,7 +23,7 @@ use bytes::Bytes;
 use serde::Serialize;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 /// One Engine.IO session as the transports see it.
@@ -35,7 +38,7 @@ pub(crate) struct SessionEntry {
     pub websocket: AtomicBool,
 }
 
-/// Told when a user's first connection on this node opens and when the
+/// Told when a user's first connection in the cluster opens and when the
 /// last one closes (a connection is an Engine.IO session, whatever the
 /// number of namespaces on it). The collaboration layer uses it for
 /// `presence:user_online` / `presence:user_offline`, so per-user presence is
@@ -65,14 +68,37 @@ struct Inner {
     namespaces: HashMap<String, Arc<dyn Namespace>>,
     authenticator: Option<Arc<dyn Authenticator>>,
     presence: Option<Arc<dyn UserPresence>>,
+    signals: Option<Arc<dyn SignalListener>>,
     registry: Addr<Registry>,
     sessions: Mutex<HashMap<String, Arc<SessionEntry>>>,
-    user_slots: Mutex<HashMap<UserId, usize>>,
-    recovery: Option<Recovery>,
+    local_slots: Arc<LocalSlots>,
+    recovery: Option<Arc<Recovery>>,
+    /// The bus between nodes, once the node joined a cluster (shared with
+    /// the registry, which tells it which rooms this node has).
+    bus: BusSlot,
+    cluster: OnceLock<ClusterState>,
     metrics: Metrics,
     next_conn: AtomicU64,
     next_broadcast: AtomicU64,
     draining: AtomicBool,
+}
+
+/// Where the registry and the engine find the bus, once there is one.
+pub type BusSlot = Arc<OnceLock<Arc<dyn Bus>>>;
+
+/// The shared state of a cluster (see [`crate::cluster`]).
+pub struct ClusterParts {
+    /// Carries broadcasts and signals between nodes.
+    pub bus: Arc<dyn Bus>,
+    /// Per-user connection slots across nodes.
+    pub slots: Arc<dyn ConnectionSlots>,
+    /// Recovery across nodes.
+    pub recovery: Arc<dyn RecoveryLog>,
+}
+
+struct ClusterState {
+    slots: Arc<dyn ConnectionSlots>,
+    recovery: Arc<dyn RecoveryLog>,
 }
 
 /// The node's engine; cheap to clone.
@@ -109,9 +135,16 @@ pub struct EngineBuilder {
     namespaces: HashMap<String, Arc<dyn Namespace>>,
     authenticator: Option<Arc<dyn Authenticator>>,
     presence: Option<Arc<dyn UserPresence>>,
+    signals: Option<Arc<dyn SignalListener>>,
 }
 
 impl EngineBuilder {
+    /// Tells `listener` of the [`Signal`]s other nodes send.
+    pub fn signals(mut self, listener: Arc<dyn SignalListener>) -> Self {
+        self.signals = Some(listener);
+        self
+    }
+
     /// Tells `presence` when users come and go (see [`UserPresence`]).
     pub fn presence(mut self, presence: Arc<dyn UserPresence>) -> Self {
         self.presence = Some(presence);
@@ -142,20 +175,24 @@ impl EngineBuilder {
         let recovery = self
             .config
             .recovery_window
-            .map(|w| Recovery::new(w, self.config.recovery_packets_per_room));
+            .map(|w| Arc::new(Recovery::new(w, self.config.recovery_packets_per_room)));
         // Offsets must keep increasing across restarts of the node, so a
         // client never presents an offset that a fresh node already used.
         let epoch = (chrono::Utc::now().timestamp_millis().max(0) as u64) << 10;
+        let bus: BusSlot = Arc::default();
         let engine = Engine {
             inner: Arc::new(Inner {
-                registry: Registry::default().start(),
+                registry: Registry::new(bus.clone()).start(),
+                bus,
+                cluster: OnceLock::new(),
+                signals: self.signals,
+                local_slots: Arc::default(),
                 config: self.config,
                 raw: self.raw,
                 namespaces: self.namespaces,
                 authenticator: self.authenticator,
                 presence: self.presence,
                 sessions: Mutex::new(HashMap::new()),
-                user_slots: Mutex::new(HashMap::new()),
                 recovery,
                 metrics: Metrics::default(),
                 next_conn: AtomicU64::new(1),
@@ -193,6 +230,50 @@ impl Engine {
             namespaces: HashMap::new(),
             authenticator: None,
             presence: None,
+            signals: None,
+        }
+    }
+
+    /// Joins a cluster: from now on broadcasts go through `parts.bus`, and
+    /// connection slots and recovery use the shared state. Call once, at
+    /// start-up, before the node serves clients; `false` if already joined.
+    pub fn join_cluster(&self, parts: ClusterParts) -> bool {
+        if self.inner.bus.set(parts.bus).is_err() {
+            return false;
+        }
+        self.inner
+            .cluster
+            .set(ClusterState {
+                slots: parts.slots,
+                recovery: parts.recovery,
+            })
+            .is_ok()
+    }
+
+    /// Whether the node is part of a cluster.
+    pub fn in_cluster(&self) -> bool {
+        self.inner.bus.get().is_some()
+    }
+
+    /// Sends `signal` to the other nodes (nothing to do on a single node).
+    pub fn signal(&self, signal: Signal) {
+        if let Some(bus) = self.inner.bus.get() {
+            bus.signal(signal);
+        }
+    }
+
+    /// A signal from another node arrived (called by the bus).
+    pub fn deliver_signal(&self, signal: Signal) {
+        if let Some(l) = &self.inner.signals {
+            l.on_signal(signal);
+        }
+    }
+
+    /// The per-user connection slots (the cluster's when in one).
+    pub fn slots(&self) -> Arc<dyn ConnectionSlots> {
+        match self.inner.cluster.get() {
+            Some(c) => c.slots.clone(),
+            None => self.inner.local_slots.clone(),
         }
     }
 
@@ -228,9 +309,13 @@ impl Engine {
         &self.inner.registry
     }
 
-    /// The recovery log, when recovery is on.
-    pub fn recovery(&self) -> Option<&Recovery> {
-        self.inner.recovery.as_ref()
+    /// The recovery log, when recovery is on (the cluster's when in one).
+    pub fn recovery(&self) -> Option<Arc<dyn RecoveryLog>> {
+        let local = self.inner.recovery.as_ref()?;
+        Some(match self.inner.cluster.get() {
+            Some(c) => c.recovery.clone(),
+            None => local.clone(),
+        })
     }
 
     /// The engine's counters.
@@ -264,54 +349,45 @@ impl Engine {
         lock(&self.inner.sessions).remove(sid);
     }
 
-    /// Takes one of the user's connection slots; `false` at the limit.
-    /// The first slot of a user tells the [`UserPresence`] hook.
-    pub fn acquire_user_slot(&self, user: &UserId) -> bool {
+    /// Takes one of the user's connection slots (named `slot`, unique in
+    /// the cluster); `false` at the limit. The user's first slot in the
+    /// cluster tells the [`UserPresence`] hook.
+    pub async fn acquire_user_slot(&self, user: &UserId, slot: &str) -> bool {
         let max = self.inner.config.max_connections_per_user;
-        let first = {
-            let mut slots = lock(&self.inner.user_slots);
-            let n = slots.entry(user.clone()).or_insert(0);
-            if max != 0 && *n >= max {
-                return false;
-            }
-            *n += 1;
-            *n == 1
-        };
-        if first {
-            if let Some(p) = &self.inner.presence {
-                p.first_connection(self, user);
-            }
-        }
-        true
-    }
-
-    /// Gives a slot back; the last one tells the [`UserPresence`] hook.
-    pub fn release_user_slot(&self, user: &UserId) {
-        let last = {
-            let mut slots = lock(&self.inner.user_slots);
-            match slots.get_mut(user) {
-                Some(n) => {
-                    *n = n.saturating_sub(1);
-                    if *n == 0 {
-                        slots.remove(user);
-                        true
-                    } else {
-                        false
+        match self.slots().acquire(user, slot, max).await {
+            Ok(count) => {
+                if count == 1 {
+                    if let Some(p) = &self.inner.presence {
+                        p.first_connection(self, user);
                     }
                 }
-                None => false,
+                true
             }
-        };
-        if last {
+            Err(_) => false,
+        }
+    }
+
+    /// Gives a slot back; the user's last one tells the [`UserPresence`] hook.
+    pub async fn release_user_slot(&self, user: &UserId, slot: &str) {
+        if self.slots().release(user, slot).await == Some(0) {
             if let Some(p) = &self.inner.presence {
                 p.last_connection_closed(self, user);
             }
         }
     }
 
-    /// Connections the user has on this node.
-    pub fn user_connections(&self, user: &UserId) -> usize {
-        lock(&self.inner.user_slots).get(user).copied().unwrap_or(0)
+    /// Every connection `user` had on a node that stopped without closing
+    /// them is gone (found by the cluster's reaper): same as the last one
+    /// closing.
+    pub fn connections_lost(&self, user: &UserId) {
+        if let Some(p) = &self.inner.presence {
+            p.last_connection_closed(self, user);
+        }
+    }
+
+    /// Connections the user has in the cluster (`None`: unknown now).
+    pub async fn user_connections(&self, user: &UserId) -> Option<usize> {
+        self.slots().count(user).await
     }
 
     /// Broadcasts `event` with `data` to `rooms` of namespace `nsp`, every
@@ -340,6 +416,19 @@ impl Engine {
         args: &[&[u8]],
     ) {
         if rooms.is_empty() {
+            return;
+        }
+        if let Some(bus) = self.inner.bus.get() {
+            let mut head = bytes::BytesMut::new();
+            socketio::write_event(&mut head, true, nsp, None, event, args);
+            head.truncate(head.len() - 1);
+            self.inner.metrics.broadcast();
+            bus.broadcast(OutgoingBroadcast {
+                nsp: nsp.to_owned(),
+                rooms: rooms.to_vec(),
+                except,
+                head: head.freeze(),
+            });
             return;
         }
         let id = self.inner.next_broadcast.fetch_add(1, Ordering::Relaxed);

@@ -9,6 +9,7 @@
 pub mod auth;
 pub mod blob;
 pub mod chat;
+pub mod cluster;
 pub mod collab;
 pub mod config;
 pub mod connection;

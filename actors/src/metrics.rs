@@ -13,6 +13,12 @@ pub struct Metrics {
     packets_out: AtomicU64,
     bytes_out: AtomicU64,
     slow_clients: AtomicU64,
+    bridge_published: AtomicU64,
+    bridge_received: AtomicU64,
+    bridge_echoes: AtomicU64,
+    bridge_reconnects: AtomicU64,
+    bridge_channels: AtomicU64,
+    bridge_lag_ms_total: AtomicU64,
 }
 
 /// A copy of the counters at one moment.
@@ -25,6 +31,12 @@ pub struct MetricsSnapshot {
     pub packets_out: u64,
     pub bytes_out: u64,
     pub slow_clients: u64,
+    pub bridge_published: u64,
+    pub bridge_received: u64,
+    pub bridge_echoes: u64,
+    pub bridge_reconnects: u64,
+    pub bridge_channels: u64,
+    pub bridge_lag_ms_total: u64,
 }
 
 impl Metrics {
@@ -49,6 +61,29 @@ impl Metrics {
         self.slow_clients.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Broadcasts published to the other nodes.
+    pub fn bridge_published(&self, n: u64) {
+        self.bridge_published.fetch_add(n, Ordering::Relaxed);
+    }
+    /// A broadcast from another node arrived, `lag` after it was sent.
+    pub fn bridge_received(&self, lag: std::time::Duration) {
+        self.bridge_received.fetch_add(1, Ordering::Relaxed);
+        self.bridge_lag_ms_total
+            .fetch_add(lag.as_millis() as u64, Ordering::Relaxed);
+    }
+    /// This node's own broadcast came back from Redis (and was dropped).
+    pub fn bridge_echo(&self) {
+        self.bridge_echoes.fetch_add(1, Ordering::Relaxed);
+    }
+    /// The bridge reconnected to Redis.
+    pub fn bridge_reconnected(&self) {
+        self.bridge_reconnects.fetch_add(1, Ordering::Relaxed);
+    }
+    /// Room channels the bridge listens to now.
+    pub fn set_bridge_channels(&self, n: u64) {
+        self.bridge_channels.store(n, Ordering::Relaxed);
+    }
+
     /// Reads every counter.
     pub fn snapshot(&self) -> MetricsSnapshot {
         MetricsSnapshot {
@@ -59,6 +94,12 @@ impl Metrics {
             packets_out: self.packets_out.load(Ordering::Relaxed),
             bytes_out: self.bytes_out.load(Ordering::Relaxed),
             slow_clients: self.slow_clients.load(Ordering::Relaxed),
+            bridge_published: self.bridge_published.load(Ordering::Relaxed),
+            bridge_received: self.bridge_received.load(Ordering::Relaxed),
+            bridge_echoes: self.bridge_echoes.load(Ordering::Relaxed),
+            bridge_reconnects: self.bridge_reconnects.load(Ordering::Relaxed),
+            bridge_channels: self.bridge_channels.load(Ordering::Relaxed),
+            bridge_lag_ms_total: self.bridge_lag_ms_total.load(Ordering::Relaxed),
         }
     }
 }

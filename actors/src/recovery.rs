@@ -177,6 +177,27 @@ impl Recovery {
     }
 }
 
+#[async_trait::async_trait]
+impl crate::cluster::RecoveryLog for Recovery {
+    async fn save(&self, pid: String, snapshot: Snapshot) {
+        Recovery::save(self, pid, snapshot)
+    }
+
+    async fn restore(
+        &self,
+        pid: &str,
+        user: &UserId,
+        nsp: &str,
+        offset: u64,
+    ) -> Option<(Snapshot, Vec<(u64, Encoded)>)> {
+        Recovery::restore(self, pid, user, nsp, offset)
+    }
+
+    async fn missed(&self, nsp: &str, rooms: &[RoomName], offset: u64) -> Vec<(u64, Encoded)> {
+        Recovery::missed(self, nsp, rooms, offset)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

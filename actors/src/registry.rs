@@ -4,10 +4,18 @@
 //! room they keep the order in which they were sent: a socket that has joined
 //! receives every broadcast sent after its join returned.
 //!
-//! Senders: connection actors (join, leave, leave-all on stop) and the engine
-//! (broadcasts from handlers, the HTTP API and, later, the bus between nodes).
+//! Senders: connection actors (join, leave, leave-all on stop), the engine
+//! (broadcasts from handlers and the HTTP API, on a single node) and the bus
+//! between nodes (every broadcast, once it has its offset, in a cluster).
+//!
+//! In a cluster it tells the [`Bus`](crate::cluster::Bus) when the node gets
+//! its first member in a room and when its last one leaves, so the node
+//! listens only to the rooms it has members in; a join that starts a room
+//! answers once the bus listens to it, so a client that joined receives what
+//! any node broadcasts after its join returned.
 
 use crate::encoded::Encoded;
+use crate::engine::BusSlot;
 use crate::ids::RoomKey;
 use crate::room::{Deliver, Enter, Exit, Publish, Room};
 use actix::prelude::*;
@@ -24,10 +32,26 @@ struct RoomEntry {
     members: usize,
 }
 
+/// How long a join waits for the bus to listen to a new room before it
+/// answers anyway (the bus keeps trying; delivery from other nodes starts
+/// when it succeeds).
+const SUBSCRIBE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// The registry actor.
-#[derive(Default)]
 pub struct Registry {
     rooms: HashMap<RoomKey, RoomEntry>,
+    bus: BusSlot,
+}
+
+impl Registry {
+    /// An empty registry that tells the bus in `bus` (once there is one)
+    /// which rooms this node has.
+    pub fn new(bus: BusSlot) -> Self {
+        Registry {
+            rooms: HashMap::new(),
+            bus,
+        }
+    }
 }
 
 impl Actor for Registry {
@@ -80,13 +104,20 @@ pub struct RoomCount;
 pub struct MemberCount(pub RoomKey);
 
 impl Handler<Join> for Registry {
-    type Result = ();
+    type Result = ResponseFuture<()>;
 
-    fn handle(&mut self, msg: Join, _: &mut Self::Context) {
+    fn handle(&mut self, msg: Join, _: &mut Self::Context) -> Self::Result {
+        let bus = self.bus.get();
+        let mut listening = Vec::new();
         for key in msg.keys {
-            let entry = self.rooms.entry(key.clone()).or_insert_with(|| RoomEntry {
-                addr: Room::new(key).start(),
-                members: 0,
+            let entry = self.rooms.entry(key.clone()).or_insert_with(|| {
+                if let Some(bus) = bus {
+                    listening.push(bus.room_started(&key));
+                }
+                RoomEntry {
+                    addr: Room::new(key).start(),
+                    members: 0,
+                }
             });
             entry.members += 1;
             entry.addr.do_send(Enter {
@@ -94,6 +125,14 @@ impl Handler<Join> for Registry {
                 recipient: msg.recipient.clone(),
             });
         }
+        Box::pin(async move {
+            if !listening.is_empty() {
+                let all = futures_util::future::join_all(listening);
+                if tokio::time::timeout(SUBSCRIBE_WAIT, all).await.is_err() {
+                    log::warn!("the bus did not confirm listening to new rooms in time");
+                }
+            }
+        })
     }
 }
 
@@ -110,6 +149,9 @@ impl Handler<Leave> for Registry {
                     // sender: it stops once drained. A later join starts a
                     // fresh room.
                     self.rooms.remove(&key);
+                    if let Some(bus) = self.bus.get() {
+                        bus.room_stopped(&key);
+                    }
                 }
             }
         }

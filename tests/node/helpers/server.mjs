@@ -41,7 +41,8 @@ process.on("exit", () => {
   }
 });
 
-function freePort() {
+/** A loopback TCP port that is free right now. */
+export function freePort() {
   return new Promise((resolve, reject) => {
     const srv = net.createServer();
     srv.unref();

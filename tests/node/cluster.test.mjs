@@ -1,0 +1,267 @@
+// Two nodes behind one Redis (issue 5; PROTOCOL.md sections 1, 2, 4, 5, 6):
+// with the official socket.io-client, no user can tell which node they are
+// on. Chat both ways, task events from an API call on the other node,
+// presence across nodes and a killed node's users going offline, the
+// connection limit counted across nodes, member removal acting on every
+// node, an upload started on one node and finished on the other, and
+// connection state recovery on the other node.
+
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import * as api from "./helpers/api.mjs";
+import { ack, connectAs, connectError, makeSocket, noEvent, once, Recorder, sleep } from "./helpers/client.mjs";
+import { Balancer, withCluster } from "./helpers/cluster.mjs";
+
+const T = { timeout: 90_000 };
+
+async function call(node, user, method, path, body, status) {
+  const res = await api.request(node.url, method, `/api/v1${path}`, { token: user.token, body });
+  return api.expectStatus(res, status, `${method} ${path}`);
+}
+
+const send = (socket, conv, text) =>
+  ack(socket, "send_message", { conversationId: conv.id, text, clientId: api.randomId("c") }).then((r) => {
+    assert.equal(r.ok, true, JSON.stringify(r));
+    return r.message;
+  });
+
+async function joinConversation(socket, conv) {
+  const res = await ack(socket, "conversation:join", { conversationId: conv.id });
+  assert.equal(res.ok, true, JSON.stringify(res));
+}
+
+test("a chat message from a client on node 1 reaches a client on node 2, and back", T, () =>
+  withCluster(async ({ nodes: [n1, n2] }) => {
+    const ann = await api.externalUser(n1.url, "Ann");
+    const bob = await api.externalUser(n2.url, "Bob");
+    const conv = await api.createConversation(n1.url, ann, [bob]);
+    const a = await connectAs(n1, ann);
+    const b = await connectAs(n2, bob);
+    await joinConversation(a, conv);
+    await joinConversation(b, conv);
+    const ra = new Recorder(a, ["new_message"]);
+    const rb = new Recorder(b, ["new_message"]);
+
+    const m1 = await send(a, conv, "hello from node 1");
+    const m2 = await send(b, conv, "hello from node 2");
+    await ra.count("new_message", 2);
+    await rb.count("new_message", 2);
+    // Each socket got each message once, in the same order, seq gap-free.
+    for (const rec of [ra, rb]) {
+      assert.deepEqual(
+        rec.payloads("new_message").map((m) => [m.seq, m.text]),
+        [
+          [m1.seq, "hello from node 1"],
+          [m2.seq, "hello from node 2"],
+        ],
+      );
+    }
+    assert.equal(m2.seq, m1.seq + 1);
+    await sleep(300);
+    assert.equal(ra.of("new_message").length, 2, "no duplicate on node 1");
+    assert.equal(rb.of("new_message").length, 2, "no duplicate on node 2");
+  }),
+);
+
+test("a task created through the API of node 2 reaches a project room on node 1", T, () =>
+  withCluster(async ({ nodes: [n1, n2] }) => {
+    const owner = await api.externalUser(n1.url, "Olga");
+    const ws = (await call(n2, owner, "POST", "/workspaces", { name: "Acme" }, 201)).id;
+    const project = (await call(n2, owner, "POST", `/workspaces/${ws}/projects`, { name: "Launch" }, 201)).id;
+    const s = await connectAs(n1, owner, "/");
+    const rec = new Recorder(s, ["task:created", "task:moved"]);
+    const joined = await ack(s, "room:join", { workspaceId: ws, projectId: project });
+    assert.equal(joined.ok, true, JSON.stringify(joined));
+
+    const task = await call(n2, owner, "POST", `/projects/${project}/tasks`, { title: "Ship it" }, 201);
+    await rec.count("task:created", 1);
+    assert.equal(rec.payloads("task:created")[0].task.id, task.id);
+    await call(n2, owner, "PATCH", `/tasks/${task.id}`, { status: "done" }, 200);
+    await rec.count("task:moved", 1);
+    assert.equal(rec.payloads("task:moved")[0].toStatus, "done");
+  }),
+);
+
+test("presence of a user on node 2 is seen on node 1, and they go offline when node 2 is killed", T, () =>
+  withCluster(async ({ nodes: [n1, n2] }) => {
+    const owner = await api.externalUser(n1.url, "Olga");
+    const bob = await api.externalUser(n1.url, "Bob");
+    const ws = (await call(n1, owner, "POST", "/workspaces", { name: "Acme" }, 201)).id;
+    await call(n1, owner, "POST", `/workspaces/${ws}/members`, { userId: bob.id, role: "member" }, 201);
+    const watcher = await connectAs(n1, owner, "/");
+    const rec = new Recorder(watcher, ["presence:user_online", "presence:user_offline"]);
+    assert.equal((await ack(watcher, "room:join", { workspaceId: ws })).ok, true);
+
+    await connectAs(n2, bob, "/");
+    await rec.until((r) => r.payloads("presence:user_online").some((p) => p.userId === bob.id));
+    // A second device on node 1 does not make Bob "online" again.
+    const bob2 = await connectAs(n1, bob, "/chat");
+    await sleep(500);
+    assert.equal(rec.payloads("presence:user_online").filter((p) => p.userId === bob.id).length, 1);
+    bob2.disconnect();
+
+    // Node 2 dies without closing anything: Bob's last connection is gone
+    // once node 2 stops refreshing its liveness (node_ttl 1.5 s + beat 0.3 s
+    // + grace 0.3 s in these tests).
+    const killedAt = Date.now();
+    n2.child.kill("SIGKILL");
+    await rec.until((r) => r.payloads("presence:user_offline").some((p) => p.userId === bob.id), 10_000);
+    const took = Date.now() - killedAt;
+    assert.ok(took < 10_000, `offline after ${took} ms`);
+    assert.equal(rec.payloads("presence:user_offline").filter((p) => p.userId === bob.id).length, 1);
+  }),
+);
+
+test("the connection limit counts connections on every node", T, () =>
+  withCluster({ env: { HUDDLE__LIMITS__MAX_CONNECTIONS_PER_USER: "2" } }, async ({ nodes: [n1, n2] }) => {
+    const ann = await api.externalUser(n1.url, "Ann");
+    await connectAs(n1, ann, "/chat");
+    const second = await connectAs(n2, ann, "/chat");
+    for (const node of [n1, n2]) {
+      const s = makeSocket(node, "/chat", { auth: { token: ann.token } });
+      const err = await connectError(s);
+      assert.equal(err.data?.code, "too_many_connections", JSON.stringify(err));
+    }
+    // Closing one on node 2 frees a slot for node 1.
+    second.disconnect();
+    second.io.engine.close();
+    await sleep(300);
+    await connectAs(n1, ann, "/chat");
+  }),
+);
+
+test("a member removed through node 2 leaves the rooms of their sockets on node 1", T, () =>
+  withCluster(async ({ nodes: [n1, n2] }) => {
+    const owner = await api.externalUser(n1.url, "Olga");
+    const bob = await api.externalUser(n1.url, "Bob");
+    const ws = (await call(n1, owner, "POST", "/workspaces", { name: "Acme" }, 201)).id;
+    const project = (await call(n1, owner, "POST", `/workspaces/${ws}/projects`, { name: "P" }, 201)).id;
+    await call(n1, owner, "POST", `/workspaces/${ws}/members`, { userId: bob.id, role: "member" }, 201);
+    const b = await connectAs(n1, bob, "/");
+    assert.equal((await ack(b, "room:join", { workspaceId: ws, projectId: project })).ok, true);
+    const rec = new Recorder(b, ["task:created"]);
+    await call(n2, owner, "POST", `/projects/${project}/tasks`, { title: "seen" }, 201);
+    await rec.count("task:created", 1);
+
+    await call(n2, owner, "DELETE", `/workspaces/${ws}/members/${bob.id}`, undefined, 200);
+    await sleep(500);
+    await call(n2, owner, "POST", `/projects/${project}/tasks`, { title: "not seen" }, 201);
+    await noEvent(b, "task:created", 800);
+    // Node 1's cached membership was dropped too: Bob cannot join again.
+    const again = await ack(b, "room:join", { projectId: project });
+    assert.equal(again.ok, false, JSON.stringify(again));
+    assert.equal(again.error.code, "forbidden");
+  }),
+);
+
+test("an upload started on node 1 resumes and completes on node 2", T, () =>
+  withCluster(async ({ nodes: [n1, n2] }) => {
+    const ann = await api.externalUser(n1.url, "Ann");
+    const chunk = 64 * 1024;
+    const data = Buffer.alloc(chunk * 3 + 100);
+    for (let i = 0; i < data.length; i++) data[i] = (i * 31) % 251;
+    const params = { uploadId: api.randomId("up"), fileName: "data.txt", fileSize: data.length, mimeType: "application/zip", chunkSize: chunk };
+    // A zip must start with its magic bytes.
+    data.write("PK\u0003\u0004", 0, "latin1");
+    const chunkOf = (i) => data.subarray(i * chunk, Math.min(data.length, (i + 1) * chunk));
+
+    const u1 = await connectAs(n1, ann, "/file-upload");
+    const init1 = await ack(u1, "initiate_upload", params);
+    assert.equal(init1.ok, true, JSON.stringify(init1));
+    for (const i of [0, 1]) {
+      const r = await ack(u1, "upload_chunk", { sessionId: init1.sessionId, uploadId: params.uploadId, chunkIndex: i, chunkData: chunkOf(i) });
+      assert.equal(r.ok, true, JSON.stringify(r));
+    }
+    u1.disconnect();
+
+    const u2 = await connectAs(n2, ann, "/file-upload");
+    const init2 = await ack(u2, "initiate_upload", params);
+    assert.equal(init2.ok, true, JSON.stringify(init2));
+    assert.equal(init2.sessionId, init1.sessionId, "same session on the other node");
+    assert.deepEqual(init2.receivedChunks, [0, 1]);
+    for (const i of [2, 3]) {
+      const r = await ack(u2, "upload_chunk", { sessionId: init2.sessionId, uploadId: params.uploadId, chunkIndex: i, chunkData: chunkOf(i) });
+      assert.equal(r.ok, true, JSON.stringify(r));
+    }
+    const done = await ack(u2, "complete_upload", { sessionId: init2.sessionId, uploadId: params.uploadId });
+    assert.equal(done.ok, true, JSON.stringify(done));
+    assert.equal(done.file.size, data.length);
+    const res = await fetch(`${n1.url}${done.file.downloadUrl}`, { headers: { authorization: `Bearer ${ann.token}` } });
+    assert.equal(res.status, 200);
+    assert.ok(Buffer.from(await res.arrayBuffer()).equals(data), "node 1 serves the bytes assembled on node 2");
+  }),
+);
+
+test("a client that drops from node 1 and reconnects to node 2 recovers what it missed", T, () =>
+  withCluster(async ({ nodes: [n1, n2], cleanups }) => {
+    const lb = await new Balancer(n1).start();
+    cleanups.push(() => lb.close());
+    const ann = await api.externalUser(n1.url, "Ann");
+    const bob = await api.externalUser(n1.url, "Bob");
+    const conv = await api.createConversation(n1.url, ann, [bob]);
+    const a = await connectAs(n1, ann);
+    await joinConversation(a, conv);
+    const b = await connectAs({ url: lb.url, cleanups }, bob, "/chat", {
+      transports: ["websocket"],
+      reconnection: true,
+      reconnectionDelay: 800,
+      reconnectionDelayMax: 800,
+      randomizationFactor: 0,
+    });
+    await joinConversation(b, conv);
+    const rec = new Recorder(b, ["new_message"]);
+    await send(a, conv, "before");
+    await rec.count("new_message", 1);
+
+    lb.switchTo(n2);
+    await once(b, "disconnect");
+    const missed = [];
+    for (let i = 0; i < 3; i++) missed.push(await send(a, conv, `missed ${i}`));
+    await once(b, "connect", 10_000);
+    assert.equal(b.recovered, true, "recovered on node 2");
+    await rec.count("new_message", 4);
+    assert.deepEqual(
+      rec.payloads("new_message").map((m) => m.text),
+      ["before", "missed 0", "missed 1", "missed 2"],
+    );
+    // And it is live on node 2 now.
+    await send(a, conv, "after");
+    await rec.count("new_message", 5);
+  }),
+);
+
+/** A counter of the node's GET /metrics (Prometheus text), 0 when absent. */
+async function metric(node, name) {
+  const res = await fetch(`${node.url}/metrics`);
+  assert.equal(res.status, 200);
+  const line = (await res.text()).split("\n").find((l) => l.startsWith(`${name} `));
+  return line ? Number(line.split(" ")[1]) : 0;
+}
+
+test("a node receives no traffic for rooms it has no members in", T, () =>
+  withCluster(async ({ nodes: [n1, n2] }) => {
+    const ann = await api.externalUser(n1.url, "Ann");
+    const bob = await api.externalUser(n1.url, "Bob");
+    const cat = await api.externalUser(n1.url, "Cat");
+    const conv = await api.createConversation(n1.url, ann, [bob, cat]);
+    const a = await connectAs(n1, ann);
+    const b = await connectAs(n1, bob);
+    await joinConversation(a, conv);
+    await joinConversation(b, conv);
+    const rb = new Recorder(b, ["new_message"]);
+    const before = await metric(n2, "huddle_bridge_received_total");
+    for (let i = 0; i < 20; i++) await send(a, conv, `local ${i}`);
+    await rb.count("new_message", 20);
+    await sleep(300);
+    assert.equal(await metric(n2, "huddle_bridge_received_total"), before, "node 2 has no member: it hears nothing");
+    assert.ok((await metric(n1, "huddle_bridge_published_total")) >= 20);
+
+    // Once Cat joins on node 2, node 2 receives the room's traffic.
+    const c = await connectAs(n2, cat);
+    await joinConversation(c, conv);
+    const rc = new Recorder(c, ["new_message"]);
+    await send(a, conv, "now node 2 listens");
+    await rc.count("new_message", 1);
+    assert.ok((await metric(n2, "huddle_bridge_received_total")) > before);
+  }),
+);
