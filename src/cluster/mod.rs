@@ -7,5 +7,10 @@
 //! in-process implementations.
 
 pub mod conn;
+pub mod ratelimit;
+pub mod testing;
+pub mod uploads;
 
 pub use conn::RedisConn;
+pub use ratelimit::RedisRateLimiter;
+pub use uploads::RedisUploadSessionStore;
