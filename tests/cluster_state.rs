@@ -96,3 +96,44 @@ async fn upload_state_is_shared_between_nodes() {
     assert_eq!(again["sessionId"], up["sessionId"], "{again}");
     assert_eq!(again["receivedChunks"], json!([0, 1]));
 }
+
+/// `/ready` checks Redis when it is configured.
+#[actix_web::test]
+async fn ready_reports_redis() {
+    let prefix = testing::unique_prefix("ready");
+    let Some(node) = spawn_app_on_redis(&prefix, &[]).await else {
+        return;
+    };
+    let (status, body) = node.get("/ready", None).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["status"], "ok");
+    assert_eq!(body["checks"]["redis"], "ok");
+}
+
+/// A node whose Redis is unreachable stays in the load balancer: `/ready`
+/// answers 200 `degraded` naming Redis, and it keeps serving HTTP (the
+/// rate limiter answers from the node's own counts).
+#[actix_web::test]
+async fn ready_is_degraded_without_redis() {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr").port()
+    };
+    let url = format!("redis://127.0.0.1:{port}/");
+    let node = support::app::spawn_app(&[
+        ("REDIS_URL", url.as_str()),
+        ("HUDDLE__RATE_LIMITS__HTTP_IP_PER_MINUTE", "1000"),
+    ])
+    .await;
+    let started = std::time::Instant::now();
+    let (status, body) = node.get("/ready", None).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["status"], "degraded");
+    assert_ne!(body["checks"]["redis"], "ok");
+    assert_eq!(body["checks"]["store"], "ok");
+    assert_eq!(body["degraded"], json!(["redis"]));
+    assert!(started.elapsed() < std::time::Duration::from_secs(4));
+    let user = node.register("Grace").await;
+    let (status, me) = node.get("/api/v1/auth/me", Some(&user.token)).await;
+    assert_eq!(status, 200, "{me}");
+}
