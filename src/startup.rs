@@ -217,6 +217,9 @@ impl Application {
                 let engine = engine.clone();
                 App::new()
                     .wrap(crate::http::cors(&cors_origins))
+                    // Outside CORS: every request is timed, preflights and
+                    // the socket transport included.
+                    .wrap(actix_web::middleware::from_fn(crate::http::metrics::record))
                     .wrap(
                         actix_web::middleware::Logger::new("%a \"%r\" %s %b %Dms")
                             .exclude("/health"),

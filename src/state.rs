@@ -34,6 +34,8 @@ pub struct AppState {
     pub rate_limiter: Arc<dyn RateLimiter>,
     /// The node's shared Redis connection, when `redis.url` is set.
     pub redis: Option<RedisConn>,
+    /// HTTP request counts and latencies for `/metrics`.
+    pub http_metrics: Arc<crate::http::metrics::HttpMetrics>,
     /// The realtime engine: namespaces, rooms, broadcasts.
     pub engine: Engine,
     /// The collaboration layer: workspace actors (membership cache, event
@@ -101,6 +103,7 @@ impl AppState {
             authenticator,
             rate_limiter,
             redis,
+            http_metrics: Arc::default(),
             engine,
             collab,
         }

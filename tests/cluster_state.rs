@@ -73,6 +73,18 @@ async fn upload_state_is_shared_between_nodes() {
         assert_eq!(ack["ok"], true, "{ack}");
     }
 
+    // Node 1 counted the chunk bytes it stored.
+    let mut res = awc::Client::default()
+        .get(node1.url("/metrics"))
+        .send()
+        .await
+        .expect("scrape");
+    let text = String::from_utf8(res.body().await.expect("body").to_vec()).expect("utf-8");
+    assert!(
+        text.lines().any(|l| l == "huddle_upload_bytes_total 2048"),
+        "{text}"
+    );
+
     let mut c2 = SioClient::connect(node2.port, NSP, &user.token).await;
     let resumed = c2.emit_ack(NSP, 1, "initiate_upload", req.clone()).await;
     assert_eq!(resumed["ok"], true, "{resumed}");
