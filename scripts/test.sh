@@ -2,15 +2,16 @@
 # Runs huddle's whole test suite on a fresh Debian machine with the Rust
 # toolchain: installs what the tests need (Node.js for the official
 # socket.io-client suite, Chromium for the test page, Python for the
-# MongoDB-wire-compatible and S3-compatible test servers), checks the Docker
-# deployment files against the settings (scripts/check-deploy.sh), checks
-# formatting and lints, builds once, starts the test servers (secantusdb and
-# nx-27017 for MongoDB, moto_server for S3, all on loopback), then runs the
-# Rust unit, integration and store conformance tests (embedded and MongoDB
-# backends, local and S3 blob stores) and the Node client, protocol compliance
-# and browser suites against the built binaries (browser screenshots land in
-# artifacts/screenshots/). The test servers are stopped on exit, whatever
-# happens.
+# MongoDB-wire-compatible and S3-compatible test servers, redis-server),
+# checks the Docker deployment files against the settings
+# (scripts/check-deploy.sh), checks formatting and lints, builds once, starts
+# the test servers (secantusdb and nx-27017 for MongoDB, moto_server for S3,
+# redis-server, all on loopback), then runs the Rust unit, integration and
+# store conformance tests (embedded and MongoDB backends, local and S3 blob
+# stores, Redis-backed limits and upload state) and the Node client, protocol
+# compliance and browser suites against the built binaries (browser
+# screenshots land in artifacts/screenshots/). The test servers are stopped
+# on exit, whatever happens.
 #
 # Usage: scripts/test.sh            (from anywhere in the checkout)
 set -euo pipefail
@@ -56,6 +57,7 @@ cargo build --workspace --all-targets --locked
 cleanup() {
   mongo_test_servers_stop || true
   scripts/s3-test-server.sh stop || true
+  scripts/redis-test-server.sh stop || true
 }
 trap cleanup EXIT
 
@@ -70,6 +72,16 @@ scripts/s3-test-server.sh start
 # shellcheck source=/dev/null
 . "$ENV_FILE"
 export HUDDLE_TEST_S3_ENDPOINT
+
+log "starting the test Redis (redis-server on loopback, in memory)"
+export ENV_FILE="$root/target/redis-test-server.env"
+scripts/redis-test-server.sh start
+# shellcheck source=/dev/null
+. "$ENV_FILE"
+export HUDDLE_TEST_REDIS_URL
+# Here Redis is always there: a Redis test that finds no server fails
+# instead of passing vacuously.
+export HUDDLE_TEST_REDIS_REQUIRED=1
 
 log "Rust tests: unit, integration, store conformance (embedded, MongoDB on secantusdb and nx-27017${HUDDLE_TEST_MONGODB_URI:+ and HUDDLE_TEST_MONGODB_URI}), S3 blob store"
 cargo test --workspace --locked

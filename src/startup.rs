@@ -3,6 +3,8 @@
 //! and reports its port; on `SIGTERM` or `SIGINT` it drains.
 
 use crate::blob::{LocalBlobStore, S3BlobStore, S3Config};
+use crate::cluster::{RedisConn, RedisRateLimiter, RedisUploadSessionStore};
+use crate::ratelimit::{MemoryRateLimiter, RateLimiter};
 use crate::settings::Settings;
 use crate::state::AppState;
 use crate::store::{EmbeddedStore, MongoStore};
@@ -15,7 +17,7 @@ use huddle_actors::chat::{ChatConfig, ChatNamespace};
 use huddle_actors::collab::{Collab, CollabConfig};
 use huddle_actors::file_upload::FileUploadNamespace;
 use huddle_actors::root::RootNamespace;
-use huddle_actors::store::DocumentStore;
+use huddle_actors::store::{DocumentStore, UploadSessionStore};
 use huddle_actors::upload::UploadDeps;
 use huddle_actors::{Engine, EngineConfig};
 use std::net::TcpListener;
@@ -59,11 +61,14 @@ pub fn collab_config(settings: &Settings) -> CollabConfig {
 
 /// Builds the engine with every namespace of the contract, and the
 /// collaboration layer that serves `/` (HTTP handlers publish through it).
+/// With `redis`, upload-session state lives there (so an upload resumes on
+/// any node); without, in the document store.
 pub fn build_engine(
     settings: &Settings,
     store: Arc<dyn DocumentStore>,
     blobs: Arc<dyn BlobStore>,
     authenticator: Arc<dyn Authenticator>,
+    redis: Option<&RedisConn>,
 ) -> (Engine, Arc<Collab>) {
     let collab = Collab::new(store.clone(), collab_config(settings));
     let chat = ChatNamespace::new(
@@ -74,10 +79,12 @@ pub fn build_engine(
             max_message_chars: settings.chat.max_message_chars,
         },
     );
+    let sessions: Arc<dyn UploadSessionStore> = match redis {
+        Some(redis) => Arc::new(RedisUploadSessionStore::new(redis.clone())),
+        None => store.clone(),
+    };
     let uploads = FileUploadNamespace::new(UploadDeps {
-        // Upload-session state lives in the document store until Redis is
-        // configured (then a Redis implementation of the port goes here).
-        sessions: store.clone(),
+        sessions,
         store,
         blobs,
         config: Arc::new(settings.uploads.to_config()),
@@ -92,6 +99,35 @@ pub fn build_engine(
         .build();
     collab.attach(&engine);
     (engine, collab)
+}
+
+/// The node's shared Redis connection when `redis.url` (`REDIS_URL`) is set.
+/// Nothing is sent yet (the connection is made on first use), so a node
+/// starts, and serves its own clients, while Redis is down; only a URL that
+/// cannot be parsed stops the start.
+pub fn open_redis(settings: &Settings) -> anyhow::Result<Option<RedisConn>> {
+    let Some(url) = settings.redis.url.as_deref() else {
+        log::info!("Redis: not configured, a single node with in-process state");
+        return Ok(None);
+    };
+    let shown = crate::settings::redact_url(url);
+    let conn = RedisConn::open(url, &settings.redis.key_prefix)
+        .with_context(|| format!("configuring Redis at {shown}"))?;
+    log::info!(
+        "Redis: {shown}, key prefix {:?} (the cluster bus, presence, recovery, rate limits and upload state)",
+        settings.redis.key_prefix
+    );
+    Ok(Some(conn))
+}
+
+/// The rate limiter: shared through Redis when it is configured (falling
+/// back to this node's own counts while Redis is unreachable), else in
+/// memory.
+pub fn rate_limiter(redis: Option<&RedisConn>) -> Arc<dyn RateLimiter> {
+    match redis {
+        Some(redis) => Arc::new(RedisRateLimiter::new(redis.clone())),
+        None => Arc::new(MemoryRateLimiter::new()),
+    }
 }
 
 /// Opens the blob store the settings choose: S3 when `s3.bucket` is set
@@ -163,12 +199,11 @@ impl Application {
         let port = listener.local_addr()?.port();
         let store = open_store(&settings).await?;
         let blobs = open_blobs(&settings)?;
-        let state = AppState::new(settings.clone(), store, blobs);
+        let redis = open_redis(&settings)?;
+        let state = AppState::with_redis(settings.clone(), store, blobs, redis);
         let engine = state.engine.clone();
-        if let Some(url) = &settings.redis.url {
-            let conn = crate::cluster::RedisConn::open(url, &settings.redis.key_prefix)
-                .context("configuring the redis connection (REDIS_URL)")?;
-            crate::cluster::join(&settings, &engine, &conn).await;
+        if let Some(conn) = &state.redis {
+            crate::cluster::join(&settings, &engine, conn).await;
         }
         let server = {
             let state = state.clone();
@@ -186,6 +221,9 @@ impl Application {
                 let engine = engine.clone();
                 App::new()
                     .wrap(crate::http::cors(&cors_origins))
+                    // Outside CORS: every request is timed, preflights and
+                    // the socket transport included.
+                    .wrap(actix_web::middleware::from_fn(crate::http::metrics::record))
                     .wrap(
                         actix_web::middleware::Logger::new("%a \"%r\" %s %b %Dms")
                             .exclude("/health"),

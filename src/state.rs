@@ -6,6 +6,7 @@
 //! the events their writes cause.
 
 use crate::auth::{JwtAuth, JwtAuthenticator};
+use crate::cluster::RedisConn;
 use crate::ratelimit::{MemoryRateLimiter, RateLimiter};
 use crate::settings::Settings;
 use huddle_actors::auth::Authenticator;
@@ -29,8 +30,12 @@ pub struct AppState {
     /// Token verification plus user records, shared with the socket handshake.
     pub authenticator: Arc<JwtAuthenticator>,
     /// Counts requests for the HTTP limits (and socket events, if the engine
-    /// wishes); in memory until Redis shares it between nodes.
+    /// wishes): in memory, or shared through Redis when it is configured.
     pub rate_limiter: Arc<dyn RateLimiter>,
+    /// The node's shared Redis connection, when `redis.url` is set.
+    pub redis: Option<RedisConn>,
+    /// HTTP request counts and latencies for `/metrics`.
+    pub http_metrics: Arc<crate::http::metrics::HttpMetrics>,
     /// The realtime engine: namespaces, rooms, broadcasts.
     pub engine: Engine,
     /// The collaboration layer: workspace actors (membership cache, event
@@ -39,8 +44,9 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// Builds the state with an in-memory rate limiter. Starts the engine's
-    /// actors, so it must run inside an actix system.
+    /// Builds the state of a node alone (no Redis) with an in-memory rate
+    /// limiter. Starts the engine's actors, so it must run inside an actix
+    /// system.
     pub fn new(
         settings: Settings,
         store: Arc<dyn DocumentStore>,
@@ -49,13 +55,36 @@ impl AppState {
         Self::with_rate_limiter(settings, store, blobs, Arc::new(MemoryRateLimiter::new()))
     }
 
-    /// Builds the state with the given rate limiter (Redis-backed, or one on a
-    /// test clock).
+    /// Builds the state of a node alone with the given rate limiter (one on a
+    /// test clock, for example).
     pub fn with_rate_limiter(
         settings: Settings,
         store: Arc<dyn DocumentStore>,
         blobs: Arc<dyn BlobStore>,
         rate_limiter: Arc<dyn RateLimiter>,
+    ) -> Self {
+        Self::build(settings, store, blobs, rate_limiter, None)
+    }
+
+    /// Builds the state with `redis` when it is given: rate limits and
+    /// upload-session state are then shared through it
+    /// ([`crate::startup::rate_limiter`], [`crate::startup::build_engine`]).
+    pub fn with_redis(
+        settings: Settings,
+        store: Arc<dyn DocumentStore>,
+        blobs: Arc<dyn BlobStore>,
+        redis: Option<RedisConn>,
+    ) -> Self {
+        let rate_limiter = crate::startup::rate_limiter(redis.as_ref());
+        Self::build(settings, store, blobs, rate_limiter, redis)
+    }
+
+    fn build(
+        settings: Settings,
+        store: Arc<dyn DocumentStore>,
+        blobs: Arc<dyn BlobStore>,
+        rate_limiter: Arc<dyn RateLimiter>,
+        redis: Option<RedisConn>,
     ) -> Self {
         let jwt = Arc::new(JwtAuth::new(&settings.auth));
         let authenticator = Arc::new(JwtAuthenticator::new(jwt.clone(), store.clone()));
@@ -64,6 +93,7 @@ impl AppState {
             store.clone(),
             blobs.clone(),
             authenticator.clone(),
+            redis.as_ref(),
         );
         AppState {
             settings: Arc::new(settings),
@@ -72,6 +102,8 @@ impl AppState {
             jwt,
             authenticator,
             rate_limiter,
+            redis,
+            http_metrics: Arc::default(),
             engine,
             collab,
         }

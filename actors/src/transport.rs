@@ -276,6 +276,7 @@ async fn handle_post(
             "error": { "code": "payload_too_large", "message": format!("polling body over maxPayload ({max} bytes)") }
         }))
     } else {
+        engine.metrics().bytes_in(body.len());
         match engineio::decode_payload(body.freeze()) {
             Ok(packets) => {
                 if session.conn.send(Inbound { packets }).await.is_err() {
@@ -347,7 +348,8 @@ async fn websocket(
     let max = engine.config().max_payload;
     let body = WsBody::new(entry.outbox.clone());
     let end = body.end_handle();
-    actix_web::rt::spawn(read_websocket(payload, entry.clone(), upgrading, max, end));
+    let reader = read_websocket(payload, entry.clone(), upgrading, max, end, engine.clone());
+    actix_web::rt::spawn(reader);
     response.streaming(body)
 }
 
@@ -358,6 +360,7 @@ async fn read_websocket(
     mut upgrading: bool,
     max: usize,
     end: Arc<WsEnd>,
+    engine: Engine,
 ) {
     let mut codec = Codec::new().max_size(max);
     let mut buf = BytesMut::new();
@@ -446,6 +449,7 @@ async fn read_websocket(
         let Some((binary, data)) = message else {
             continue;
         };
+        engine.metrics().bytes_in(data.len());
         let packet = if binary {
             engineio::Packet::decode_binary(data)
         } else {

@@ -379,6 +379,7 @@ impl Handler<ReceiveChunk> for Upload {
         }
         let expires_at = chrono::Utc::now()
             + chrono::Duration::from_std(deps.config.session_ttl).unwrap_or_default();
+        let bytes = msg.data.len();
         AtomicResponse::new(Box::pin(
             async move {
                 deps.blobs
@@ -393,6 +394,7 @@ impl Handler<ReceiveChunk> for Upload {
             .map(move |res: Result<ChunkStored, UploadError>, act, ctx| {
                 match &res {
                     Ok(_) => {
+                        act.engine.metrics().upload_bytes(bytes);
                         act.session.expires_at = expires_at;
                         act.received.insert(index);
                         let last = act.received.is_complete();

@@ -514,7 +514,7 @@ async fn subscriber(
         }
         connected_once = true;
         if let Some(e) = engine.upgrade() {
-            e.metrics().set_bridge_channels(wanted.len() as u64);
+            e.metrics().set_bridge_channels(wanted.len());
         }
         loop {
             tokio::select! {
@@ -539,7 +539,7 @@ async fn subscriber(
                         break;
                     }
                     if let Some(e) = engine.upgrade() {
-                        e.metrics().set_bridge_channels(wanted.len() as u64);
+                        e.metrics().set_bridge_channels(wanted.len());
                     }
                 }
             }

@@ -9,9 +9,14 @@
 pub mod bridge;
 pub mod conn;
 pub mod presence;
+pub mod ratelimit;
 pub mod recovery;
+pub mod testing;
+pub mod uploads;
 
 pub use conn::RedisConn;
+pub use ratelimit::RedisRateLimiter;
+pub use uploads::RedisUploadSessionStore;
 
 use crate::settings::Settings;
 use huddle_actors::engine::ClusterParts;

@@ -1,5 +1,5 @@
-//! The HTTP surface of huddle outside the socket engine: `/health`, `/ready`
-//! and the JSON API under `/api/v1` (accounts, conversations, chat history,
+//! The HTTP surface of huddle outside the socket engine: `/health`, `/ready`,
+//! `/metrics` and the JSON API under `/api/v1` (accounts, conversations, chat history,
 //! uploads, files and download links).
 //!
 //! [`configure`] mounts everything on an actix `App` or `ServiceConfig`; it
@@ -13,8 +13,10 @@
 pub mod accounts;
 pub mod conversations;
 pub mod files;
+pub mod metrics;
 pub mod notifications;
 pub mod ops;
+pub mod publish;
 pub mod tasks;
 pub mod workspaces;
 
@@ -115,6 +117,7 @@ pub fn configure_with(
 ) {
     cfg.service(resource("/health").route(web::get().to(ops::health)))
         .service(resource("/ready").route(web::get().to(ops::ready)))
+        .service(resource("/metrics").route(web::get().to(metrics::metrics)))
         .service(
             web::scope("/api/v1")
                 .app_data(json_config())
@@ -150,6 +153,7 @@ pub fn configure_with(
                         .route(web::post().to(files::download_token)),
                 )
                 .service(resource("/dl/{token}").route(web::get().to(files::by_token)))
+                .service(resource("/publish").route(web::post().to(publish::publish)))
                 .configure(collaboration)
                 .configure(api_extra)
                 .default_service(web::to(not_found)),

@@ -1,7 +1,10 @@
 //! Operations endpoints: `/health` says the process is alive; `/ready` says
 //! whether its dependencies answer, so a load balancer can route around a
 //! node whose store is down. The document store and the blob store are
-//! checked; Redis joins the `checks` map when it lands.
+//! required (503 when one fails). Redis, when configured, is checked too but
+//! only degrades the answer: without it the node still serves its own clients
+//! (limits and delivery fall back to the node), so taking it out of the load
+//! balancer would only make things worse.
 
 use crate::state::AppState;
 use actix_web::{web, HttpResponse};
@@ -37,14 +40,37 @@ async fn check<E: std::error::Error + 'static>(
     }
 }
 
-/// `GET /ready`: 200 `{ status: "ok", checks: { store: "ok", blobs: "ok" } }`,
-/// or 503 with the failing checks and the contract's error object.
+/// `GET /ready`: 200 `{ status: "ok", checks: { store: "ok", blobs: "ok",
+/// redis: "ok" } }` (`redis` only when configured); 200 with status
+/// `degraded` and `degraded: ["redis"]` when only Redis fails; 503 with the
+/// failing checks and the contract's error object when the document or blob
+/// store fails.
 pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
-    let store = check("store", state.store.ping()).await;
-    let blobs = check("blob store", state.blobs.ping()).await;
-    let checks = json!({ "store": store, "blobs": blobs });
+    let redis = async {
+        match &state.redis {
+            Some(r) => Some(check("redis", r.ping()).await),
+            None => None,
+        }
+    };
+    // The probes run side by side, so a slow one costs its timeout once.
+    let (store, blobs, redis) = futures_util::join!(
+        check("store", state.store.ping()),
+        check("blob store", state.blobs.ping()),
+        redis
+    );
+    let mut checks = json!({ "store": store, "blobs": blobs });
+    if let Some(redis) = redis {
+        checks["redis"] = json!(redis);
+    }
     if store == "ok" && blobs == "ok" {
-        HttpResponse::Ok().json(json!({ "status": "ok", "checks": checks }))
+        match redis {
+            Some(r) if r != "ok" => HttpResponse::Ok().json(json!({
+                "status": "degraded",
+                "checks": checks,
+                "degraded": ["redis"],
+            })),
+            _ => HttpResponse::Ok().json(json!({ "status": "ok", "checks": checks })),
+        }
     } else {
         HttpResponse::ServiceUnavailable().json(json!({
             "status": "unavailable",

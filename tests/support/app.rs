@@ -198,3 +198,24 @@ impl TestApp {
         body["id"].as_str().expect("conversation id").to_owned()
     }
 }
+
+/// Settings overrides that point a node at the test Redis under `prefix`
+/// (nodes given the same prefix form one cluster), or `None` when there is
+/// no test Redis (see `huddle::cluster::testing`).
+pub fn redis_env(prefix: &str) -> Option<Vec<(String, String)>> {
+    let url = huddle::cluster::testing::url()?;
+    Some(vec![
+        ("REDIS_URL".to_owned(), url),
+        ("HUDDLE__REDIS__KEY_PREFIX".to_owned(), prefix.to_owned()),
+    ])
+}
+
+/// Starts a node on the test Redis under `prefix` with `extra` overrides, or
+/// `None` when there is no test Redis. Give several nodes one prefix (from
+/// `huddle::cluster::testing::unique_prefix`) to make a cluster.
+pub async fn spawn_app_on_redis(prefix: &str, extra: &[(&str, &str)]) -> Option<TestApp> {
+    let env = redis_env(prefix)?;
+    let mut all: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    all.extend_from_slice(extra);
+    Some(spawn_app(&all).await)
+}

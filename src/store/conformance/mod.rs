@@ -30,10 +30,12 @@ pub use workspaces::*;
 /// Every case of the suite, in one list: `for_each_conformance_case!(m, args)`
 /// expands to `m!(args; case_ping, case_create_user_and_lookups, ...)`, so
 /// each backend's test file (and [`run_all`]) covers a new case by itself.
+/// The upload-session cases come from [`for_each_upload_session_case!`], the
+/// one list of them, spliced in at the end.
 #[macro_export]
 macro_rules! for_each_conformance_case {
     ($m:ident $(, $($args:tt)*)?) => {
-        $m!($($($args)*)?;
+        $crate::for_each_upload_session_case!(@after $m [$($($args)*)?];
             case_ping,
             case_create_user_and_lookups,
             case_create_user_duplicate_email_conflicts,
@@ -64,10 +66,6 @@ macro_rules! for_each_conformance_case {
             case_file_create_read_and_grants,
             case_download_tokens,
             case_concurrent_one_time_token_used_once,
-            case_upload_session_lifecycle,
-            case_upload_sessions_in_progress_limit,
-            case_expired_upload_sessions,
-            case_concurrent_upload_session_limit,
             case_create_workspace_makes_owner,
             case_workspaces_for_user_pages,
             case_add_member_and_list,
@@ -102,6 +100,27 @@ macro_rules! for_each_shared_database_case {
     };
 }
 
+/// The cases of the [`UploadSessionStore`](huddle_actors::store::UploadSessionStore)
+/// port alone: they take `&dyn UploadSessionStore` and need no user records,
+/// so a store that implements only that port (the Redis one) runs them with
+/// `for_each_upload_session_case!(m, args)`, which expands to
+/// `m!(args; case_upload_session_lifecycle, ...)`. A document store runs them
+/// as part of [`for_each_conformance_case!`].
+#[macro_export]
+macro_rules! for_each_upload_session_case {
+    (@after $m:ident [$($args:tt)*]; $($before:ident),* $(,)?) => {
+        $m!($($args)*; $($before,)*
+            case_upload_session_lifecycle,
+            case_upload_sessions_in_progress_limit,
+            case_expired_upload_sessions,
+            case_concurrent_upload_session_limit,
+        );
+    };
+    ($m:ident $(, $($args:tt)*)?) => {
+        $crate::for_each_upload_session_case!(@after $m [$($($args)*)?];);
+    };
+}
+
 macro_rules! run_cases {
     ($s:ident; $($case:ident),* $(,)?) => {
         $( $case($s).await; )*
@@ -120,6 +139,13 @@ pub async fn run_all(store: Arc<dyn DocumentStore>) {
     let s = &*store;
     for_each_conformance_case!(run_cases, s);
     for_each_shared_database_case!(run_shared_database_cases, s);
+}
+
+/// Runs every upload-session case, one after the other, against one store
+/// of that port alone.
+pub async fn run_upload_session_cases(store: &dyn huddle_actors::store::UploadSessionStore) {
+    let s = store;
+    for_each_upload_session_case!(run_cases, s);
 }
 
 // ---- fixtures ----

@@ -1,0 +1,229 @@
+//! The operations surface through a real node: `/metrics` scraped after some
+//! traffic and parsed as Prometheus text, and the publish API delivering to a
+//! socket client, with every bad input refused in the contract's shape.
+
+mod support;
+
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use support::app::{spawn_app, TestApp};
+use support::sio::SioClient;
+
+const KEY: &str = "publish-test-key-0123456789";
+
+/// `name{labels}` → value, for every sample line; panics on a line that is
+/// not a comment nor `series value`.
+fn parse_metrics(text: &str) -> HashMap<String, f64> {
+    let mut samples = HashMap::new();
+    for line in text.lines() {
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let (series, value) = line
+            .rsplit_once(' ')
+            .unwrap_or_else(|| panic!("bad line {line}"));
+        let value: f64 = value
+            .parse()
+            .unwrap_or_else(|_| panic!("bad value in {line}"));
+        assert!(
+            series
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic()),
+            "bad series {series}"
+        );
+        samples.insert(series.to_owned(), value);
+    }
+    samples
+}
+
+async fn scrape(app: &TestApp) -> (String, HashMap<String, f64>) {
+    let mut res = awc::Client::default()
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .expect("scrape");
+    assert_eq!(res.status().as_u16(), 200);
+    let ctype = res
+        .headers()
+        .get("content-type")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(ctype.starts_with("text/plain; version=0.0.4"), "{ctype}");
+    let text = String::from_utf8(res.body().await.unwrap().to_vec()).unwrap();
+    let samples = parse_metrics(&text);
+    (text, samples)
+}
+
+#[actix_web::test]
+async fn metrics_count_traffic() {
+    let app = spawn_app(&[]).await;
+    let alice = app.register("Alice").await;
+    let bob = app.register("Bob").await;
+    let conversation = app.conversation(&alice, &[&bob]).await;
+    let mut a = SioClient::connect(app.port, "/chat", &alice.token).await;
+    let ack = a
+        .emit_ack(
+            "/chat",
+            1,
+            "conversation:join",
+            json!({ "conversationId": conversation }),
+        )
+        .await;
+    assert_eq!(ack["ok"], true, "{ack}");
+    let ack = a
+        .emit_ack(
+            "/chat",
+            2,
+            "send_message",
+            json!({ "conversationId": conversation, "text": "hello", "clientId": "c1" }),
+        )
+        .await;
+    assert_eq!(ack["ok"], true, "{ack}");
+    let (status, _) = app.get("/no/such/path", None).await;
+    assert_eq!(status, 404);
+    let (status, _) = app
+        .get(
+            &format!("/api/v1/conversations/{conversation}/messages"),
+            Some(&alice.token),
+        )
+        .await;
+    assert_eq!(status, 200);
+
+    let (text, m) = scrape(&app).await;
+    let get = |k: &str| {
+        *m.get(k)
+            .unwrap_or_else(|| panic!("{k} missing from\n{text}"))
+    };
+    assert!(get("huddle_connections") >= 1.0);
+    assert!(get("huddle_connections_total") >= 1.0);
+    assert!(get("huddle_engineio_sessions") >= 1.0);
+    assert!(
+        get("huddle_rooms") >= 2.0,
+        "user room and conversation room"
+    );
+    assert!(get("huddle_socketio_events_in_total") >= 2.0);
+    assert!(get("huddle_socketio_packets_out_total") >= 3.0);
+    assert!(get("huddle_bytes_in_total") > 0.0);
+    assert!(get("huddle_bytes_out_total") > 0.0);
+    assert!(get("huddle_broadcasts_total") >= 1.0);
+    assert_eq!(get("huddle_upload_bytes_total"), 0.0);
+    assert_eq!(get("huddle_bridge_published_total"), 0.0);
+    assert_eq!(get("huddle_bridge_lag_seconds_count"), 0.0);
+    // HTTP: route patterns, never raw paths; unknown paths as `unmatched`.
+    assert_eq!(
+        get(
+            r#"huddle_http_requests_total{method="POST",route="/api/v1/auth/register",status="2xx"}"#
+        ),
+        2.0
+    );
+    assert_eq!(
+        get(
+            r#"huddle_http_requests_total{method="GET",route="/api/v1/conversations/{id}/messages",status="2xx"}"#
+        ),
+        1.0
+    );
+    assert!(
+        get(r#"huddle_http_requests_total{method="GET",route="unmatched",status="4xx"}"#) >= 1.0
+    );
+    assert!(!text.contains(&conversation), "no raw path in a label");
+    let inf = get(
+        r#"huddle_http_request_duration_seconds_bucket{method="POST",route="/api/v1/auth/register",status="2xx",le="+Inf"}"#,
+    );
+    assert_eq!(inf, 2.0);
+    // Buckets are cumulative.
+    let mut last = 0.0;
+    for line in text.lines().filter(|l| l.starts_with(r#"huddle_http_request_duration_seconds_bucket{method="POST",route="/api/v1/auth/register""#)) {
+        let v: f64 = line.rsplit_once(' ').unwrap().1.parse().unwrap();
+        assert!(v >= last, "{line}");
+        last = v;
+    }
+}
+
+async fn publish(app: &TestApp, key: Option<&str>, body: &str) -> (u16, Value) {
+    let mut req = awc::Client::default()
+        .post(app.url("/api/v1/publish"))
+        .insert_header(("content-type", "application/json"));
+    if let Some(k) = key {
+        req = req.bearer_auth(k);
+    }
+    let mut res = req.send_body(body.to_owned()).await.expect("publish sent");
+    let status = res.status().as_u16();
+    let body = res.json::<Value>().await.unwrap_or(Value::Null);
+    (status, body)
+}
+
+#[actix_web::test]
+async fn publish_reaches_sockets_in_the_rooms() {
+    let app = spawn_app(&[("SERVICE_KEYS", &format!("other-key,{KEY}"))]).await;
+    let alice = app.register("Alice").await;
+    let mut chat = SioClient::connect(app.port, "/chat", &alice.token).await;
+    let mut root = SioClient::connect(app.port, "/", &alice.token).await;
+
+    let room = format!("user:{}", alice.id);
+    let body = json!({ "namespace": "/chat", "rooms": [room, "nobody-here"], "event": "announcement",
+        "data": { "text": "maintenance at noon", "n": [1, 2] } });
+    let (status, answer) = publish(&app, Some(KEY), &body.to_string()).await;
+    assert_eq!((status, answer), (202, json!({ "ok": true })));
+    let got = chat.expect_event("/chat", "announcement").await;
+    assert_eq!(got, json!({ "text": "maintenance at noon", "n": [1, 2] }));
+    // The default namespace is "/"; only its sockets get it.
+    let body = json!({ "rooms": [room], "event": "ping-all", "data": "hi" });
+    assert_eq!(
+        publish(&app, Some("other-key"), &body.to_string()).await.0,
+        202
+    );
+    assert_eq!(root.expect_event("/", "ping-all").await, json!("hi"));
+    chat.expect_no_event("/chat", "ping-all", std::time::Duration::from_millis(300))
+        .await;
+}
+
+#[actix_web::test]
+async fn publish_refuses_bad_requests() {
+    let app = spawn_app(&[("SERVICE_KEYS", KEY)]).await;
+    let ok = json!({ "rooms": ["r"], "event": "e", "data": 1 }).to_string();
+    let cases: Vec<(Option<&str>, String, u16, &str)> = vec![
+        (None, ok.clone(), 401, "unauthorized"),
+        (Some("wrong"), ok.clone(), 401, "unauthorized"),
+        (Some(&KEY[..KEY.len() - 1]), ok.clone(), 401, "unauthorized"),
+        (Some(KEY), "{".into(), 400, "bad_request"),
+        (Some(KEY), json!({ "namespace": "/nope", "rooms": ["r"], "event": "e", "data": 1 }).to_string(), 400, "bad_request"),
+        (Some(KEY), json!({ "rooms": [], "event": "e", "data": 1 }).to_string(), 400, "bad_request"),
+        (Some(KEY), json!({ "rooms": (0..101).map(|i| format!("r{i}")).collect::<Vec<_>>(), "event": "e", "data": 1 }).to_string(), 400, "bad_request"),
+        (Some(KEY), json!({ "rooms": ["x".repeat(257)], "event": "e", "data": 1 }).to_string(), 400, "bad_request"),
+        (Some(KEY), json!({ "rooms": ["r"], "event": "disconnect", "data": 1 }).to_string(), 400, "bad_request"),
+        (Some(KEY), json!({ "rooms": ["r"], "event": "", "data": 1 }).to_string(), 400, "bad_request"),
+        (Some(KEY), json!({ "rooms": ["r"], "event": "e" }).to_string(), 400, "bad_request"),
+        (Some(KEY), json!({ "rooms": ["r"], "event": "e", "data": 1, "x": 1 }).to_string(), 400, "bad_request"),
+        (Some(KEY), json!({ "rooms": ["r"], "event": "e", "data": "x".repeat(70_000) }).to_string(), 413, "payload_too_large"),
+    ];
+    for (key, body, status, code) in cases {
+        let (got, answer) = publish(&app, key, &body).await;
+        assert_eq!(got, status, "{}: {answer}", &body[..body.len().min(80)]);
+        assert_eq!(answer["error"]["code"], code, "{answer}");
+    }
+    // Not JSON.
+    let mut res = awc::Client::default()
+        .post(app.url("/api/v1/publish"))
+        .bearer_auth(KEY)
+        .insert_header(("content-type", "text/plain"))
+        .send_body(ok.clone())
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 415);
+    assert_eq!(
+        res.json::<Value>().await.unwrap()["error"]["code"],
+        "unsupported_media_type"
+    );
+    // GET is not the API.
+    let (status, _) = app.get("/api/v1/publish", None).await;
+    assert_eq!(status, 405);
+
+    // Without service keys the API does not exist.
+    let off = spawn_app(&[]).await;
+    let (status, answer) = publish(&off, Some(KEY), &ok).await;
+    assert_eq!(status, 404, "{answer}");
+    assert_eq!(answer["error"]["code"], "not_found");
+}
