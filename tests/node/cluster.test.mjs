@@ -265,3 +265,22 @@ test("a node receives no traffic for rooms it has no members in", T, () =>
     assert.ok((await metric(n2, "huddle_bridge_received_total")) > before);
   }),
 );
+
+test("the publish API of node 1 reaches rooms on both nodes", T, () =>
+  withCluster({ env: { SERVICE_KEYS: "cluster-test-service-key" } }, async ({ nodes: [n1, n2] }) => {
+    const ann = await api.externalUser(n1.url, "Ann");
+    const bob = await api.externalUser(n1.url, "Bob");
+    const a = await connectAs(n1, ann, "/");
+    const b = await connectAs(n2, bob, "/");
+    const ra = new Recorder(a, ["deploy:finished"]);
+    const rb = new Recorder(b, ["deploy:finished"]);
+    const res = await api.request(n1.url, "POST", "/api/v1/publish", {
+      headers: { authorization: "Bearer cluster-test-service-key" },
+      body: { rooms: [`user:${ann.id}`, `user:${bob.id}`], event: "deploy:finished", data: { build: 42 } },
+    });
+    assert.equal(res.status, 202, JSON.stringify(res.body));
+    await ra.count("deploy:finished", 1);
+    await rb.count("deploy:finished", 1);
+    assert.deepEqual(rb.payloads("deploy:finished")[0], { build: 42 });
+  }),
+);
