@@ -9,8 +9,9 @@
 //! the idempotency check, one conversation per `direct_key`, take-once
 //! refresh tokens — is checked and written inside a single redb write
 //! transaction, and redb runs one writer at a time, so they hold under
-//! concurrency. redb is blocking, so every call runs on the blocking thread
-//! pool and async callers never stall the reactor.
+//! concurrency. redb is blocking, so reads run on the blocking thread pool
+//! and writes on one writer thread that commits them in groups (`writer`);
+//! async callers never stall the reactor.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -29,8 +30,10 @@ mod files;
 mod notifications;
 mod search;
 mod workspaces;
+mod writer;
 use redb::{
-    Database, ReadTransaction, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction,
+    Database, Durability, ReadTransaction, ReadableDatabase, ReadableTable, TableDefinition,
+    WriteTransaction,
 };
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -102,6 +105,8 @@ pub(super) const CONVERSATION_ORDER: &str = "conversation_order";
 #[derive(Clone)]
 pub struct EmbeddedStore {
     db: Arc<Database>,
+    /// Runs every write transaction, with group commit (see `writer`).
+    writer: Arc<writer::Writer>,
     /// The task search index, derived from the database (see `search`).
     search: Arc<crate::store::search_index::TaskIndex>,
 }
@@ -120,7 +125,7 @@ impl EmbeddedStore {
         std::fs::create_dir_all(dir).ctx(format!("creating data directory {}", dir.display()))?;
         let path = dir.join(FILE_NAME);
         let db = Database::create(&path).ctx(format!("opening {}", path.display()))?;
-        write_txn(&db, "creating tables", |txn| {
+        write_txn(&db, "creating tables", Durability::Immediate, |txn| {
             txn.open_table(USERS).ctx("open users")?;
             txn.open_table(USERS_BY_EMAIL).ctx("open users_by_email")?;
             txn.open_table(USERS_BY_USERNAME)
@@ -152,8 +157,10 @@ impl EmbeddedStore {
             Ok(())
         })?;
         let search = search::build_index(&db)?;
+        let db = Arc::new(db);
         Ok(Self {
-            db: Arc::new(db),
+            writer: Arc::new(writer::Writer::start(Arc::clone(&db))?),
+            db,
             search: Arc::new(search),
         })
     }
@@ -183,25 +190,29 @@ impl EmbeddedStore {
         .await
     }
 
-    /// Runs `f` in one write transaction on the blocking thread pool;
-    /// commits when `f` succeeds, aborts when it fails.
+    /// Runs `f` in one write transaction on the writer thread; commits when
+    /// `f` succeeds, aborts when it fails, and answers once the commit is
+    /// durable (writes that queue up together share one `fsync`).
     pub(super) async fn write<T, F>(&self, what: &'static str, f: F) -> StoreResult<T>
     where
         T: Send + 'static,
         F: FnOnce(&WriteTransaction) -> StoreResult<T> + Send + 'static,
     {
-        self.blocking(what, move |db| write_txn(db, what, f)).await
+        self.writer.write(what, f).await
     }
 }
 
-/// Runs `f` in one write transaction: committed when `f` succeeds, aborted
-/// (nothing written) when it fails.
+/// Runs `f` in one write transaction: committed with `durability` when `f`
+/// succeeds, aborted (nothing written) when it fails.
 pub(super) fn write_txn<T>(
     db: &Database,
     what: &str,
+    durability: Durability,
     f: impl FnOnce(&WriteTransaction) -> StoreResult<T>,
 ) -> StoreResult<T> {
-    let txn = db.begin_write().ctx(what)?;
+    let mut txn = db.begin_write().ctx(what)?;
+    txn.set_durability(durability)
+        .ctx(format!("{what}: durability"))?;
     match f(&txn) {
         Ok(out) => {
             txn.commit().ctx(format!("{what}: commit"))?;
