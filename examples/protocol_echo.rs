@@ -13,10 +13,12 @@
 //! with `pingInterval` 300 ms, `pingTimeout` 200 ms, `maxPayload` 1,000,000,
 //! a 1000 ms connect timeout, and CORS open.
 
-use actix_web::{App, HttpServer};
+use actix_web::App;
 use async_trait::async_trait;
 use huddle_actors::engine::RawMessages;
 use huddle_actors::protocol::engineio::Packet;
+use huddle_actors::server::{serve, ServerOptions};
+use huddle_actors::websocket::WsRoutes;
 use huddle_actors::{Engine, EngineConfig, EventError, IncomingEvent, Namespace, Reply, Socket};
 use serde_json::Value;
 use std::sync::Arc;
@@ -87,7 +89,10 @@ async fn main() -> std::io::Result<()> {
         .namespace("/custom", ns)
         .build();
     log::info!("protocol echo server listening on 0.0.0.0:{port}");
-    HttpServer::new(move || {
+    let routes = WsRoutes::new()
+        .at("/engine.io", raw.clone())
+        .at("/socket.io", sio.clone());
+    let app = move || {
         let raw = raw.clone();
         let sio = sio.clone();
         App::new()
@@ -96,9 +101,7 @@ async fn main() -> std::io::Result<()> {
                 huddle_actors::transport::configure_at(cfg, "/engine.io", raw);
                 huddle_actors::transport::configure(cfg, sio);
             })
-    })
-    .on_connect(huddle_actors::transport::on_connect)
-    .bind(("0.0.0.0", port))?
-    .run()
-    .await
+    };
+    let listener = std::net::TcpListener::bind(("0.0.0.0", port))?;
+    serve(listener, app, routes, ServerOptions::default())?.await
 }

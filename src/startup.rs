@@ -9,7 +9,7 @@ use crate::settings::Settings;
 use crate::state::AppState;
 use crate::store::{EmbeddedStore, MongoStore};
 use actix_web::dev::{Server, ServerHandle};
-use actix_web::{web, App, HttpServer};
+use actix_web::{web, App};
 use anyhow::Context as _;
 use huddle_actors::auth::Authenticator;
 use huddle_actors::blob::BlobStore;
@@ -217,12 +217,14 @@ impl Application {
                     settings.server.static_dir.display()
                 ),
             }
-            let mut server = HttpServer::new(move || {
+            let routes = huddle_actors::websocket::WsRoutes::new().at("/socket.io", engine.clone());
+            let app = move || {
                 let engine = engine.clone();
                 App::new()
                     .wrap(crate::http::cors(&cors_origins))
                     // Outside CORS: every request is timed, preflights and
-                    // the socket transport included.
+                    // the polling transport included (WebSocket upgrades
+                    // never reach the application).
                     .wrap(actix_web::middleware::from_fn(crate::http::metrics::record))
                     .wrap(
                         actix_web::middleware::Logger::new("%a \"%r\" %s %b %Dms")
@@ -236,14 +238,12 @@ impl Application {
                             cfg.service(crate::http::static_files(dir));
                         }
                     })
-            })
-            .on_connect(huddle_actors::transport::on_connect)
-            .disable_signals()
-            .shutdown_timeout(settings.server.shutdown_timeout_secs);
-            if settings.server.workers > 0 {
-                server = server.workers(settings.server.workers);
-            }
-            server.listen(listener)?.run()
+            };
+            let options = huddle_actors::server::ServerOptions {
+                workers: settings.server.workers,
+                shutdown_timeout_secs: settings.server.shutdown_timeout_secs,
+            };
+            huddle_actors::server::serve(listener, app, routes, options)?
         };
         log::info!(
             "huddle listening on http://{}:{port} ({} mode)",

@@ -27,10 +27,12 @@ pub mod recovery;
 pub mod registry;
 pub mod room;
 pub mod root;
+pub mod server;
 pub mod store;
 pub mod transport;
 pub mod upload;
 pub mod upload_rules;
+pub mod websocket;
 pub mod wire;
 pub mod workspace;
 

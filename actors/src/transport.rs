@@ -1,8 +1,9 @@
-//! The Engine.IO transports over actix-web, at `/socket.io/`: HTTP
-//! long-polling (`GET` drains the outbox, `POST` carries client packets) and
-//! WebSocket (a response body draining the outbox, and a reader task feeding
-//! decoded frames to the connection actor), plus the upgrade from the first
-//! to the second (`2probe` / `3probe` / `5`).
+//! The Engine.IO long-polling transport over actix-web, at `/socket.io/`
+//! (`GET` drains the outbox, `POST` carries client packets), and what it
+//! shares with the WebSocket transport of [`crate::websocket`] (the
+//! handshake checks, opening a session). WebSocket requests, the upgrade
+//! from polling included (`2probe` / `3probe` / `5`), never reach actix-web:
+//! the server hands them to `websocket::upgrade` with the socket.
 //!
 //! Every failure answers as the reference Engine.IO server does: HTTP 400
 //! with `{ code, message }` (0 unknown transport, 1 unknown session, 2 bad
@@ -11,13 +12,11 @@
 //! over it.
 
 use crate::connection::{Connection, Inbound, TransportClosed};
-use crate::encoded::{pong_frame, Encoded, Frame};
 use crate::engine::{Engine, SessionEntry};
 use crate::namespace::DisconnectReason;
-use crate::outbox::{Drain, Outbox, PollOutcome, WsBody, WsEnd};
+use crate::outbox::{Drain, Outbox, PollOutcome};
 use crate::protocol::engineio::{self, Handshake};
 use actix::prelude::*;
-use actix_http::ws::{Codec, Frame as WsFrame, Item, ProtocolError};
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use base64::Engine as _;
@@ -45,48 +44,44 @@ pub fn configure_at(cfg: &mut web::ServiceConfig, path: &str, engine: Engine) {
     );
 }
 
-/// Connection hook for `HttpServer::on_connect`: turns Nagle's algorithm off
-/// on every accepted TCP connection. A server push often takes several small
-/// writes in a row (a CONNECT answer and the first event, a binary packet's
-/// attachments, a burst of broadcasts); with Nagle on, every write after the
-/// first waits for the client's delayed ACK, about 40 ms each time.
-pub fn on_connect(conn: &dyn std::any::Any, _: &mut actix_web::dev::Extensions) {
-    if let Some(tcp) = conn.downcast_ref::<actix_web::rt::net::TcpStream>() {
-        if let Err(e) = tcp.set_nodelay(true) {
-            log::debug!("cannot set TCP_NODELAY: {e}");
-        }
-    }
-}
-
 /// Handshake query parameters.
 #[derive(Debug, Deserialize)]
 pub struct EioQuery {
     #[serde(rename = "EIO")]
     eio: Option<String>,
     transport: Option<String>,
-    sid: Option<String>,
-    token: Option<String>,
+    pub(crate) sid: Option<String>,
+    pub(crate) token: Option<String>,
 }
 
-fn eio_error(code: u8, message: &str) -> HttpResponse {
-    let status = if code == 4 {
-        actix_web::http::StatusCode::FORBIDDEN
-    } else {
-        actix_web::http::StatusCode::BAD_REQUEST
-    };
-    HttpResponse::build(status).json(serde_json::json!({ "code": code, "message": message }))
+fn eio_error(code: u8, message: &'static str) -> HttpResponse {
+    Refusal(code, message).response()
 }
 
 /// A handshake-level refusal: the Engine.IO error code and message.
-struct Refusal(u8, &'static str);
+pub(crate) struct Refusal(pub(crate) u8, pub(crate) &'static str);
 
 impl Refusal {
+    /// The status (403 for code 4, else 400) and the JSON body.
+    pub(crate) fn parts(&self) -> (actix_web::http::StatusCode, Bytes) {
+        let status = if self.0 == 4 {
+            actix_web::http::StatusCode::FORBIDDEN
+        } else {
+            actix_web::http::StatusCode::BAD_REQUEST
+        };
+        let body = serde_json::json!({ "code": self.0, "message": self.1 }).to_string();
+        (status, Bytes::from(body))
+    }
+
     fn response(&self) -> HttpResponse {
-        eio_error(self.0, self.1)
+        let (status, body) = self.parts();
+        HttpResponse::build(status)
+            .content_type("application/json")
+            .body(body)
     }
 }
 
-fn check_query(q: &EioQuery) -> Result<&str, Refusal> {
+pub(crate) fn check_query(q: &EioQuery) -> Result<&str, Refusal> {
     if q.eio.as_deref() != Some("4") {
         return Err(Refusal(5, "Unsupported protocol version"));
     }
@@ -96,8 +91,8 @@ fn check_query(q: &EioQuery) -> Result<&str, Refusal> {
     }
 }
 
-fn parse_query(req: &HttpRequest) -> Result<EioQuery, Refusal> {
-    web::Query::<EioQuery>::from_query(req.query_string())
+pub(crate) fn parse_query(query: &str) -> Result<EioQuery, Refusal> {
+    web::Query::<EioQuery>::from_query(query)
         .map(|q| q.into_inner())
         .map_err(|_| Refusal(3, "Bad request"))
 }
@@ -113,7 +108,7 @@ async fn bad_method() -> HttpResponse {
 }
 
 /// Opens a session: starts its connection actor and registers it.
-fn open_session(
+pub(crate) fn open_session(
     engine: &Engine,
     drain: Drain,
     token: Option<String>,
@@ -139,7 +134,7 @@ fn open_session(
     (sid, entry)
 }
 
-fn handshake_packet(engine: &Engine, sid: &str, upgrades: &[&str]) -> engineio::Packet {
+pub(crate) fn handshake_packet(engine: &Engine, sid: &str, upgrades: &[&str]) -> engineio::Packet {
     let cfg = engine.config();
     Handshake {
         sid: sid.to_owned(),
@@ -158,12 +153,8 @@ fn polling_response(body: Bytes) -> HttpResponse {
         .body(body)
 }
 
-async fn handle_get(
-    req: HttpRequest,
-    payload: web::Payload,
-    engine: web::Data<Engine>,
-) -> HttpResponse {
-    let q = match parse_query(&req) {
+async fn handle_get(req: HttpRequest, engine: web::Data<Engine>) -> HttpResponse {
+    let q = match parse_query(req.query_string()) {
         Ok(q) => q,
         Err(r) => return r.response(),
     };
@@ -172,7 +163,9 @@ async fn handle_get(
         Err(r) => return r.response(),
     };
     if transport == "websocket" {
-        return websocket(req, payload, engine.get_ref().clone(), q).await;
+        // WebSocket requests carry `Connection: Upgrade` and are served by
+        // `websocket::upgrade`; one without it is no WebSocket.
+        return eio_error(3, "Bad request");
     }
     match &q.sid {
         None => {
@@ -217,7 +210,7 @@ async fn handle_post(
     mut payload: web::Payload,
     engine: web::Data<Engine>,
 ) -> HttpResponse {
-    let q = match parse_query(&req) {
+    let q = match parse_query(req.query_string()) {
         Ok(q) => q,
         Err(r) => return r.response(),
     };
@@ -299,211 +292,4 @@ async fn handle_post(
     };
     session.polling_post.store(false, Ordering::SeqCst);
     result
-}
-
-async fn websocket(
-    req: HttpRequest,
-    payload: web::Payload,
-    engine: Engine,
-    q: EioQuery,
-) -> HttpResponse {
-    let (sid, entry, upgrading) = match &q.sid {
-        Some(sid) => {
-            let Some(session) = engine.session(sid) else {
-                return eio_error(1, "Session ID unknown");
-            };
-            if session.websocket.swap(true, Ordering::SeqCst) {
-                return eio_error(3, "Bad request");
-            }
-            (sid.clone(), session, true)
-        }
-        None => {
-            if engine.is_draining() {
-                return HttpResponse::ServiceUnavailable().finish();
-            }
-            let (sid, entry) = open_session(&engine, Drain::WebSocket, q.token.clone());
-            (sid, entry, false)
-        }
-    };
-    let mut response = match actix_web_actors::ws::handshake(&req) {
-        Ok(r) => r,
-        Err(e) => {
-            log::debug!("websocket handshake refused: {e}");
-            if upgrading {
-                entry.websocket.store(false, Ordering::SeqCst);
-            } else {
-                entry.conn.do_send(TransportClosed {
-                    reason: DisconnectReason::TransportClose,
-                    code: 1002,
-                });
-            }
-            return eio_error(3, "Bad request");
-        }
-    };
-    if !upgrading {
-        // The OPEN packet is the first frame of a WebSocket-only session.
-        let open = handshake_packet(&engine, &sid, &[]);
-        entry.outbox.push_control(Encoded::engine(&open));
-    }
-    let max = engine.config().max_payload;
-    let body = WsBody::new(entry.outbox.clone());
-    let end = body.end_handle();
-    let reader = read_websocket(payload, entry.clone(), upgrading, max, end, engine.clone());
-    actix_web::rt::spawn(reader);
-    response.streaming(body)
-}
-
-/// Reads WebSocket frames and hands Engine.IO packets to the connection.
-async fn read_websocket(
-    mut payload: web::Payload,
-    session: Arc<SessionEntry>,
-    mut upgrading: bool,
-    max: usize,
-    end: Arc<WsEnd>,
-    engine: Engine,
-) {
-    let mut codec = Codec::new().max_size(max);
-    let mut buf = BytesMut::new();
-    // A message split over continuation frames: (is_binary, bytes so far).
-    let mut partial: Option<(bool, BytesMut)> = None;
-    let close = |reason, code| {
-        session.conn.do_send(TransportClosed { reason, code });
-    };
-    loop {
-        let frame = match actix_codec::Decoder::decode(&mut codec, &mut buf) {
-            Ok(Some(f)) => f,
-            Ok(None) => match payload.next().await {
-                Some(Ok(chunk)) => {
-                    buf.extend_from_slice(&chunk);
-                    continue;
-                }
-                Some(Err(_)) | None => {
-                    if !upgrading {
-                        close(DisconnectReason::TransportClose, 1006);
-                    } else {
-                        // A failed upgrade leaves the session on polling.
-                        end.end(1000);
-                        session.websocket.store(false, Ordering::SeqCst);
-                    }
-                    return;
-                }
-            },
-            Err(ProtocolError::Overflow) => {
-                close(DisconnectReason::ParseError, 1009);
-                return;
-            }
-            Err(e) => {
-                log::debug!("websocket protocol error: {e}");
-                close(DisconnectReason::ParseError, 1002);
-                return;
-            }
-        };
-        let message = match frame {
-            WsFrame::Text(b) => Some((false, b)),
-            WsFrame::Binary(b) => Some((true, b)),
-            WsFrame::Continuation(item) => {
-                let (first, b, last) = match item {
-                    Item::FirstText(b) => (Some(false), b, false),
-                    Item::FirstBinary(b) => (Some(true), b, false),
-                    Item::Continue(b) => (None, b, false),
-                    Item::Last(b) => (None, b, true),
-                };
-                if let Some(binary) = first {
-                    partial = Some((binary, BytesMut::from(&b[..])));
-                } else {
-                    match partial.as_mut() {
-                        Some((_, acc)) if acc.len() + b.len() <= max => acc.extend_from_slice(&b),
-                        Some(_) => {
-                            close(DisconnectReason::ParseError, 1009);
-                            return;
-                        }
-                        None => {
-                            close(DisconnectReason::ParseError, 1002);
-                            return;
-                        }
-                    }
-                }
-                if last {
-                    partial.take().map(|(bin, acc)| (bin, acc.freeze()))
-                } else {
-                    None
-                }
-            }
-            WsFrame::Ping(data) => {
-                session.outbox.push_ws_direct(pong_frame(&data));
-                None
-            }
-            WsFrame::Pong(_) => None,
-            WsFrame::Close(_) => {
-                if !upgrading {
-                    close(DisconnectReason::TransportClose, 1000);
-                } else {
-                    // The client gave the upgrade up: answer its close, and
-                    // leave the session on polling.
-                    end.end(1000);
-                    session.websocket.store(false, Ordering::SeqCst);
-                }
-                return;
-            }
-        };
-        let Some((binary, data)) = message else {
-            continue;
-        };
-        engine.metrics().bytes_in(data.len());
-        let packet = if binary {
-            engineio::Packet::decode_binary(data)
-        } else {
-            match engineio::Packet::decode_text(data) {
-                Ok(p) => p,
-                Err(e) => {
-                    log::debug!("websocket: bad engine.io packet: {e}");
-                    close(DisconnectReason::ParseError, 1002);
-                    return;
-                }
-            }
-        };
-        if upgrading {
-            match &packet {
-                engineio::Packet::Ping(d) if &d[..] == b"probe" => {
-                    let probe = Frame::text(b"3probe");
-                    session.outbox.push_ws_direct(probe.ws_bytes().clone());
-                    session.outbox.wake_poll_with_noop();
-                    continue;
-                }
-                engineio::Packet::Upgrade => {
-                    session.outbox.switch_to_websocket();
-                    upgrading = false;
-                    continue;
-                }
-                _ => {}
-            }
-        }
-        if session
-            .conn
-            .send(Inbound {
-                packets: vec![packet],
-            })
-            .await
-            .is_err()
-        {
-            return;
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn on_connect_turns_nagle_off() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let client = tokio::net::TcpStream::connect(addr).await.unwrap();
-        let (accepted, _) = listener.accept().await.unwrap();
-        assert!(!accepted.nodelay().unwrap());
-        on_connect(&accepted, &mut actix_web::dev::Extensions::new());
-        assert!(accepted.nodelay().unwrap());
-        drop(client);
-    }
 }

@@ -1,0 +1,449 @@
+//! The Engine.IO WebSocket transport, on the TCP socket itself.
+//!
+//! actix-http hands every `Connection: Upgrade` request to [`upgrade`]
+//! together with the socket (see [`crate::server`]). It routes the request to
+//! the engine mounted at its path, runs the Engine.IO checks the reference
+//! server runs (answering its JSON errors), answers `101 Switching
+//! Protocols`, and from then on one future per connection reads frames and
+//! writes the outbox's frames on the bare `TcpStream`:
+//!
+//! - **Reading** holds no buffer while the client is quiet: it waits for the
+//!   socket to be readable and only then takes memory for what arrived
+//!   (whole frames are handed on, a partial one waits for the rest).
+//! - **Writing** takes every frame that is waiting in the outbox (at most
+//!   [`MAX_GATHER`]) and writes them with one vectored write, straight from
+//!   the shared bytes of each broadcast: a burst that arrives faster than the
+//!   socket drains goes out in one system call, and no frame is copied.
+//!
+//! Going around actix-http's dispatcher for the life of the socket is what
+//! keeps an idle connection small: the dispatcher keeps an 8 KiB read and an
+//! 8 KiB write buffer per connection for as long as it lives.
+
+use crate::connection::{Inbound, TransportClosed};
+use crate::encoded::{pong_frame, Encoded, Frame};
+use crate::engine::{Engine, SessionEntry};
+use crate::namespace::DisconnectReason;
+use crate::outbox::{Drain, WsBody, WsEnd};
+use crate::protocol::engineio;
+use crate::transport::{self, Refusal};
+use actix_codec::Framed;
+use actix_http::body::BodySize;
+use actix_http::h1;
+use actix_http::ws::{Codec, Frame as WsFrame, Item, ProtocolError};
+use actix_http::{Request, Response, StatusCode};
+use bytes::{Buf, Bytes, BytesMut};
+use futures_util::{FutureExt, SinkExt, StreamExt};
+use std::collections::VecDeque;
+use std::io::IoSlice;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::TcpStream;
+
+/// Most frames gathered into one vectored write.
+pub const MAX_GATHER: usize = 64;
+/// Bytes asked of the socket per read.
+const READ_CHUNK: usize = 4096;
+/// How long the queued frames and the close frame may take to go out after
+/// the client has gone quiet or closed.
+const CLOSE_GRACE: Duration = Duration::from_secs(5);
+
+/// Which engine serves WebSocket upgrades at which path.
+#[derive(Clone, Default)]
+pub struct WsRoutes {
+    routes: Vec<(String, Engine)>,
+}
+
+impl WsRoutes {
+    /// No routes: every upgrade request is refused.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Serves `engine`'s WebSocket transport at `path` (with or without a
+    /// trailing slash), as [`transport::configure_at`] serves its polling.
+    pub fn at(mut self, path: &str, engine: Engine) -> Self {
+        self.routes
+            .push((path.trim_end_matches('/').to_owned(), engine));
+        self
+    }
+
+    fn engine(&self, path: &str) -> Option<&Engine> {
+        let path = path.trim_end_matches('/');
+        self.routes
+            .iter()
+            .find(|(p, _)| p == path)
+            .map(|(_, engine)| engine)
+    }
+}
+
+/// Serves one upgrade request: an Engine.IO WebSocket at a mounted path, or
+/// an error response. Ends when the connection does.
+pub async fn upgrade(
+    routes: WsRoutes,
+    req: Request,
+    mut framed: Framed<TcpStream, h1::Codec>,
+) -> std::io::Result<()> {
+    let Some(engine) = routes.engine(req.path()).cloned() else {
+        return respond(&mut framed, StatusCode::NOT_FOUND, None).await;
+    };
+    let q = match transport::parse_query(req.uri().query().unwrap_or("")) {
+        Ok(q) => q,
+        Err(refusal) => return refuse(&mut framed, refusal).await,
+    };
+    match transport::check_query(&q) {
+        Ok("websocket") => {}
+        Ok(_) => return refuse(&mut framed, Refusal(3, "Bad request")).await,
+        Err(refusal) => return refuse(&mut framed, refusal).await,
+    }
+    // Checked before any session is touched: a refused handshake leaves
+    // nothing to undo.
+    let accept = match actix_http::ws::handshake(req.head()) {
+        Ok(mut res) => res.finish().drop_body(),
+        Err(e) => {
+            log::debug!("websocket handshake refused: {e}");
+            return refuse(&mut framed, Refusal(3, "Bad request")).await;
+        }
+    };
+    let (sid, session, upgrading) = match &q.sid {
+        Some(sid) => {
+            let Some(session) = engine.session(sid) else {
+                return refuse(&mut framed, Refusal(1, "Session ID unknown")).await;
+            };
+            if session.websocket.swap(true, Ordering::SeqCst) {
+                return refuse(&mut framed, Refusal(3, "Bad request")).await;
+            }
+            (sid.clone(), session, true)
+        }
+        None => {
+            if engine.is_draining() {
+                return respond(&mut framed, StatusCode::SERVICE_UNAVAILABLE, None).await;
+            }
+            let (sid, session) = transport::open_session(&engine, Drain::WebSocket, q.token);
+            (sid, session, false)
+        }
+    };
+    if let Err(e) = framed.send((accept, BodySize::None).into()).await {
+        log::debug!("websocket: sending 101 failed: {e}");
+        abandon(&session, upgrading, 1006);
+        return Ok(());
+    }
+    if !upgrading {
+        // The OPEN packet is the first frame of a WebSocket-only session.
+        let open = transport::handshake_packet(&engine, &sid, &[]);
+        session.outbox.push_control(Encoded::engine(&open));
+    }
+    // The request's headers share the dispatcher's read buffer: let both go.
+    drop(req);
+    let parts = framed.into_parts();
+    // Bytes the client sent right behind its request are its first frames.
+    let leftover = parts.read_buf;
+    drop(parts.write_buf);
+    // The connection runs as a task of its own, sized to what it needs: the
+    // HTTP dispatcher that called us (and its task) ends here.
+    actix_web::rt::spawn(serve(parts.io, leftover, session, upgrading, engine));
+    Ok(())
+}
+
+/// Answers an Engine.IO refusal (`400`/`403` with `{ code, message }`).
+async fn refuse(
+    framed: &mut Framed<TcpStream, h1::Codec>,
+    refusal: Refusal,
+) -> std::io::Result<()> {
+    let (status, body) = refusal.parts();
+    respond(framed, status, Some(body)).await
+}
+
+/// Answers `status` with an optional JSON body and closes.
+async fn respond(
+    framed: &mut Framed<TcpStream, h1::Codec>,
+    status: StatusCode,
+    body: Option<Bytes>,
+) -> std::io::Result<()> {
+    let mut res = Response::build(status);
+    res.insert_header((actix_http::header::CONNECTION, "close"));
+    let size = match &body {
+        Some(b) => {
+            res.insert_header((actix_http::header::CONTENT_TYPE, "application/json"));
+            BodySize::Sized(b.len() as u64)
+        }
+        None => BodySize::Sized(0),
+    };
+    let head = res.finish().drop_body();
+    framed.send((head, size).into()).await?;
+    if let Some(body) = body {
+        framed.send(h1::Message::Chunk(Some(body))).await?;
+    }
+    framed.send(h1::Message::Chunk(None)).await?;
+    framed.close().await
+}
+
+/// Runs an accepted WebSocket until it ends: reading and writing side by
+/// side in one future.
+async fn serve(
+    io: TcpStream,
+    leftover: BytesMut,
+    session: Arc<SessionEntry>,
+    upgrading: bool,
+    engine: Engine,
+) {
+    let body = WsBody::new(session.outbox.clone());
+    let end = body.end_handle();
+    let (rh, wh) = io.into_split();
+    let reading = read_frames(rh, leftover, session.clone(), upgrading, end, engine);
+    let writing = write_frames(wh, body);
+    tokio::pin!(reading, writing);
+    tokio::select! {
+        () = &mut reading => {
+            // The session has been told (or the upgrade given up): what is
+            // queued and the close frame still go out, within a bound.
+            let _ = tokio::time::timeout(CLOSE_GRACE, writing).await;
+        }
+        written = &mut writing => {
+            if let Err(e) = written {
+                log::debug!("websocket write failed: {e}");
+                abandon(&session, session.outbox.drain() != Drain::WebSocket, 1006);
+            }
+        }
+    }
+}
+
+/// This WebSocket is gone: the session closes with `code`, or, when the
+/// WebSocket was only an upgrade in progress, stays on long-polling.
+fn abandon(session: &SessionEntry, upgrading: bool, code: u16) {
+    if upgrading {
+        session.websocket.store(false, Ordering::SeqCst);
+    } else {
+        session.conn.do_send(TransportClosed {
+            reason: DisconnectReason::TransportClose,
+            code,
+        });
+    }
+}
+
+/// Writes the body's frames, gathering what is waiting into one vectored
+/// write, until the body ends (after its close frame) or the socket fails.
+async fn write_frames(mut wh: OwnedWriteHalf, mut body: WsBody) -> std::io::Result<()> {
+    let mut queued: VecDeque<Bytes> = VecDeque::new();
+    while let Some(Ok(first)) = body.next().await {
+        queued.push_back(first);
+        while queued.len() < MAX_GATHER {
+            match body.next().now_or_never() {
+                Some(Some(Ok(frame))) => queued.push_back(frame),
+                _ => break,
+            }
+        }
+        write_all(&mut wh, &mut queued).await?;
+        if queued.capacity() > MAX_GATHER {
+            queued = VecDeque::new();
+        }
+    }
+    wh.shutdown().await
+}
+
+/// Writes every queued frame, as few system calls as the socket allows.
+async fn write_all(wh: &mut OwnedWriteHalf, queued: &mut VecDeque<Bytes>) -> std::io::Result<()> {
+    while !queued.is_empty() {
+        // The slices live on the stack of one poll, not in the future.
+        let mut written = std::future::poll_fn(|cx| {
+            let mut slices = [IoSlice::new(&[]); MAX_GATHER];
+            let n = queued.len().min(MAX_GATHER);
+            for (slice, frame) in slices.iter_mut().zip(queued.iter()) {
+                *slice = IoSlice::new(frame);
+            }
+            std::pin::Pin::new(&mut *wh).poll_write_vectored(cx, &slices[..n])
+        })
+        .await?;
+        if written == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        while written > 0 {
+            let front = queued.front_mut().expect("written bytes came from a frame");
+            if written >= front.len() {
+                written -= front.len();
+                queued.pop_front();
+            } else {
+                front.advance(written);
+                written = 0;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Reads WebSocket frames and hands Engine.IO packets to the connection.
+async fn read_frames(
+    rh: OwnedReadHalf,
+    mut buf: BytesMut,
+    session: Arc<SessionEntry>,
+    mut upgrading: bool,
+    end: Arc<WsEnd>,
+    engine: Engine,
+) {
+    let max = engine.config().max_payload;
+    let mut codec = Codec::new().max_size(max);
+    // A message split over continuation frames: (is_binary, bytes so far).
+    let mut partial: Option<(bool, BytesMut)> = None;
+    let close = |reason, code| {
+        session.conn.do_send(TransportClosed { reason, code });
+    };
+    let gone = |upgrading: bool| {
+        if !upgrading {
+            close(DisconnectReason::TransportClose, 1006);
+        } else {
+            // A failed upgrade leaves the session on polling.
+            end.end(1000);
+            session.websocket.store(false, Ordering::SeqCst);
+        }
+    };
+    loop {
+        let frame = match actix_codec::Decoder::decode(&mut codec, &mut buf) {
+            Ok(Some(f)) => f,
+            Ok(None) => {
+                if buf.is_empty() {
+                    // Hold no memory while the client is quiet.
+                    buf = BytesMut::new();
+                }
+                match read_some(&rh, &mut buf).await {
+                    Ok(true) => continue,
+                    Ok(false) | Err(_) => {
+                        gone(upgrading);
+                        return;
+                    }
+                }
+            }
+            Err(ProtocolError::Overflow) => {
+                close(DisconnectReason::ParseError, 1009);
+                return;
+            }
+            Err(e) => {
+                log::debug!("websocket protocol error: {e}");
+                close(DisconnectReason::ParseError, 1002);
+                return;
+            }
+        };
+        let message = match frame {
+            WsFrame::Text(b) => Some((false, own_small(b))),
+            WsFrame::Binary(b) => Some((true, own_small(b))),
+            WsFrame::Continuation(item) => {
+                let (first, b, last) = match item {
+                    Item::FirstText(b) => (Some(false), b, false),
+                    Item::FirstBinary(b) => (Some(true), b, false),
+                    Item::Continue(b) => (None, b, false),
+                    Item::Last(b) => (None, b, true),
+                };
+                if let Some(binary) = first {
+                    partial = Some((binary, BytesMut::from(&b[..])));
+                } else {
+                    match partial.as_mut() {
+                        Some((_, acc)) if acc.len() + b.len() <= max => acc.extend_from_slice(&b),
+                        Some(_) => {
+                            close(DisconnectReason::ParseError, 1009);
+                            return;
+                        }
+                        None => {
+                            close(DisconnectReason::ParseError, 1002);
+                            return;
+                        }
+                    }
+                }
+                if last {
+                    partial.take().map(|(bin, acc)| (bin, acc.freeze()))
+                } else {
+                    None
+                }
+            }
+            WsFrame::Ping(data) => {
+                session.outbox.push_ws_direct(pong_frame(&data));
+                None
+            }
+            WsFrame::Pong(_) => None,
+            WsFrame::Close(_) => {
+                if !upgrading {
+                    close(DisconnectReason::TransportClose, 1000);
+                } else {
+                    // The client gave the upgrade up: answer its close, and
+                    // leave the session on polling.
+                    end.end(1000);
+                    session.websocket.store(false, Ordering::SeqCst);
+                }
+                return;
+            }
+        };
+        let Some((binary, data)) = message else {
+            continue;
+        };
+        engine.metrics().bytes_in(data.len());
+        let packet = if binary {
+            engineio::Packet::decode_binary(data)
+        } else {
+            match engineio::Packet::decode_text(data) {
+                Ok(p) => p,
+                Err(e) => {
+                    log::debug!("websocket: bad engine.io packet: {e}");
+                    close(DisconnectReason::ParseError, 1002);
+                    return;
+                }
+            }
+        };
+        if upgrading {
+            match &packet {
+                engineio::Packet::Ping(d) if &d[..] == b"probe" => {
+                    let probe = Frame::text(b"3probe");
+                    session.outbox.push_ws_direct(probe.ws_bytes().clone());
+                    session.outbox.wake_poll_with_noop();
+                    continue;
+                }
+                engineio::Packet::Upgrade => {
+                    session.outbox.switch_to_websocket();
+                    upgrading = false;
+                    continue;
+                }
+                _ => {}
+            }
+        }
+        if session
+            .conn
+            .send(Inbound {
+                packets: vec![packet],
+            })
+            .await
+            .is_err()
+        {
+            return;
+        }
+    }
+}
+
+/// A small message gets its own allocation: as a slice of the read buffer
+/// it would keep the whole buffer alive for as long as anything holds it.
+fn own_small(payload: Bytes) -> Bytes {
+    if payload.len() < READ_CHUNK / 4 {
+        Bytes::copy_from_slice(&payload)
+    } else {
+        payload
+    }
+}
+
+/// Waits until the socket has bytes, then appends what it has to `buf`.
+/// `Ok(false)` at the end of the stream. Memory is taken only for bytes that
+/// are there: a readiness that turns out stale gives back what it took.
+async fn read_some(rh: &OwnedReadHalf, buf: &mut BytesMut) -> std::io::Result<bool> {
+    loop {
+        rh.readable().await?;
+        let was_empty = buf.is_empty();
+        buf.reserve(READ_CHUNK);
+        match rh.try_read_buf(buf) {
+            Ok(0) => return Ok(false),
+            Ok(_) => return Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                if was_empty {
+                    *buf = BytesMut::new();
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
