@@ -53,6 +53,9 @@ pub struct Common {
     /// Spread connections over 127.0.0.1 … 127.0.0.N as source addresses.
     #[arg(long, global = true, default_value_t = 1)]
     source_ips: u8,
+    /// A name for this run, copied into the result line.
+    #[arg(long, global = true)]
+    label: Option<String>,
     /// Handshakes in progress at once.
     #[arg(long, global = true, default_value_t = 200)]
     connect_concurrency: usize,
@@ -268,6 +271,7 @@ async fn run(cli: Cli) -> Result<Value, String> {
 
 fn main() {
     let cli = Cli::parse();
+    let label = cli.common.label.clone();
     // One thread: pinned to one core the bench measures the server, and its
     // tasks share counters and histograms without locks.
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -277,14 +281,17 @@ fn main() {
     let local = tokio::task::LocalSet::new();
     let result = local.block_on(&runtime, run(cli));
     match result {
-        Ok(v) => {
+        Ok(mut v) => {
+            if let (Some(label), Some(map)) = (&label, v.as_object_mut()) {
+                map.insert("label".to_owned(), Value::from(label.as_str()));
+            }
             println!("{v}");
             let failed = v["ok"] == false;
             std::process::exit(i32::from(failed));
         }
         Err(e) => {
             eprintln!("huddle-bench: {e}");
-            println!("{}", json!({ "error": e }));
+            println!("{}", json!({ "error": e, "label": label }));
             std::process::exit(2);
         }
     }
