@@ -83,12 +83,16 @@ fn make_file(size: usize, chunk: usize, base64: bool) -> File {
     }
 }
 
+/// Time spent sending chunks (initiate included) and in `complete_upload`.
+type Phases = (Duration, Duration);
+
 async fn socket_upload(
     ws: &mut Ws,
     file: &File,
     a: UploadArgs,
     upload_id: &str,
-) -> Result<(), String> {
+) -> Result<Phases, String> {
+    let started = Instant::now();
     let initiate = format!(
         "42{NSP},{INITIATE_ACK}[\"initiate_upload\",{{\"uploadId\":\"{upload_id}\",\"fileName\":\"bench.zip\",\"fileSize\":{},\"mimeType\":\"application/zip\",\"chunkSize\":{}}}]",
         a.file_size, a.chunk_size
@@ -149,6 +153,7 @@ async fn socket_upload(
     let complete = format!(
         "42{NSP},{COMPLETE_ACK}[\"complete_upload\",{{\"sessionId\":\"{session}\",\"uploadId\":\"{upload_id}\"}}]"
     );
+    let chunks_done = Instant::now();
     let ack = client::call(ws, Some(complete), NSP, COMPLETE_ACK).await?;
     if !proto::is_ok(&ack) {
         return Err(format!(
@@ -156,10 +161,15 @@ async fn socket_upload(
             String::from_utf8_lossy(&ack)
         ));
     }
-    Ok(())
+    Ok((chunks_done - started, chunks_done.elapsed()))
 }
 
-async fn http_upload(target: &Target, token: &str, body: &(String, Vec<u8>)) -> Result<(), String> {
+async fn http_upload(
+    target: &Target,
+    token: &str,
+    body: &(String, Vec<u8>),
+) -> Result<Phases, String> {
+    let started = Instant::now();
     let r = http::request(
         target.addr,
         "POST",
@@ -177,7 +187,7 @@ async fn http_upload(target: &Target, token: &str, body: &(String, Vec<u8>)) -> 
             String::from_utf8_lossy(&r.body[..r.body.len().min(300)])
         ));
     }
-    Ok(())
+    Ok((started.elapsed(), Duration::ZERO))
 }
 
 /// Runs the uploads; fails only on setup errors, counts failed uploads.
@@ -249,9 +259,14 @@ pub async fn upload(common: &Common, a: UploadArgs) -> Result<Value, String> {
     let started = Instant::now();
     let _ = go.send(true);
     let mut completed = 0u64;
+    let (mut chunks_max, mut complete_max) = (Duration::ZERO, Duration::ZERO);
     for t in tasks {
         match t.await {
-            Ok(Ok(())) => completed += 1,
+            Ok(Ok((chunks, complete))) => {
+                completed += 1;
+                chunks_max = chunks_max.max(chunks);
+                complete_max = complete_max.max(complete);
+            }
             Ok(Err(e)) => {
                 eprintln!("huddle-bench: upload failed: {e}");
                 errors.push(e);
@@ -284,6 +299,10 @@ pub async fn upload(common: &Common, a: UploadArgs) -> Result<Value, String> {
         "seconds": (secs * 1000.0).round() / 1000.0,
         "mb": mb,
         "mb_per_s": ((mb / secs) * 10.0).round() / 10.0,
+        // Slowest client's time sending chunks (or the whole HTTP request)
+        // and waiting for complete_upload (assembly), apart.
+        "chunks_s_max": (chunks_max.as_secs_f64() * 1000.0).round() / 1000.0,
+        "complete_s_max": (complete_max.as_secs_f64() * 1000.0).round() / 1000.0,
         "server_cpu": {
             "pids": pids,
             "user_ms_per_mb": per_mb(cpu.user_us()),
