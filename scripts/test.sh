@@ -10,8 +10,9 @@
 # store conformance tests (embedded and MongoDB backends, local and S3 blob
 # stores, Redis-backed limits and upload state) and the Node client, protocol
 # compliance and browser suites against the built binaries (browser
-# screenshots land in artifacts/screenshots/). The test servers are stopped
-# on exit, whatever happens.
+# screenshots land in artifacts/screenshots/), and a few seconds of
+# huddle-bench against a debug node (scripts/bench-smoke.sh). The test
+# servers are stopped on exit, whatever happens.
 #
 # Usage: scripts/test.sh            (from anywhere in the checkout)
 set -euo pipefail
@@ -51,7 +52,7 @@ log "formatting and lints"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
-log "building once (server, examples, tests)"
+log "building once (server, huddle-bench, examples, tests)"
 cargo build --workspace --all-targets --locked
 
 cleanup() {
@@ -85,6 +86,9 @@ export HUDDLE_TEST_REDIS_REQUIRED=1
 
 log "Rust tests: unit, integration, store conformance (embedded, MongoDB on secantusdb and nx-27017${HUDDLE_TEST_MONGODB_URI:+ and HUDDLE_TEST_MONGODB_URI}), S3 blob store"
 cargo test --workspace --locked
+
+log "benchmark smoke run: huddle-bench smoke against a debug node (no timing thresholds)"
+scripts/bench-smoke.sh
 
 log "Node client suites (official socket.io-client) and protocol compliance"
 (cd tests/node && npm ci --no-audit --no-fund --loglevel=error)

@@ -1,0 +1,257 @@
+#!/usr/bin/env bash
+# Compares huddle with the Node.js Socket.IO peer (bench/peer) under the same
+# load, with huddle-bench, and prints the Markdown table of
+# scripts/bench-table.py.
+#
+# It builds `huddle` and `huddle-bench` in release mode (unless HUDDLE_BIN and
+# BENCH_BIN name built ones), installs the peer's npm packages (npm ci),
+# starts Redis (scripts/redis-test-server.sh) and the MongoDB-wire-compatible
+# nx-27017 (scripts/mongo-test-servers.sh) for the 2-node runs, and runs every
+# scenario against: peer 1 node, peer 2 nodes (Redis adapter), huddle 1 node,
+# huddle 2 nodes (Redis bridge, MongoDB documents). Every server process is
+# pinned to core 0 and the bench to core 1 with taskset; in 2-node runs the
+# second node and Redis share core 0 with the first. Results are JSON lines
+# in artifacts/bench/<time>/results.jsonl; servers are stopped on exit.
+#
+# Usage: scripts/bench-compare.sh [--quick] [--skip-2node] [--conns N]
+#   --quick       short runs (3 s measured), fewer rate steps, fewer idle connections
+#   --skip-2node  only the 1-node rows
+#   --conns N     idle connections of the memory run (default 10000; lowered
+#                 to what `ulimit -n` allows, with a note)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+
+quick=0
+skip_2node=0
+conns=10000
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --quick) quick=1 ;;
+    --skip-2node) skip_2node=1 ;;
+    --conns) conns=$2; shift ;;
+    *) echo "usage: $0 [--quick] [--skip-2node] [--conns N]" >&2; exit 2 ;;
+  esac
+  shift
+done
+
+log() { printf '\n==> %s\n' "$*" >&2; }
+
+if [ "$quick" = 1 ]; then
+  duration=3 warmup=1 steps=3 hold=3 echo_count=300 upload_mb=8
+  [ "$conns" -gt 2000 ] && conns=2000
+else
+  duration=10 warmup=2 steps=6 hold=30 echo_count=2000 upload_mb=32
+fi
+
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$root/target}"
+if [ -z "${HUDDLE_BIN:-}" ]; then
+  log "building huddle (release)"
+  cargo build --release --locked --bin huddle
+  HUDDLE_BIN="$CARGO_TARGET_DIR/release/huddle"
+fi
+if [ -z "${BENCH_BIN:-}" ]; then
+  log "building huddle-bench (release)"
+  cargo build --release --locked -p huddle-bench
+  BENCH_BIN="$CARGO_TARGET_DIR/release/huddle-bench"
+fi
+
+log "installing the peer's npm packages"
+(cd bench/peer && npm ci --no-audit --no-fund --loglevel=error)
+
+# Every connection is a file descriptor in the bench and in the server.
+hard=$(ulimit -Hn)
+if [ "$hard" != unlimited ]; then
+  ulimit -n "$hard"
+  if [ $((conns + 2000)) -gt "$hard" ]; then
+    conns=$((hard - 2000))
+    log "ulimit -n allows $hard open files: the memory run uses $conns idle connections"
+  fi
+else
+  ulimit -n 1048576 2>/dev/null || true
+fi
+
+out="$root/artifacts/bench/$(date -u +%Y%m%d-%H%M%S)"
+mkdir -p "$out"
+results="$out/results.jsonl"
+secret=$(python3 -c 'import secrets; print(secrets.token_hex(24))')
+run_id=$(date +%s)
+server_pids=()
+redis_pid=
+work=$(mktemp -d)
+
+cleanup() {
+  local pid
+  for pid in "${server_pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${server_pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  if [ -n "$redis_pid" ]; then
+    HUDDLE_REDIS_STATE_DIR="$work/redis" scripts/redis-test-server.sh stop || true
+  fi
+  if [ -n "${MONGO_TEST_SERVERS_PIDS:-}" ]; then mongo_test_servers_stop || true; fi
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+{
+  echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')"
+  echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
+  echo "pinning: servers (both nodes of a 2-node run, Redis and nx-27017 too) on core 0, huddle-bench on core 1"
+  echo "mode: $([ "$quick" = 1 ] && echo quick || echo full), ${duration} s measured after ${warmup} s warmup; idle connections: $conns"
+} | tee "$out/machine.txt" >&2
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+# Waits (at most 30 s) until http://127.0.0.1:$1/health answers.
+wait_up() {
+  local port=$1 pid=$2 _
+  for _ in $(seq 1 300); do
+    kill -0 "$pid" 2>/dev/null || { echo "server on port $port exited" >&2; return 1; }
+    curl -sf "http://127.0.0.1:$port/health" >/dev/null 2>&1 && return 0
+    sleep 0.1
+  done
+  echo "server on port $port did not come up" >&2
+  return 1
+}
+
+# start_huddle PORT [VAR=VALUE...]: a huddle node on core 0; sets $started.
+start_huddle() {
+  local port=$1; shift
+  local data
+  data=$(mktemp -d "$work/huddle-data.XXXX")
+  taskset -c 0 env HOST=127.0.0.1 PORT="$port" DATA_DIR="$data" JWT_SECRET="$secret" \
+    RUST_LOG=warn \
+    HUDDLE__RATE_LIMITS__SOCKET_EVENTS_PER_SECOND=0 \
+    HUDDLE__RATE_LIMITS__HTTP_USER_PER_MINUTE=0 \
+    HUDDLE__RATE_LIMITS__HTTP_IP_PER_MINUTE=0 \
+    HUDDLE__LIMITS__MAX_CONNECTIONS_PER_USER=1000 \
+    HUDDLE__UPLOADS__HTTP_MAX_FILE_SIZE=$((64 * 1024 * 1024)) \
+    "$@" "$HUDDLE_BIN" >"$out/huddle-$port.log" 2>&1 &
+  started=$!
+  server_pids+=("$started")
+  wait_up "$port" "$started"
+}
+
+# start_peer PORT [VAR=VALUE...]: a peer node on core 0; sets $started.
+start_peer() {
+  local port=$1; shift
+  taskset -c 0 env PORT="$port" JWT_SECRET="$secret" "$@" node bench/peer/server.js \
+    >"$out/peer-$port.log" 2>&1 &
+  started=$!
+  server_pids+=("$started")
+  wait_up "$port" "$started"
+}
+
+stop_servers() {
+  local pid
+  for pid in "${server_pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${server_pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  server_pids=()
+  sleep 1
+}
+
+# bench LABEL ARGS...: one huddle-bench run on core 1, its line appended.
+bench() {
+  local label=$1; shift
+  log "$label"
+  local line
+  line=$(taskset -c 1 "$BENCH_BIN" --jwt-secret "$secret" --label "$label" --source-ips 8 \
+    --duration "$duration" --warmup "$warmup" "${common[@]}" "$@" 2>>"$out/bench.log") || true
+  [ -n "$line" ] || line="{\"label\": \"$label\", \"error\": \"no result (see bench.log)\"}"
+  echo "$line" >>"$results"
+  echo "$line" | cut -c1-400 >&2
+}
+
+# Whether the last result line passes a rate step: loss < 1 %, p99 < 100 ms.
+step_passed() {
+  tail -n 1 "$results" | python3 -c '
+import json, sys
+r = json.loads(sys.stdin.read())
+ok = "error" not in r and r.get("loss_pct", 100) < 1 and r.get("latency_ms", {}).get("p99", 1e9) < 100 \
+     and r.get("connect_failed", 1) == 0
+sys.exit(0 if ok else 1)'
+}
+
+# suite NAME: every chat scenario against the servers in ${common[@]}.
+suite() {
+  local name=$1
+  # Idle memory first, on the fresh process: earlier runs would have grown
+  # its heap already and hide what connections cost.
+  bench "$name idle-conns" conns --connections "$conns" --hold "$hold"
+  bench "$name small-rooms" fanout --subscribers 1000 --rooms 100 --rate 2000
+  bench "$name big-rooms" fanout --subscribers 1000 --rooms 10 --rate 250
+  local rate=250 _
+  for _ in $(seq 1 "$steps"); do
+    bench "$name max-rate $rate" fanout --subscribers 1000 --rooms 10 --rate "$rate"
+    step_passed || break
+    if [ "$quick" = 1 ]; then rate=$((rate * 4)); else rate=$((rate * 2)); fi
+  done
+  bench "$name echo" echo --count "$echo_count"
+}
+
+uploads() {
+  local size=$((upload_mb * 1024 * 1024))
+  bench "huddle-1 upload base64 1x" upload --clients 1 --chunk-size 65536 --in-flight 8 --file-size "$size" --mode base64
+  bench "huddle-1 upload base64 8x" upload --clients 8 --chunk-size 65536 --in-flight 8 --file-size "$((size / 4))" --mode base64
+  bench "huddle-1 upload binary 1x" upload --clients 1 --chunk-size 65536 --in-flight 8 --file-size "$size" --mode binary
+  bench "huddle-1 upload http 1x" upload --clients 1 --file-size "$size" --mode http
+}
+
+log "peer, 1 node"
+port=$(free_port)
+start_peer "$port"
+common=(--peer --url "http://127.0.0.1:$port" --server-pid "$started")
+suite peer-1
+stop_servers
+
+log "huddle, 1 node"
+port=$(free_port)
+start_huddle "$port"
+common=(--url "http://127.0.0.1:$port" --server-pid "$started")
+suite huddle-1
+uploads
+stop_servers
+
+if [ "$skip_2node" = 0 ]; then
+  log "starting Redis and nx-27017 for the 2-node runs (core 0)"
+  ENV_FILE="$work/redis.env" HUDDLE_REDIS_STATE_DIR="$work/redis" scripts/redis-test-server.sh start >&2
+  # shellcheck source=/dev/null
+  . "$work/redis.env"
+  redis_url=$HUDDLE_TEST_REDIS_URL
+  redis_pid=$(cat "$work/redis/pid")
+  taskset -pc 0 "$redis_pid" >/dev/null
+  # shellcheck source=scripts/mongo-test-servers.sh
+  MONGO_TEST_SERVERS_ENV="$work/mongo.env"
+  source "$root/scripts/mongo-test-servers.sh"
+  mongo_test_servers_start
+  for pid in $MONGO_TEST_SERVERS_PIDS; do taskset -apc 0 "$pid" >/dev/null; done
+
+  log "peer, 2 nodes (Redis adapter)"
+  port_a=$(free_port)
+  start_peer "$port_a" REDIS_URL="$redis_url"
+  pid_a=$started
+  port_b=$(free_port)
+  start_peer "$port_b" REDIS_URL="$redis_url"
+  common=(--peer --url "http://127.0.0.1:$port_a" --url "http://127.0.0.1:$port_b"
+    --server-pid "$pid_a" --server-pid "$started" --server-pid "$redis_pid")
+  suite peer-2
+  stop_servers
+
+  log "huddle, 2 nodes (Redis bridge, nx-27017 documents)"
+  shared=(REDIS_URL="$redis_url" MONGODB_URI="$MONGO_NX_URI" MONGODB_DB="bench_$run_id"
+    HUDDLE__REDIS__KEY_PREFIX="bench-$run_id")
+  port_a=$(free_port)
+  start_huddle "$port_a" "${shared[@]}"
+  pid_a=$started
+  port_b=$(free_port)
+  start_huddle "$port_b" "${shared[@]}"
+  common=(--url "http://127.0.0.1:$port_a" --url "http://127.0.0.1:$port_b"
+    --server-pid "$pid_a" --server-pid "$started" --server-pid "$redis_pid")
+  suite huddle-2
+  stop_servers
+fi
+
+echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$out/machine.txt" >&2
+python3 scripts/bench-table.py "$results" | tee "$out/table.md"
+echo "results: $results" >&2

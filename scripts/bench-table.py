@@ -1,0 +1,184 @@
+#!/usr/bin/env python3
+"""Prints the Markdown table of a scripts/bench-compare.sh run.
+
+Reads the JSON lines huddle-bench printed (one per run, each with the
+`label` the script gave it: "<peer|huddle>-<nodes> <scenario>") and puts
+huddle beside the Node.js peer, with the ratio and the target from issue 7,
+marked met / not met.
+
+Usage: scripts/bench-table.py [artifacts/bench/<time>/results.jsonl]
+       (default: the newest run under artifacts/bench/)
+"""
+
+import glob
+import json
+import os
+import sys
+
+
+def load(path):
+    runs = {}
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                r = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            label = r.get("label")
+            if label:
+                runs[label] = r
+    return runs
+
+
+def fmt(v, digits=2):
+    if v is None:
+        return "–"
+    if isinstance(v, str):
+        return v
+    if abs(v) >= 1000:
+        return f"{v:,.0f}"
+    return f"{v:.{digits}f}".rstrip("0").rstrip(".") if digits else f"{v:.0f}"
+
+
+def passed(r):
+    return (
+        r is not None
+        and "error" not in r
+        and r.get("connect_failed", 1) == 0
+        and r.get("loss_pct", 100) < 1
+        and r.get("latency_ms", {}).get("p99", 1e9) < 100
+    )
+
+
+def max_rate(runs, who):
+    """Highest deliveries/s of a passing max-rate step, and its send rate."""
+    best = None
+    for label, r in runs.items():
+        if label.startswith(f"{who} max-rate ") and passed(r):
+            if best is None or r["deliveries_per_s"] > best["deliveries_per_s"]:
+                best = r
+    return best
+
+
+def get(r, *path):
+    for p in path:
+        if r is None or not isinstance(r, dict):
+            return None
+        r = r.get(p)
+    return r
+
+
+def main():
+    if len(sys.argv) > 1:
+        path = sys.argv[1]
+    else:
+        found = sorted(glob.glob("artifacts/bench/*/results.jsonl"))
+        if not found:
+            sys.exit("no artifacts/bench/*/results.jsonl; run scripts/bench-compare.sh")
+        path = found[-1]
+    runs = load(path)
+    rows = []
+
+    def row(nodes, metric, peer, huddle, target=None, check=None, digits=2):
+        ratio = None
+        if isinstance(peer, (int, float)) and isinstance(huddle, (int, float)) and peer:
+            ratio = huddle / peer
+        met = ""
+        if check is not None:
+            verdict = check(peer, huddle, ratio)
+            met = "–" if verdict is None else ("met" if verdict else "**not met**")
+        rows.append(
+            [str(nodes), metric, fmt(peer, digits), fmt(huddle, digits),
+             f"{ratio:.2f}×" if ratio is not None else "–", target or "", met]
+        )
+
+    def at_most(frac):
+        return lambda p, h, ratio: None if ratio is None else ratio <= frac
+
+    def at_least(frac):
+        return lambda p, h, ratio: None if ratio is None else ratio >= frac
+
+    def p99_check(p, h, ratio):
+        if not isinstance(h, (int, float)):
+            return None
+        if isinstance(p, (int, float)) and p >= 100:
+            return None
+        return h < 10
+
+    for nodes in (1, 2):
+        peer_k, huddle_k = f"peer-{nodes}", f"huddle-{nodes}"
+        if not any(k.startswith((peer_k + " ", huddle_k + " ")) for k in runs):
+            continue
+        for scen, name in (("small-rooms", "small rooms (1000 subs, 100 rooms, 2000 msg/s)"),
+                           ("big-rooms", "big rooms (1000 subs, 10 rooms, 250 msg/s)")):
+            p, h = runs.get(f"{peer_k} {scen}"), runs.get(f"{huddle_k} {scen}")
+            for r, who in ((p, "peer"), (h, "huddle")):
+                if r is not None and "error" in r:
+                    rows.append([str(nodes), f"{name}: {who} run failed", r["error"][:80], "", "", "", ""])
+            row(nodes, f"{name}: deliveries/s", get(p, "deliveries_per_s"), get(h, "deliveries_per_s"), digits=0)
+            row(nodes, f"{name}: loss %", get(p, "loss_pct"), get(h, "loss_pct"), "0",
+                lambda p_, h_, r_: None if h_ is None else h_ == 0, digits=3)
+            row(nodes, f"{name}: latency p50 ms", get(p, "latency_ms", "p50"), get(h, "latency_ms", "p50"))
+            row(nodes, f"{name}: latency p99 ms", get(p, "latency_ms", "p99"), get(h, "latency_ms", "p99"),
+                "< 10 ms where the peer's < 100 ms", p99_check)
+            row(nodes, f"{name}: server user CPU µs/delivery",
+                get(p, "server_cpu", "user_us_per_delivery"), get(h, "server_cpu", "user_us_per_delivery"),
+                "≤ 1/5 of the peer's", at_most(0.2))
+            row(nodes, f"{name}: server user+sys CPU µs/delivery",
+                get(p, "server_cpu", "total_us_per_delivery"), get(h, "server_cpu", "total_us_per_delivery"),
+                "≤ 1/2 of the peer's", at_most(0.5))
+            row(nodes, f"{name}: bench CPU busy %", get(p, "bench_cpu", "busy_pct"),
+                get(h, "bench_cpu", "busy_pct"), digits=0)
+        def best(who):
+            r = max_rate(runs, who)
+            if r is not None:
+                return r["deliveries_per_s"]
+            tried = any(k.startswith(f"{who} max-rate ") for k in runs)
+            return "no step passed" if tried else None
+        row(nodes, "max sustained deliveries/s (big rooms, loss < 1 %, p99 < 100 ms)",
+            best(peer_k), best(huddle_k), "≥ 2×",
+            lambda p_, h_, r_: False if h_ == "no step passed" and p_ != h_ else at_least(2.0)(p_, h_, r_),
+            digits=0)
+        p, h = runs.get(f"{peer_k} idle-conns"), runs.get(f"{huddle_k} idle-conns")
+        row(nodes, f"idle connections alive (of {get(h, 'connections') or get(p, 'connections')})",
+            get(p, "alive_after_hold"), get(h, "alive_after_hold"), digits=0)
+        row(nodes, "server memory per idle connection, KiB", get(p, "rss_per_connection_kb"),
+            get(h, "rss_per_connection_kb"), "≤ 1/3 of the peer's", at_most(1 / 3), digits=1)
+        p, h = runs.get(f"{peer_k} echo"), runs.get(f"{huddle_k} echo")
+        row(nodes, "echo (send_message ack) RTT p50 ms", get(p, "rtt_ms", "p50"), get(h, "rtt_ms", "p50"))
+        row(nodes, "echo RTT p99 ms", get(p, "rtt_ms", "p99"), get(h, "rtt_ms", "p99"))
+
+    uploads = [
+        ("huddle-1 upload base64 1x", "upload, 1 client, 64 KiB base64 chunks × 8 in flight: MB/s", 100),
+        ("huddle-1 upload base64 8x", "upload, 8 clients together (base64): MB/s", 200),
+        ("huddle-1 upload binary 1x", "upload, 1 client, binary chunks: MB/s", None),
+        ("huddle-1 upload http 1x", "upload, 1 client, HTTP multipart: MB/s", None),
+    ]
+    for label, name, goal in uploads:
+        r = runs.get(label)
+        if r is None:
+            continue
+        v = get(r, "mb_per_s") if get(r, "failed") == 0 else f"failed: {get(r, 'errors')}"[:60]
+        rows.append(["1", name, "–", fmt(v, 1), "–", f"≥ {goal} MB/s" if goal else "",
+                     "" if goal is None or not isinstance(v, (int, float)) else ("met" if v >= goal else "**not met**")])
+        rows.append(["1", name.replace("MB/s", "server CPU ms/MB"), "–",
+                     fmt(get(r, "server_cpu", "total_ms_per_mb")), "–", "", ""])
+
+    head = ["nodes", "metric", "peer (Node.js)", "huddle", "huddle/peer", "target", ""]
+    print("| " + " | ".join(head) + " |")
+    print("|" + "|".join(["---"] * len(head)) + "|")
+    for r in rows:
+        print("| " + " | ".join(r) + " |")
+    machine = os.path.join(os.path.dirname(path), "machine.txt")
+    if os.path.exists(machine):
+        print()
+        with open(machine, encoding="utf-8") as f:
+            for line in f:
+                print(f"- {line.strip()}")
+
+
+if __name__ == "__main__":
+    main()
