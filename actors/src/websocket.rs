@@ -80,7 +80,8 @@ impl WsRoutes {
 }
 
 /// Serves one upgrade request: an Engine.IO WebSocket at a mounted path, or
-/// an error response. Ends when the connection does.
+/// an error response. Returns once the WebSocket runs as a task of its own
+/// (or the refusal is written).
 pub async fn upgrade(
     routes: WsRoutes,
     req: Request,
