@@ -188,10 +188,7 @@ async fn handle_get(req: HttpRequest, engine: web::Data<Engine>) -> HttpResponse
             }
             if session.polling_get.swap(true, Ordering::SeqCst) {
                 // Two GETs at once break the protocol: close the session.
-                session.conn.do_send(TransportClosed {
-                    reason: DisconnectReason::ParseError,
-                    code: 1002,
-                });
+                close_for_protocol_error(&engine, sid, &session, 1002);
                 return eio_error(3, "Bad request");
             }
             let outbox = session.outbox.clone();
@@ -203,6 +200,18 @@ async fn handle_get(req: HttpRequest, engine: web::Data<Engine>) -> HttpResponse
             }
         }
     }
+}
+
+/// Closes a polling session the client broke the protocol on. The session
+/// leaves the node's table at once, so the client's next request with its
+/// sid is refused (`Session ID unknown`) as by the reference server, even
+/// before the connection actor has stopped.
+fn close_for_protocol_error(engine: &Engine, sid: &str, session: &SessionEntry, code: u16) {
+    engine.remove_session(sid);
+    session.conn.do_send(TransportClosed {
+        reason: DisconnectReason::ParseError,
+        code,
+    });
 }
 
 async fn handle_post(
@@ -230,10 +239,7 @@ async fn handle_post(
         return eio_error(3, "Bad request");
     }
     if session.polling_post.swap(true, Ordering::SeqCst) {
-        session.conn.do_send(TransportClosed {
-            reason: DisconnectReason::ParseError,
-            code: 1002,
-        });
+        close_for_protocol_error(&engine, sid, &session, 1002);
         return eio_error(3, "Bad request");
     }
     let max = engine.config().max_payload;
@@ -261,10 +267,7 @@ async fn handle_post(
         }
     }
     let result = if too_large {
-        session.conn.do_send(TransportClosed {
-            reason: DisconnectReason::ParseError,
-            code: 1009,
-        });
+        close_for_protocol_error(&engine, sid, &session, 1009);
         HttpResponse::PayloadTooLarge().json(serde_json::json!({
             "error": { "code": "payload_too_large", "message": format!("polling body over maxPayload ({max} bytes)") }
         }))
@@ -282,10 +285,7 @@ async fn handle_post(
             }
             Err(e) => {
                 log::debug!("session {sid}: bad polling payload: {e}");
-                session.conn.do_send(TransportClosed {
-                    reason: DisconnectReason::ParseError,
-                    code: 1002,
-                });
+                close_for_protocol_error(&engine, sid, &session, 1002);
                 eio_error(3, "Bad request")
             }
         }
