@@ -44,6 +44,8 @@ use tokio::net::TcpStream;
 
 /// Most frames gathered into one vectored write.
 pub const MAX_GATHER: usize = 64;
+/// Frame slots the writer keeps between bursts.
+const IDLE_QUEUE: usize = 4;
 /// Bytes asked of the socket per read.
 const READ_CHUNK: usize = 4096;
 /// How long the queued frames and the close frame may take to go out after
@@ -237,7 +239,8 @@ async fn write_frames(mut wh: OwnedWriteHalf, mut body: WsBody) -> std::io::Resu
             }
         }
         write_all(&mut wh, &mut queued).await?;
-        if queued.capacity() > MAX_GATHER {
+        if queued.capacity() > IDLE_QUEUE {
+            // A burst's room is given back until the next burst.
             queued = VecDeque::new();
         }
     }
@@ -290,14 +293,14 @@ async fn read_frames(
     let close = |reason, code| {
         session.conn.do_send(TransportClosed { reason, code });
     };
-    let gone = |upgrading: bool| {
-        if !upgrading {
-            close(DisconnectReason::TransportClose, 1006);
-        } else {
-            // A failed upgrade leaves the session on polling.
+    // The client went away or closed: the session closes with `code`; an
+    // upgrade in progress is given up instead (its close is answered, the
+    // session stays on polling).
+    let gone = |upgrading: bool, code: u16| {
+        if upgrading {
             end.end(1000);
-            session.websocket.store(false, Ordering::SeqCst);
         }
+        abandon(&session, upgrading, code);
     };
     loop {
         let frame = match actix_codec::Decoder::decode(&mut codec, &mut buf) {
@@ -310,7 +313,7 @@ async fn read_frames(
                 match read_some(&rh, &mut buf).await {
                     Ok(true) => continue,
                     Ok(false) | Err(_) => {
-                        gone(upgrading);
+                        gone(upgrading, 1006);
                         return;
                     }
                 }
@@ -362,14 +365,7 @@ async fn read_frames(
             }
             WsFrame::Pong(_) => None,
             WsFrame::Close(_) => {
-                if !upgrading {
-                    close(DisconnectReason::TransportClose, 1000);
-                } else {
-                    // The client gave the upgrade up: answer its close, and
-                    // leave the session on polling.
-                    end.end(1000);
-                    session.websocket.store(false, Ordering::SeqCst);
-                }
+                gone(upgrading, 1000);
                 return;
             }
         };

@@ -20,7 +20,7 @@
 //! and dropping joins it, so the database file is closed by the time the
 //! store is gone (tests and restarts open the same file again).
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use huddle_actors::store::{StoreError, StoreResult};
@@ -55,8 +55,9 @@ type Job = Box<dyn FnOnce(&Database, Durability) -> Ran + Send>;
 /// Handle to the writer thread. Dropping the last one ends the thread and
 /// waits for it.
 pub struct Writer {
-    jobs: Mutex<Option<mpsc::Sender<Job>>>,
-    thread: Mutex<Option<JoinHandle<()>>>,
+    /// `None` only while dropping.
+    jobs: Option<mpsc::Sender<Job>>,
+    thread: Option<JoinHandle<()>>,
 }
 
 impl Writer {
@@ -68,8 +69,8 @@ impl Writer {
             .spawn(move || run(&db, rx))
             .ctx("starting the store writer thread")?;
         Ok(Writer {
-            jobs: Mutex::new(Some(tx)),
-            thread: Mutex::new(Some(thread)),
+            jobs: Some(tx),
+            thread: Some(thread),
         })
     }
 
@@ -97,12 +98,7 @@ impl Writer {
                 }),
             }
         });
-        let jobs = self
-            .jobs
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-            .ok_or_else(|| closed(what))?;
+        let jobs = self.jobs.as_ref().ok_or_else(|| closed(what))?;
         jobs.send(job).await.map_err(|_| closed(what))?;
         rx.await.map_err(|_| closed(what))?
     }
@@ -117,9 +113,10 @@ fn closed(what: &str) -> StoreError {
 
 impl Drop for Writer {
     fn drop(&mut self) {
-        self.jobs.lock().unwrap_or_else(|e| e.into_inner()).take();
-        let thread = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take();
-        if let Some(thread) = thread {
+        // Closing the queue ends the thread once it has answered what was
+        // queued.
+        self.jobs.take();
+        if let Some(thread) = self.thread.take() {
             // A job holding the last handle would drop it on the thread itself.
             if thread.thread().id() != std::thread::current().id() && thread.join().is_err() {
                 log::error!("the store writer thread panicked");
