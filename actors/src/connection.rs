@@ -4,9 +4,9 @@
 //! multiplexed on this connection), their rooms, the user the session is
 //! authenticated as, and the bounded [`Outbox`] the transport drains.
 //! Transports send it [`Inbound`] packets (a WebSocket reader task, or the
-//! long-polling `POST` handler) and [`TransportClosed`]; rooms send it
-//! [`Deliver`]; socket handles send it [`SendPacket`], [`JoinRooms`] and
-//! [`LeaveRooms`].
+//! long-polling `POST` handler) and [`TransportClosed`]; socket handles send
+//! it [`SendPacket`], [`JoinRooms`] and [`LeaveRooms`]. Rooms put broadcasts
+//! straight into its outbox (see [`Member`]) and send it only [`TooSlow`].
 //!
 //! Socket.IO packets are handled one at a time in arrival order (a per
 //! connection pipeline, bounded by `max_events_pending`), so one client's
@@ -20,12 +20,12 @@ use crate::encoded::Encoded;
 use crate::engine::{encode_packet, Engine};
 use crate::ids::{RoomKey, RoomName, UserId};
 use crate::namespace::{DisconnectReason, EventError, IncomingEvent, Namespace, Reply, Socket};
-use crate::outbox::Outbox;
+use crate::outbox::{Outbox, OutboxFull};
 use crate::protocol::engineio;
 use crate::protocol::socketio::{self, PacketKind, Reassembler};
 use crate::recovery::Snapshot;
 use crate::registry::{ConnId, Join, Leave};
-use crate::room::Deliver;
+use crate::room::{Member, TooSlow};
 use actix::prelude::*;
 use bytes::Bytes;
 use serde_json::{json, Value};
@@ -143,10 +143,6 @@ impl RateWindow {
     }
 }
 
-/// How many recent broadcast ids are remembered to drop duplicates when a
-/// broadcast names several rooms the connection is in.
-const RECENT_IDS: usize = 16;
-
 /// The connection actor.
 pub struct Connection {
     id: ConnId,
@@ -161,16 +157,7 @@ pub struct Connection {
     reassembler: Reassembler,
     pending: VecDeque<Work>,
     busy: bool,
-    /// While a namespace CONNECT is being answered, deliveries wait here so
-    /// they reach the client after the CONNECT (and after recovered packets).
-    held: Option<Vec<Deliver>>,
-    /// Offsets just replayed by a recovery: a live copy of one may still be
-    /// on its way (it was logged before the rooms had this connection but
-    /// delivered after), so it is dropped once when it comes.
-    replayed: HashSet<u64>,
     last_pong: Instant,
-    recent: [u64; RECENT_IDS],
-    recent_pos: usize,
     rate: RateWindow,
     close_reason: Option<DisconnectReason>,
 }
@@ -196,11 +183,7 @@ impl Connection {
             reassembler: Reassembler::default(),
             pending: VecDeque::new(),
             busy: false,
-            held: None,
-            replayed: HashSet::new(),
             last_pong: Instant::now(),
-            recent: [u64::MAX; RECENT_IDS],
-            recent_pos: 0,
             rate: RateWindow::new(Instant::now()),
             close_reason: None,
         }
@@ -712,7 +695,9 @@ impl Connection {
             identity.name.clone(),
             device_id,
         );
-        self.held = Some(Vec::new());
+        // Broadcasts wait until the CONNECT (and what a recovery replays)
+        // has gone out.
+        self.outbox.hold();
         self.sockets.insert(
             nsp.clone(),
             SocketState {
@@ -731,7 +716,7 @@ impl Connection {
                     room: r.clone(),
                 })
                 .collect(),
-            recipient: ctx.address().recipient(),
+            member: self.member(ctx),
         });
         let recovered = missed.is_some();
         let joined_rooms = rooms.clone();
@@ -774,12 +759,14 @@ impl Connection {
                             replayed.len()
                         );
                     }
-                    act.release_held(ctx, &replayed);
-                    if !replayed.is_empty() {
-                        act.replayed.extend(replayed);
+                    let any_replayed = !replayed.is_empty();
+                    act.release_held(ctx, replayed);
+                    if any_replayed {
                         // In-flight copies arrive within moments; forget the
                         // set after a generous bound so it cannot grow.
-                        ctx.run_later(Duration::from_secs(10), |act, _| act.replayed.clear());
+                        ctx.run_later(Duration::from_secs(10), |act, _| {
+                            act.outbox.forget_replayed()
+                        });
                     }
                 }
                 Err(err) => {
@@ -787,7 +774,7 @@ impl Connection {
                         act.drop_socket_rooms(&state);
                     }
                     act.connect_error(&nsp, &err.message, Some(err.code));
-                    act.release_held(ctx, &HashSet::new());
+                    act.release_held(ctx, HashSet::new());
                 }
             }
             act.busy = false;
@@ -795,13 +782,20 @@ impl Connection {
         }));
     }
 
-    fn release_held(&mut self, ctx: &mut Context<Self>, skip: &HashSet<u64>) {
-        if let Some(held) = self.held.take() {
-            for d in held {
-                if !skip.contains(&d.id) {
-                    self.send(ctx, d.packet);
-                }
-            }
+    /// Lets the broadcasts held during a CONNECT go out, but those a
+    /// recovery has just `replayed`.
+    fn release_held(&mut self, ctx: &mut Context<Self>, replayed: HashSet<u64>) {
+        match self.outbox.release_held(replayed) {
+            Ok((count, bytes)) => self.engine.metrics().packets_out(count, bytes),
+            Err(OutboxFull) => self.too_slow(ctx),
+        }
+    }
+
+    /// How rooms reach this connection.
+    fn member(&self, ctx: &mut Context<Self>) -> Member {
+        Member {
+            outbox: self.outbox.clone(),
+            conn: ctx.address().recipient(),
         }
     }
 
@@ -820,15 +814,6 @@ impl Connection {
                 })
                 .collect(),
         });
-    }
-
-    fn seen_recently(&mut self, id: u64) -> bool {
-        if self.recent.contains(&id) {
-            return true;
-        }
-        self.recent[self.recent_pos] = id;
-        self.recent_pos = (self.recent_pos + 1) % RECENT_IDS;
-        false
     }
 }
 
@@ -938,22 +923,10 @@ impl Handler<SendPacket> for Connection {
     }
 }
 
-impl Handler<Deliver> for Connection {
+impl Handler<TooSlow> for Connection {
     type Result = ();
-    fn handle(&mut self, msg: Deliver, ctx: &mut Self::Context) {
-        if self.seen_recently(msg.id)
-            || (!self.replayed.is_empty() && self.replayed.remove(&msg.id))
-        {
-            return;
-        }
-        if let Some(held) = &mut self.held {
-            if held.len() < self.engine.config().outbound_queue_max {
-                held.push(msg);
-                return;
-            }
-            return self.too_slow(ctx);
-        }
-        self.send(ctx, msg.packet);
+    fn handle(&mut self, _: TooSlow, ctx: &mut Self::Context) {
+        self.too_slow(ctx);
     }
 }
 
@@ -983,7 +956,7 @@ impl Handler<JoinRooms> for Connection {
                     room: r,
                 })
                 .collect(),
-            recipient: ctx.address().recipient(),
+            member: self.member(ctx),
         });
         Box::pin(
             async move {

@@ -77,7 +77,7 @@ struct Inner {
     /// the registry, which tells it which rooms this node has).
     bus: BusSlot,
     cluster: OnceLock<ClusterState>,
-    metrics: Metrics,
+    metrics: Arc<Metrics>,
     next_conn: AtomicU64,
     next_broadcast: AtomicU64,
     draining: AtomicBool,
@@ -180,9 +180,10 @@ impl EngineBuilder {
         // client never presents an offset that a fresh node already used.
         let epoch = (chrono::Utc::now().timestamp_millis().max(0) as u64) << 10;
         let bus: BusSlot = Arc::default();
+        let metrics = Arc::new(Metrics::default());
         let engine = Engine {
             inner: Arc::new(Inner {
-                registry: Registry::new(bus.clone()).start(),
+                registry: Registry::new(bus.clone(), metrics.clone()).start(),
                 bus,
                 cluster: OnceLock::new(),
                 signals: self.signals,
@@ -194,7 +195,7 @@ impl EngineBuilder {
                 presence: self.presence,
                 sessions: Mutex::new(HashMap::new()),
                 recovery,
-                metrics: Metrics::default(),
+                metrics,
                 next_conn: AtomicU64::new(1),
                 next_broadcast: AtomicU64::new(epoch),
                 draining: AtomicBool::new(false),

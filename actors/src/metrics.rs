@@ -182,6 +182,11 @@ impl Metrics {
         self.packets_out.fetch_add(1, Ordering::Relaxed);
         self.bytes_out.fetch_add(bytes as u64, Ordering::Relaxed);
     }
+    /// `count` packets of `bytes` in all went out.
+    pub(crate) fn packets_out(&self, count: u64, bytes: usize) {
+        self.packets_out.fetch_add(count, Ordering::Relaxed);
+        self.bytes_out.fetch_add(bytes as u64, Ordering::Relaxed);
+    }
     pub(crate) fn slow_client(&self) {
         self.slow_clients.fetch_add(1, Ordering::Relaxed);
     }

@@ -1,9 +1,13 @@
-//! The bounded queue between a connection actor and its transport.
+//! The bounded queue between a connection and its transport.
 //!
-//! The connection actor pushes [`Encoded`] packets; the transport drains them:
-//! the WebSocket response body yields frame after frame (so a burst is written
-//! in one go by the HTTP layer), a long-polling `GET` takes everything queued as
-//! one payload. The queue is bounded in packets: a client that does not drain
+//! Two kinds of writers push [`Encoded`] packets: the connection actor (its
+//! own answers, acks, pings) and the rooms the connection is in
+//! ([`Outbox::deliver`]: broadcasts go straight into the queue, with no hop
+//! through the connection actor's mailbox; the duplicate filter and the hold
+//! during a namespace CONNECT live here for that reason). The transport drains
+//! them: the WebSocket writer takes everything waiting (up to a bound) under
+//! one lock and writes it in one vectored write, a long-polling `GET` takes
+//! everything queued as one payload. The queue is bounded in packets: a client that does not drain
 //! fast enough is reported as too slow, and the connection closes it rather
 //! than buffering without limit. Control packets (pings, close) bypass the
 //! bound, so a full queue never prevents a clean close.
@@ -11,7 +15,7 @@
 use crate::encoded::{close_frame, Encoded};
 use bytes::{Bytes, BytesMut};
 use futures_util::task::AtomicWaker;
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::sync::Mutex;
 use std::task::{Context, Poll, Waker};
 
@@ -28,6 +32,23 @@ pub enum Drain {
     /// A WebSocket response body.
     WebSocket,
 }
+
+/// What became of a broadcast handed to [`Outbox::deliver`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    /// Queued (or held until the namespace CONNECT is answered).
+    Queued,
+    /// Not queued, and nothing to do: a copy already came through another
+    /// room, was replayed by a recovery, or the queue is closed.
+    Dropped,
+    /// The queue is full: the client is too slow. Reported once; the queue
+    /// takes nothing more until the connection has closed it.
+    TooSlow,
+}
+
+/// How many recent broadcast ids are remembered to drop duplicates when a
+/// broadcast names several rooms the connection is in.
+const RECENT_IDS: usize = 16;
 
 /// What a long-polling `GET` gets.
 #[derive(Debug)]
@@ -57,9 +78,39 @@ struct State {
     poll_pending: bool,
     /// The WebSocket body's waker (both exist during an upgrade).
     ws_waker: Option<Waker>,
+    /// Ids of the last broadcasts delivered (a ring).
+    recent: [u64; RECENT_IDS],
+    recent_pos: usize,
+    /// While a namespace CONNECT is being answered, broadcasts wait here so
+    /// they reach the client after the CONNECT (and after recovered packets).
+    held: Option<Vec<(u64, Encoded)>>,
+    /// Offsets just replayed by a recovery: a live copy of one may still be
+    /// on its way, so it is dropped once when it comes.
+    replayed: HashSet<u64>,
+    /// The queue overflowed and the connection was told.
+    too_slow: bool,
 }
 
 impl State {
+    /// Whether broadcast `id` was delivered recently; remembers it if not.
+    fn seen_recently(&mut self, id: u64) -> bool {
+        if self.recent.contains(&id) {
+            return true;
+        }
+        self.recent[self.recent_pos] = id;
+        self.recent_pos = (self.recent_pos + 1) % RECENT_IDS;
+        false
+    }
+
+    /// Reports an overflow once.
+    fn overflow(&mut self) -> Delivery {
+        if std::mem::replace(&mut self.too_slow, true) {
+            Delivery::Dropped
+        } else {
+            Delivery::TooSlow
+        }
+    }
+
     fn wakers(&mut self) -> Wakers {
         Wakers(self.poll_waker.take(), self.ws_waker.take())
     }
@@ -100,6 +151,11 @@ impl Outbox {
                 poll_waker: None,
                 poll_pending: false,
                 ws_waker: None,
+                recent: [u64::MAX; RECENT_IDS],
+                recent_pos: 0,
+                held: None,
+                replayed: HashSet::new(),
+                too_slow: false,
             }),
             capacity: capacity.max(1),
         }
@@ -127,6 +183,88 @@ impl Outbox {
         };
         waker.wake();
         Ok(())
+    }
+
+    /// Queues broadcast `id` for this connection (called by the rooms it is
+    /// in): dropped when a copy already came through another room or was
+    /// replayed by a recovery, held while a namespace CONNECT is answered.
+    pub fn deliver(&self, packet: &Encoded, id: u64) -> Delivery {
+        let waker = {
+            let mut s = self.lock();
+            if s.closed || s.too_slow || s.seen_recently(id) {
+                return Delivery::Dropped;
+            }
+            if !s.replayed.is_empty() && s.replayed.remove(&id) {
+                return Delivery::Dropped;
+            }
+            if let Some(held) = &mut s.held {
+                if held.len() >= self.capacity {
+                    return s.overflow();
+                }
+                held.push((id, packet.clone()));
+                return Delivery::Queued;
+            }
+            if s.queue.len() >= self.capacity {
+                return s.overflow();
+            }
+            s.queue.push_back(packet.clone());
+            s.wakers()
+        };
+        waker.wake();
+        Delivery::Queued
+    }
+
+    /// Holds broadcasts back (a namespace CONNECT is being answered) until
+    /// [`release_held`](Self::release_held).
+    pub fn hold(&self) {
+        self.lock().held.get_or_insert_with(Vec::new);
+    }
+
+    /// Queues the broadcasts held back, but those whose ids are in
+    /// `replayed` (a recovery already sent them); copies of those still on
+    /// their way are dropped when they come (until
+    /// [`forget_replayed`](Self::forget_replayed)). Answers how many packets
+    /// and bytes (as WebSocket frames) it queued.
+    pub fn release_held(&self, replayed: HashSet<u64>) -> Result<(u64, usize), OutboxFull> {
+        let (waker, result) = {
+            let mut s = self.lock();
+            let held = s.held.take().unwrap_or_default();
+            let (mut count, mut bytes) = (0, 0);
+            let mut full = false;
+            for (id, packet) in held {
+                if replayed.contains(&id) || s.closed {
+                    continue;
+                }
+                if s.queue.len() >= self.capacity {
+                    full = true;
+                    break;
+                }
+                count += 1;
+                bytes += packet.ws_len();
+                s.queue.push_back(packet);
+            }
+            let result = if full {
+                Err(OutboxFull)
+            } else {
+                Ok((count, bytes))
+            };
+            if s.replayed.is_empty() {
+                s.replayed = replayed;
+            } else {
+                s.replayed.extend(replayed);
+            }
+            if result.is_err() {
+                s.too_slow = true;
+            }
+            (s.wakers(), result)
+        };
+        waker.wake();
+        result
+    }
+
+    /// Forgets the replayed offsets (their live copies have come by now).
+    pub fn forget_replayed(&self) {
+        self.lock().replayed = HashSet::new();
     }
 
     /// Queues a control packet (ping, noop, close) regardless of the bound.
@@ -278,34 +416,49 @@ impl Outbox {
         Poll::Pending
     }
 
-    /// Drains for a WebSocket body: a direct frame, the next packet, or the
-    /// close code once closed and empty; pending otherwise.
-    pub fn poll_websocket(&self, cx: &mut Context<'_>) -> Poll<WsItem> {
+    /// Drains for a WebSocket: appends the direct frames, then (when the
+    /// WebSocket is the one draining) the frames of whole packets to `out`
+    /// until it holds at least `max` frames, all under one lock. Ready with
+    /// [`WsBatch::Close`] once closed and drained; pending when there is
+    /// nothing.
+    pub fn poll_websocket(
+        &self,
+        cx: &mut Context<'_>,
+        out: &mut VecDeque<Bytes>,
+        max: usize,
+    ) -> Poll<WsBatch> {
         let mut s = self.lock();
-        if let Some(f) = s.ws_direct.pop_front() {
-            return Poll::Ready(WsItem::Direct(f));
-        }
-        if s.drain == Drain::WebSocket {
-            if let Some(p) = s.queue.pop_front() {
-                return Poll::Ready(WsItem::Packet(p));
+        while out.len() < max {
+            match s.ws_direct.pop_front() {
+                Some(f) => out.push_back(f),
+                None => break,
             }
         }
+        if s.drain == Drain::WebSocket {
+            while out.len() < max {
+                match s.queue.pop_front() {
+                    Some(p) => out.extend(p.frames().map(|f| f.ws_bytes().clone())),
+                    None => break,
+                }
+            }
+        }
+        if !out.is_empty() {
+            return Poll::Ready(WsBatch::Frames);
+        }
         if s.closed {
-            return Poll::Ready(WsItem::Close(s.close_code));
+            return Poll::Ready(WsBatch::Close(s.close_code));
         }
         s.ws_waker = Some(cx.waker().clone());
         Poll::Pending
     }
 }
 
-/// What a WebSocket body sends next.
-#[derive(Debug)]
-pub enum WsItem {
-    /// A raw frame (pong, probe answer).
-    Direct(Bytes),
-    /// A packet's frames.
-    Packet(Encoded),
-    /// The close frame with this code, then the end.
+/// What [`Outbox::poll_websocket`] found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum WsBatch {
+    /// Frames were appended.
+    Frames,
+    /// Nothing is left: the close frame with this code, then the end.
     Close(u16),
 }
 
@@ -330,12 +483,10 @@ impl WsEnd {
     }
 }
 
-/// The WebSocket response body: frames from the outbox, then a close frame.
+/// What a WebSocket sends: frames from the outbox, then a close frame.
 pub struct WsBody {
     outbox: std::sync::Arc<Outbox>,
     end: std::sync::Arc<WsEnd>,
-    /// Frames of the current packet not yet yielded.
-    rest: VecDeque<Bytes>,
     done: bool,
 }
 
@@ -345,7 +496,6 @@ impl WsBody {
         WsBody {
             outbox,
             end: Default::default(),
-            rest: VecDeque::new(),
             done: false,
         }
     }
@@ -354,40 +504,42 @@ impl WsBody {
     pub fn end_handle(&self) -> std::sync::Arc<WsEnd> {
         self.end.clone()
     }
-}
 
-impl futures_util::Stream for WsBody {
-    type Item = Result<Bytes, actix_web::Error>;
-
-    fn poll_next(
-        mut self: std::pin::Pin<&mut Self>,
+    /// Appends the next frames to `out` (about `max` at most; the close
+    /// frame last): ready with `true` when it appended some, with `false`
+    /// once the close frame has been handed out; pending until there is
+    /// something.
+    pub fn poll_frames(
+        &mut self,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Self::Item>> {
-        if let Some(f) = self.rest.pop_front() {
-            return Poll::Ready(Some(Ok(f)));
-        }
+        out: &mut VecDeque<Bytes>,
+        max: usize,
+    ) -> Poll<bool> {
         if self.done {
-            return Poll::Ready(None);
+            return Poll::Ready(false);
         }
-        self.end.waker.register(cx.waker());
         if let Some(code) = self.end.take() {
-            self.done = true;
-            return Poll::Ready(Some(Ok(close_frame(code))));
+            return Poll::Ready(self.finish(out, code));
         }
-        match self.outbox.poll_websocket(cx) {
-            Poll::Ready(WsItem::Direct(frame)) => Poll::Ready(Some(Ok(frame))),
-            Poll::Ready(WsItem::Packet(packet)) => {
-                let mut frames = packet.frames().map(|f| f.ws_bytes().clone());
-                let first = frames.next().expect("a packet has at least one frame");
-                self.rest.extend(frames);
-                Poll::Ready(Some(Ok(first)))
+        match self.outbox.poll_websocket(cx, out, max) {
+            Poll::Ready(WsBatch::Frames) => Poll::Ready(true),
+            Poll::Ready(WsBatch::Close(code)) => Poll::Ready(self.finish(out, code)),
+            Poll::Pending => {
+                // Registered only on the way to sleeping, and checked again
+                // after, so an end between the two checks is not missed.
+                self.end.waker.register(cx.waker());
+                match self.end.take() {
+                    Some(code) => Poll::Ready(self.finish(out, code)),
+                    None => Poll::Pending,
+                }
             }
-            Poll::Ready(WsItem::Close(code)) => {
-                self.done = true;
-                Poll::Ready(Some(Ok(close_frame(code))))
-            }
-            Poll::Pending => Poll::Pending,
         }
+    }
+
+    fn finish(&mut self, out: &mut VecDeque<Bytes>, code: u16) -> bool {
+        self.done = true;
+        out.push_back(close_frame(code));
+        true
     }
 }
 
@@ -435,7 +587,8 @@ mod tests {
         let o = Outbox::new(8, Drain::Polling);
         let w = noop_waker();
         let mut cx = Context::from_waker(&w);
-        assert!(o.poll_websocket(&mut cx).is_pending());
+        let mut out = VecDeque::new();
+        assert!(o.poll_websocket(&mut cx, &mut out, 64).is_pending());
         assert!(o.poll_polling(&mut cx).is_pending());
         o.push(pkt("4x")).unwrap();
         // The woken poll has not run again when the upgrade completes.
@@ -444,12 +597,11 @@ mod tests {
             o.poll_polling(&mut cx),
             Poll::Ready(PollOutcome::Payload(ref b)) if &b[..] == b"6"
         ));
-        match o.poll_websocket(&mut cx) {
-            Poll::Ready(WsItem::Packet(p)) => {
-                assert_eq!(&p.frames().next().unwrap().payload()[..], b"4x")
-            }
-            other => panic!("unexpected {other:?}"),
-        }
+        assert_eq!(
+            o.poll_websocket(&mut cx, &mut out, 64),
+            Poll::Ready(WsBatch::Frames)
+        );
+        assert_eq!(out, [Frame::text(&b"4x"[..]).ws_bytes().clone()]);
     }
 
     #[test]
@@ -502,23 +654,16 @@ mod tests {
 
     #[test]
     fn an_ended_body_closes_while_the_session_goes_on() {
-        use futures_util::Stream;
         let o = std::sync::Arc::new(Outbox::new(8, Drain::Polling));
         let mut body = WsBody::new(o.clone());
         let w = noop_waker();
         let mut cx = Context::from_waker(&w);
-        assert!(std::pin::Pin::new(&mut body)
-            .poll_next(&mut cx)
-            .is_pending());
+        let mut out = VecDeque::new();
+        assert!(body.poll_frames(&mut cx, &mut out, 64).is_pending());
         body.end_handle().end(1000);
-        match std::pin::Pin::new(&mut body).poll_next(&mut cx) {
-            Poll::Ready(Some(Ok(f))) => assert_eq!(f, close_frame(1000)),
-            other => panic!("unexpected {other:?}"),
-        }
-        assert!(matches!(
-            std::pin::Pin::new(&mut body).poll_next(&mut cx),
-            Poll::Ready(None)
-        ));
+        assert_eq!(body.poll_frames(&mut cx, &mut out, 64), Poll::Ready(true));
+        assert_eq!(out, [close_frame(1000)]);
+        assert_eq!(body.poll_frames(&mut cx, &mut out, 64), Poll::Ready(false));
         assert!(!o.is_closed());
         o.push(pkt("4still")).unwrap();
         assert!(matches!(
@@ -534,9 +679,83 @@ mod tests {
         o.abort(1008);
         let w = noop_waker();
         let mut cx = Context::from_waker(&w);
-        assert!(matches!(
-            o.poll_websocket(&mut cx),
-            Poll::Ready(WsItem::Close(1008))
-        ));
+        let mut out = VecDeque::new();
+        assert_eq!(
+            o.poll_websocket(&mut cx, &mut out, 64),
+            Poll::Ready(WsBatch::Close(1008))
+        );
+    }
+
+    fn payload(o: &Outbox) -> Vec<u8> {
+        let w = noop_waker();
+        let mut cx = Context::from_waker(&w);
+        match o.poll_polling(&mut cx) {
+            Poll::Ready(PollOutcome::Payload(b)) => b.to_vec(),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_broadcast_through_several_rooms_is_delivered_once() {
+        let o = Outbox::new(8, Drain::Polling);
+        assert_eq!(o.deliver(&pkt("4a"), 7), Delivery::Queued);
+        assert_eq!(o.deliver(&pkt("4a"), 7), Delivery::Dropped);
+        assert_eq!(o.deliver(&pkt("4b"), 8), Delivery::Queued);
+        assert_eq!(payload(&o), b"4a\x1e4b");
+    }
+
+    #[test]
+    fn held_broadcasts_follow_the_connect_and_skip_what_was_replayed() {
+        let o = Outbox::new(8, Drain::Polling);
+        o.hold();
+        assert_eq!(o.deliver(&pkt("4live1"), 1), Delivery::Queued);
+        assert_eq!(o.deliver(&pkt("4live2"), 2), Delivery::Queued);
+        o.push(pkt("40")).unwrap();
+        o.push(pkt("4replayed2")).unwrap();
+        o.push(pkt("4replayed3")).unwrap();
+        assert_eq!(o.release_held([2, 3].into()), Ok((1, 8)));
+        // Offset 3's live copy was still on its way: dropped once.
+        assert_eq!(o.deliver(&pkt("4replayed3"), 3), Delivery::Dropped);
+        assert_eq!(payload(&o), b"40\x1e4replayed2\x1e4replayed3\x1e4live1");
+        o.forget_replayed();
+        assert_eq!(o.deliver(&pkt("4x"), 4), Delivery::Queued);
+    }
+
+    #[test]
+    fn an_overflow_is_reported_once() {
+        let o = Outbox::new(2, Drain::Polling);
+        assert_eq!(o.deliver(&pkt("4a"), 1), Delivery::Queued);
+        assert_eq!(o.deliver(&pkt("4b"), 2), Delivery::Queued);
+        assert_eq!(o.deliver(&pkt("4c"), 3), Delivery::TooSlow);
+        assert_eq!(o.deliver(&pkt("4d"), 4), Delivery::Dropped);
+        // Held broadcasts count against the same bound.
+        let o = Outbox::new(1, Drain::Polling);
+        o.hold();
+        assert_eq!(o.deliver(&pkt("4a"), 1), Delivery::Queued);
+        assert_eq!(o.deliver(&pkt("4b"), 2), Delivery::TooSlow);
+    }
+
+    #[test]
+    fn the_websocket_takes_what_is_waiting_at_once() {
+        let o = Outbox::new(8, Drain::WebSocket);
+        let w = noop_waker();
+        let mut cx = Context::from_waker(&w);
+        for i in 0..5 {
+            o.push(pkt(&format!("4{i}"))).unwrap();
+        }
+        let mut out = VecDeque::new();
+        assert_eq!(
+            o.poll_websocket(&mut cx, &mut out, 3),
+            Poll::Ready(WsBatch::Frames)
+        );
+        assert_eq!(out.len(), 3);
+        out.clear();
+        assert_eq!(
+            o.poll_websocket(&mut cx, &mut out, 64),
+            Poll::Ready(WsBatch::Frames)
+        );
+        assert_eq!(out.len(), 2);
+        out.clear();
+        assert!(o.poll_websocket(&mut cx, &mut out, 64).is_pending());
     }
 }

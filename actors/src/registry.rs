@@ -17,9 +17,11 @@
 use crate::encoded::Encoded;
 use crate::engine::BusSlot;
 use crate::ids::RoomKey;
-use crate::room::{Deliver, Enter, Exit, Publish, Room};
+use crate::metrics::Metrics;
+use crate::room::{Enter, Exit, Member, Publish, Room};
 use actix::prelude::*;
 use std::collections::HashMap;
+use std::sync::Arc;
 
 /// A connection's id on this node (room membership is per connection: a
 /// connection has at most one socket per namespace, and room keys carry the
@@ -41,15 +43,17 @@ const SUBSCRIBE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 pub struct Registry {
     rooms: HashMap<RoomKey, RoomEntry>,
     bus: BusSlot,
+    metrics: Arc<Metrics>,
 }
 
 impl Registry {
     /// An empty registry that tells the bus in `bus` (once there is one)
-    /// which rooms this node has.
-    pub fn new(bus: BusSlot) -> Self {
+    /// which rooms this node has; its rooms count deliveries in `metrics`.
+    pub fn new(bus: BusSlot, metrics: Arc<Metrics>) -> Self {
         Registry {
             rooms: HashMap::new(),
             bus,
+            metrics,
         }
     }
 }
@@ -70,7 +74,7 @@ impl Actor for Registry {
 pub struct Join {
     pub conn: ConnId,
     pub keys: Vec<RoomKey>,
-    pub recipient: Recipient<Deliver>,
+    pub member: Member,
 }
 
 /// Removes a connection from rooms; empty rooms stop.
@@ -115,14 +119,14 @@ impl Handler<Join> for Registry {
                     listening.push(bus.room_started(&key));
                 }
                 RoomEntry {
-                    addr: Room::new(key).start(),
+                    addr: Room::new(key, self.metrics.clone()).start(),
                     members: 0,
                 }
             });
             entry.members += 1;
             entry.addr.do_send(Enter {
                 conn: msg.conn,
-                recipient: msg.recipient.clone(),
+                member: msg.member.clone(),
             });
         }
         Box::pin(async move {

@@ -6,17 +6,27 @@
 
 use crate::encoded::Encoded;
 use crate::ids::RoomKey;
+use crate::metrics::Metrics;
+use crate::outbox::{Delivery, Outbox};
 use crate::registry::ConnId;
 use actix::prelude::*;
 use std::collections::HashMap;
+use std::sync::Arc;
 
-/// Delivered to each member connection: the shared bytes of one broadcast.
-#[derive(Message, Clone)]
+/// Sent to a connection whose outbound queue overflowed while a room
+/// delivered to it: the client is too slow and the connection closes it.
+#[derive(Message, Clone, Copy)]
 #[rtype(result = "()")]
-pub struct Deliver {
-    pub packet: Encoded,
-    /// Broadcast id, for de-duplication across rooms.
-    pub id: u64,
+pub struct TooSlow;
+
+/// How a room reaches one member: broadcasts go straight into the
+/// connection's outbox (no hop through its actor's mailbox, so a delivery is
+/// one lock and at most one wake of the transport); the actor hears only of
+/// an overflow.
+#[derive(Clone)]
+pub struct Member {
+    pub outbox: Arc<Outbox>,
+    pub conn: Recipient<TooSlow>,
 }
 
 /// A connection joins.
@@ -24,7 +34,7 @@ pub struct Deliver {
 #[rtype(result = "()")]
 pub struct Enter {
     pub conn: ConnId,
-    pub recipient: Recipient<Deliver>,
+    pub member: Member,
 }
 
 /// A connection leaves.
@@ -46,15 +56,17 @@ pub struct Publish {
 /// The room actor.
 pub struct Room {
     key: RoomKey,
-    members: HashMap<ConnId, Recipient<Deliver>>,
+    members: HashMap<ConnId, Member>,
+    metrics: Arc<Metrics>,
 }
 
 impl Room {
-    /// An empty room.
-    pub fn new(key: RoomKey) -> Self {
+    /// An empty room counting what it delivers in `metrics`.
+    pub fn new(key: RoomKey, metrics: Arc<Metrics>) -> Self {
         Room {
             key,
             members: HashMap::new(),
+            metrics,
         }
     }
 }
@@ -75,7 +87,7 @@ impl Actor for Room {
 impl Handler<Enter> for Room {
     type Result = ();
     fn handle(&mut self, msg: Enter, _: &mut Self::Context) {
-        self.members.insert(msg.conn, msg.recipient);
+        self.members.insert(msg.conn, msg.member);
     }
 }
 
@@ -89,16 +101,20 @@ impl Handler<Exit> for Room {
 impl Handler<Publish> for Room {
     type Result = ();
     fn handle(&mut self, msg: Publish, _: &mut Self::Context) {
-        for (conn, recipient) in &self.members {
+        let mut queued = 0;
+        for (conn, member) in &self.members {
             if Some(*conn) == msg.except {
                 continue;
             }
-            // The connection's mailbox only moves the packet into its bounded
-            // outbox, where a client that falls behind is caught.
-            recipient.do_send(Deliver {
-                packet: msg.packet.clone(),
-                id: msg.id,
-            });
+            match member.outbox.deliver(&msg.packet, msg.id) {
+                Delivery::Queued => queued += 1,
+                Delivery::Dropped => {}
+                Delivery::TooSlow => member.conn.do_send(TooSlow),
+            }
+        }
+        if queued > 0 {
+            self.metrics
+                .packets_out(queued, queued as usize * msg.packet.ws_len());
         }
     }
 }

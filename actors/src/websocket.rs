@@ -32,7 +32,7 @@ use actix_http::h1;
 use actix_http::ws::{Codec, Frame as WsFrame, Item, ProtocolError};
 use actix_http::{Request, Response, StatusCode};
 use bytes::{Buf, Bytes, BytesMut};
-use futures_util::{FutureExt, SinkExt, StreamExt};
+use futures_util::SinkExt;
 use std::collections::VecDeque;
 use std::io::IoSlice;
 use std::sync::atomic::Ordering;
@@ -230,14 +230,7 @@ fn abandon(session: &SessionEntry, upgrading: bool, code: u16) {
 /// write, until the body ends (after its close frame) or the socket fails.
 async fn write_frames(mut wh: OwnedWriteHalf, mut body: WsBody) -> std::io::Result<()> {
     let mut queued: VecDeque<Bytes> = VecDeque::new();
-    while let Some(Ok(first)) = body.next().await {
-        queued.push_back(first);
-        while queued.len() < MAX_GATHER {
-            match body.next().now_or_never() {
-                Some(Some(Ok(frame))) => queued.push_back(frame),
-                _ => break,
-            }
-        }
+    while std::future::poll_fn(|cx| body.poll_frames(cx, &mut queued, MAX_GATHER)).await {
         write_all(&mut wh, &mut queued).await?;
         if queued.capacity() > IDLE_QUEUE {
             // A burst's room is given back until the next burst.

@@ -505,3 +505,49 @@ test("accounts, conversations and messages survive a restart on the same DATA_DI
     assert.equal(same.status, 200);
     assert.equal(same.body.id, conv.id);
   }));
+
+test("a client that stops reading is closed as too slow; the others miss nothing", () =>
+  withServer(
+    { env: { SERVICE_KEYS: "chat-test-service-key", HUDDLE__ENGINE__OUTBOUND_QUEUE_MAX: "8" } },
+    async (server) => {
+      const ann = await api.externalUser(server.url, "Ann");
+      const bob = await api.externalUser(server.url, "Bob");
+      const slow = await connectAs(server, ann, "/", { transports: ["websocket"] });
+      const fast = await connectAs(server, bob, "/", { transports: ["websocket"] });
+      const recFast = new Recorder(fast, ["flood"]);
+      const slowGone = new Promise((resolve) => slow.on("disconnect", resolve));
+      // Ann's client stops reading its TCP socket: what the server sends
+      // fills the kernel's buffers, then her queue of 8 packets.
+      slow.io.engine.transport.ws._socket.pause();
+      const metric = async (name) => {
+        const text = await (await fetch(`${server.url}/metrics`)).text();
+        const line = text.split("\n").find((l) => l.startsWith(`${name} `));
+        return line ? Number(line.split(" ")[1]) : 0;
+      };
+      const blob = "x".repeat(60_000);
+      let sent = 0;
+      // Loopback buffers hold some megabytes: at most 600 × 60 KB.
+      while (sent < 600 && (await metric("huddle_slow_clients_total")) === 0) {
+        for (let i = 0; i < 20; i++, sent++) {
+          const res = await api.request(server.url, "POST", "/api/v1/publish", {
+            headers: { authorization: "Bearer chat-test-service-key" },
+            body: { rooms: [`user:${ann.id}`, `user:${bob.id}`], event: "flood", data: { n: sent, blob } },
+          });
+          assert.equal(res.status, 202, JSON.stringify(res.body));
+        }
+      }
+      assert.equal(await metric("huddle_slow_clients_total"), 1, `after ${sent} publishes`);
+      // Bob's client kept reading: every packet reached him, in order.
+      await recFast.count("flood", sent, 20_000);
+      assert.deepEqual(
+        recFast.payloads("flood").map((p) => p.n),
+        Array.from({ length: sent }, (_, i) => i),
+      );
+      // Ann's connection is gone on the server; her client sees it once it
+      // reads again.
+      assert.equal(await metric("huddle_connections"), 1);
+      slow.io.engine.transport.ws._socket.resume();
+      await slowGone;
+      assert.match(server.log(), /client too slow/);
+    },
+  ));

@@ -10,7 +10,7 @@ impl AccountStore for EmbeddedStore {
     async fn create_user(&self, user: User) -> StoreResult<User> {
         self.write("create_user", move |txn| {
             insert_user(txn, &user)?;
-            Ok(user)
+            Ok(user.clone())
         })
         .await
     }
@@ -47,7 +47,7 @@ impl AccountStore for EmbeddedStore {
             return Ok(existing);
         }
         self.write("ensure_user", move |txn| {
-            let mut user = user;
+            let mut user = user.clone();
             {
                 let users = txn.open_table(USERS).ctx("open users")?;
                 // Someone may have created it since the read above.

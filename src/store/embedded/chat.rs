@@ -38,18 +38,18 @@ impl ChatStore for EmbeddedStore {
                 .insert(CONVERSATION_ORDER, order)
                 .ctx("writing counter")?;
 
-            let mut member_ids = new.member_ids;
+            let mut member_ids = new.member_ids.clone();
             let mut seen = std::collections::HashSet::new();
             member_ids.retain(|id| seen.insert(id.clone()));
             let conversation = Conversation {
                 id: ConversationId(new_id()),
-                workspace_id: new.workspace_id,
-                title: new.title,
+                workspace_id: new.workspace_id.clone(),
+                title: new.title.clone(),
                 member_ids,
-                created_by: new.created_by,
+                created_by: new.created_by.clone(),
                 created_at: Utc::now(),
                 last_seq: 0,
-                direct_key: new.direct_key,
+                direct_key: new.direct_key.clone(),
             };
             let id = conversation.id.as_str();
             conversations
@@ -191,7 +191,7 @@ impl ChatStore for EmbeddedStore {
                 seq,
                 sender_id: new.sender_id.clone(),
                 client_id: new.client_id.clone(),
-                body: new.body,
+                body: new.body.clone(),
                 created_at: Utc::now(),
             };
             messages

@@ -64,7 +64,7 @@ impl FileStore for EmbeddedStore {
             files
                 .insert(file.id.as_str(), encode(&file)?.as_slice())
                 .ctx("writing file")?;
-            Ok((file, true))
+            Ok((file.clone(), true))
         })
         .await
     }
@@ -212,7 +212,7 @@ impl UploadSessionStore for EmbeddedStore {
             in_progress
                 .insert((user, id), millis(&session.expires_at))
                 .ctx("writing upload expiry")?;
-            Ok(SessionStart::Created(session))
+            Ok(SessionStart::Created(session.clone()))
         })
         .await
     }
@@ -301,7 +301,7 @@ impl UploadSessionStore for EmbeddedStore {
             let Some(mut session) = load_session(&sessions, &in_progress, key.0, key.1)? else {
                 return Err(StoreError::NotFound(format!("upload {upload_id}")));
             };
-            session.completed_file_id = Some(file_id);
+            session.completed_file_id = Some(file_id.clone());
             sessions
                 .insert(key, encode(&session)?.as_slice())
                 .ctx("writing upload session")?;

@@ -196,7 +196,7 @@ impl EmbeddedStore {
     pub(super) async fn write<T, F>(&self, what: &'static str, f: F) -> StoreResult<T>
     where
         T: Send + 'static,
-        F: FnOnce(&WriteTransaction) -> StoreResult<T> + Send + 'static,
+        F: Fn(&WriteTransaction) -> StoreResult<T> + Send + 'static,
     {
         self.writer.write(what, f).await
     }

@@ -45,11 +45,11 @@ impl NotificationStore for EmbeddedStore {
             let seq = next_seq(txn, "notification_seq")?;
             let n = Notification {
                 id: NotificationId(new_id()),
-                user_id: new.user_id,
-                kind: new.kind,
-                title: new.title,
-                body: new.body,
-                link: new.link,
+                user_id: new.user_id.clone(),
+                kind: new.kind.clone(),
+                title: new.title.clone(),
+                body: new.body.clone(),
+                link: new.link.clone(),
                 read: false,
                 created_at: Utc::now(),
                 seq,

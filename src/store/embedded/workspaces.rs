@@ -286,13 +286,13 @@ impl WorkspaceStore for EmbeddedStore {
             let now = Utc::now();
             let ws = Workspace {
                 id: WorkspaceId(new_id()),
-                name,
+                name: name.clone(),
                 owner_id: owner.clone(),
                 created_at: now,
             };
             let member = Member {
                 workspace_id: ws.id.clone(),
-                user_id: owner,
+                user_id: owner.clone(),
                 role: Role::Owner,
                 joined_at: now,
             };
@@ -488,10 +488,10 @@ impl WorkspaceStore for EmbeddedStore {
             let seq = next_seq(txn, "project_seq")?;
             let project = Project {
                 id: ProjectId(new_id()),
-                workspace_id: new.workspace_id,
-                name: new.name,
-                description: new.description,
-                created_by: new.created_by,
+                workspace_id: new.workspace_id.clone(),
+                name: new.name.clone(),
+                description: new.description.clone(),
+                created_by: new.created_by.clone(),
                 created_at: Utc::now(),
                 seq,
             };
@@ -553,15 +553,15 @@ impl WorkspaceStore for EmbeddedStore {
                     id: TaskId(new_id()),
                     workspace_id: project.workspace_id,
                     project_id: project.id,
-                    title: new.title,
-                    description: new.description,
+                    title: new.title.clone(),
+                    description: new.description.clone(),
                     status: new.status,
                     priority: new.priority,
-                    assignee_id: new.assignee_id,
-                    tags: new.tags,
+                    assignee_id: new.assignee_id.clone(),
+                    tags: new.tags.clone(),
                     due_date: new.due_date,
                     attachments: Vec::new(),
-                    created_by: new.created_by,
+                    created_by: new.created_by.clone(),
                     created_at: now,
                     updated_at: now,
                     deleted_at: None,
@@ -746,7 +746,7 @@ impl WorkspaceStore for EmbeddedStore {
                         "a task has at most {max} attachments"
                     )));
                 }
-                task.attachments.push(attachment);
+                task.attachments.push(attachment.clone());
                 task.updated_at = Utc::now();
                 tasks
                     .insert(id.as_str(), encode(&task)?.as_slice())
@@ -771,8 +771,8 @@ impl WorkspaceStore for EmbeddedStore {
                 workspace_id: task.workspace_id,
                 project_id: task.project_id,
                 task_id: task.id,
-                author_id: new.author_id,
-                body: new.body,
+                author_id: new.author_id.clone(),
+                body: new.body.clone(),
                 created_at: Utc::now(),
                 updated_at: None,
                 seq,
@@ -825,7 +825,7 @@ impl WorkspaceStore for EmbeddedStore {
             let mut comments = txn.open_table(COMMENTS).ctx("open comments")?;
             let mut comment: Comment = get_json(&comments, id.as_str())?
                 .ok_or_else(|| StoreError::NotFound(format!("comment {id}")))?;
-            comment.body = body;
+            comment.body = body.clone();
             comment.updated_at = Some(Utc::now());
             comments
                 .insert(id.as_str(), encode(&comment)?.as_slice())

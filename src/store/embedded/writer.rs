@@ -1,19 +1,21 @@
 //! Group commit for the embedded store: one writer thread runs every write
 //! transaction, and the writes that queued up while the disk was busy share
-//! one `fsync`.
+//! one transaction and one `fsync`.
 //!
 //! redb runs one write transaction at a time and, by default, makes each one
 //! durable on its own: at a few thousand chat messages a second the server
-//! spent about a fifth of its CPU in `fdatasync`. Here each write still runs
-//! in its own transaction (one that fails is aborted alone and the others
-//! keep their changes), but the writer takes everything queued at once (at
-//! most [`MAX_BATCH`]) and commits all but the last of them with
-//! [`Durability::None`]; the last one's durable commit makes the whole batch
-//! durable. Only then does any caller get its answer, so an acknowledged
-//! write is on disk exactly as before. The price: a reader may see a write a
-//! moment (one `fsync`) before its writer is told, and a crash in that moment
-//! loses a write nobody was told about. At low rates every batch holds one
-//! write and nothing changes.
+//! spent about a fifth of its CPU in `fdatasync`, and, once commits were
+//! grouped, most of the rest in committing one transaction per message. Here
+//! the writer takes everything queued at once (at most [`MAX_BATCH`]) and
+//! runs it in one transaction with one durable commit. Only then does any
+//! caller get its answer, so an acknowledged write is on disk exactly as
+//! before. Each write still succeeds or fails alone: when one of them fails,
+//! the shared transaction is aborted and the batch is run again with one
+//! transaction per write (a write is a re-runnable `Fn` for that reason; its
+//! first run left nothing behind), all but the last committed with
+//! [`Durability::None`] and the last one's durable commit covering them. A
+//! write also sees the ones before it in the batch, as if each had committed
+//! on its own. At low rates every batch holds one write and nothing changes.
 //!
 //! The queue is bounded ([`QUEUE`] writes): callers wait for room rather than
 //! piling up. The thread ends when the last handle to the store is dropped,
@@ -29,34 +31,67 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::Ctx;
 
-/// Most writes one batch (one `fsync`) takes.
+/// Most writes one batch (one transaction, one `fsync`) takes.
 pub const MAX_BATCH: usize = 256;
 /// Most writes waiting for the writer thread.
 pub const QUEUE: usize = 4096;
 
-/// The durable commit that should have covered a write failed.
+/// The commit that should have made a write durable failed.
 #[derive(Debug, thiserror::Error)]
 #[error("the batch's durable commit failed: {0}")]
 struct BatchCommitFailed(String);
 
-/// Answers a job's caller with the batch's outcome (`Err` with the reason
-/// when the batch's durable commit failed).
-type Answer = Box<dyn FnOnce(Result<(), &str>) + Send>;
-
-/// What running a job left: whether its transaction committed, and how to
-/// answer its caller once the batch is durable (or failed to become so).
-struct Ran {
-    committed: bool,
-    answer: Answer,
+/// One queued write: run (perhaps twice), then answered once.
+trait Job: Send {
+    /// Runs the write in `txn`; whether it succeeded (an `Err` result is kept
+    /// for the answer). A run after a failed one starts from scratch.
+    fn run(&mut self, txn: &WriteTransaction) -> bool;
+    /// Answers the caller with the last run's result, or with the batch's
+    /// error when the commit that was to make it durable failed.
+    fn answer(self: Box<Self>, batch: Result<(), &str>);
 }
 
-type Job = Box<dyn FnOnce(&Database, Durability) -> Ran + Send>;
+struct Write<T, F> {
+    what: &'static str,
+    f: F,
+    result: Option<StoreResult<T>>,
+    tx: oneshot::Sender<StoreResult<T>>,
+}
+
+impl<T, F> Job for Write<T, F>
+where
+    T: Send + 'static,
+    F: Fn(&WriteTransaction) -> StoreResult<T> + Send + 'static,
+{
+    fn run(&mut self, txn: &WriteTransaction) -> bool {
+        let result = (self.f)(txn);
+        let ok = result.is_ok();
+        self.result = Some(result);
+        ok
+    }
+
+    fn answer(self: Box<Self>, batch: Result<(), &str>) {
+        let what = self.what;
+        let result = match (self.result, batch) {
+            (None, Err(e)) | (Some(Ok(_)), Err(e)) => Err(StoreError::backend(
+                format!("{what}: commit"),
+                BatchCommitFailed(e.to_owned()),
+            )),
+            (Some(result), _) => result,
+            (None, Ok(())) => Err(StoreError::Backend {
+                message: format!("{what}: never ran"),
+                source: None,
+            }),
+        };
+        let _ = self.tx.send(result);
+    }
+}
 
 /// Handle to the writer thread. Dropping the last one ends the thread and
 /// waits for it.
 pub struct Writer {
     /// `None` only while dropping.
-    jobs: Option<mpsc::Sender<Job>>,
+    jobs: Option<mpsc::Sender<Box<dyn Job>>>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -74,29 +109,21 @@ impl Writer {
         })
     }
 
-    /// Runs `f` in its own write transaction on the writer thread; answers
-    /// once the transaction is durable (or aborted because `f` failed).
+    /// Runs `f` in a write transaction on the writer thread (shared with the
+    /// writes queued beside it, or its own when one of them fails); answers
+    /// once its changes are durable, or with `f`'s error (nothing written).
+    /// `f` may run twice: only the last run's changes and result count.
     pub async fn write<T, F>(&self, what: &'static str, f: F) -> StoreResult<T>
     where
         T: Send + 'static,
-        F: FnOnce(&WriteTransaction) -> StoreResult<T> + Send + 'static,
+        F: Fn(&WriteTransaction) -> StoreResult<T> + Send + 'static,
     {
         let (tx, rx) = oneshot::channel();
-        let job: Job = Box::new(move |db, durability| {
-            let result = super::write_txn(db, what, durability, f);
-            Ran {
-                committed: result.is_ok(),
-                answer: Box::new(move |batch| {
-                    let result = match (result, batch) {
-                        (Ok(_), Err(e)) => Err(StoreError::backend(
-                            format!("{what}: commit"),
-                            BatchCommitFailed(e.to_owned()),
-                        )),
-                        (result, _) => result,
-                    };
-                    let _ = tx.send(result);
-                }),
-            }
+        let job: Box<dyn Job> = Box::new(Write {
+            what,
+            f,
+            result: None,
+            tx,
         });
         let jobs = self.jobs.as_ref().ok_or_else(|| closed(what))?;
         jobs.send(job).await.map_err(|_| closed(what))?;
@@ -127,8 +154,8 @@ impl Drop for Writer {
 
 /// The writer thread: batch, run, make durable, answer; until every handle
 /// is gone.
-fn run(db: &Database, mut jobs: mpsc::Receiver<Job>) {
-    let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
+fn run(db: &Database, mut jobs: mpsc::Receiver<Box<dyn Job>>) {
+    let mut batch: Vec<Box<dyn Job>> = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = jobs.blocking_recv() {
         batch.push(first);
         while batch.len() < MAX_BATCH {
@@ -137,30 +164,82 @@ fn run(db: &Database, mut jobs: mpsc::Receiver<Job>) {
                 Err(_) => break,
             }
         }
-        let last = batch.len() - 1;
-        let ran: Vec<Ran> = batch
-            .drain(..)
-            .enumerate()
-            .map(|(i, job)| {
-                let durability = if i == last {
-                    Durability::Immediate
-                } else {
-                    Durability::None
-                };
-                job(db, durability)
-            })
-            .collect();
-        // The last write's durable commit covered the others; when it did
-        // not commit, an empty durable commit does.
-        let covered = ran[last].committed || !ran[..last].iter().any(|r| r.committed);
-        let outcome = if covered { Ok(()) } else { make_durable(db) };
-        if let Err(e) = &outcome {
-            log::error!("embedded store: durable commit of a batch failed: {e}");
-        }
-        for r in ran {
-            (r.answer)(outcome.as_ref().map(|_| ()).map_err(String::as_str));
+        let outcome = match together(db, &mut batch) {
+            Together::Committed => Ok(()),
+            Together::Failed(e) => {
+                log::error!("embedded store: committing a batch failed: {e}");
+                Err(e)
+            }
+            // One write alone: its own error is its answer.
+            Together::WriteFailed if batch.len() == 1 => Ok(()),
+            Together::WriteFailed => apart(db, &mut batch),
+        };
+        for job in batch.drain(..) {
+            job.answer(outcome.as_ref().map(|_| ()).map_err(String::as_str));
         }
     }
+}
+
+enum Together {
+    /// Every write ran and the transaction is durable.
+    Committed,
+    /// A write failed; the transaction was aborted.
+    WriteFailed,
+    /// The transaction could not be begun or committed.
+    Failed(String),
+}
+
+/// Runs the whole batch in one durable transaction.
+fn together(db: &Database, batch: &mut [Box<dyn Job>]) -> Together {
+    let txn = match db.begin_write() {
+        Ok(txn) => txn,
+        Err(e) => return Together::Failed(e.to_string()),
+    };
+    for job in batch.iter_mut() {
+        if !job.run(&txn) {
+            if let Err(e) = txn.abort() {
+                log::warn!("embedded store: aborting a batch failed: {e}");
+            }
+            return Together::WriteFailed;
+        }
+    }
+    match txn.commit() {
+        Ok(()) => Together::Committed,
+        Err(e) => Together::Failed(e.to_string()),
+    }
+}
+
+/// Runs every write of the batch in a transaction of its own (so one that
+/// fails is aborted alone), all but the last non-durable; the last durable
+/// commit (an empty one when the last write failed) covers them all. The
+/// outcome of that durable commit.
+fn apart(db: &Database, batch: &mut [Box<dyn Job>]) -> Result<(), String> {
+    let last = batch.len() - 1;
+    let mut last_committed = false;
+    let mut any_committed = false;
+    for (i, job) in batch.iter_mut().enumerate() {
+        let durability = if i == last {
+            Durability::Immediate
+        } else {
+            Durability::None
+        };
+        let committed = super::write_txn(db, "batched write", durability, |txn| {
+            if job.run(txn) {
+                Ok(())
+            } else {
+                Err(StoreError::NotFound(String::new()))
+            }
+        })
+        .is_ok();
+        any_committed |= committed;
+        last_committed = i == last && committed;
+    }
+    if last_committed || !any_committed {
+        return Ok(());
+    }
+    make_durable(db).inspect_err(|e| {
+        log::error!("embedded store: durable commit of a batch failed: {e}");
+    })
 }
 
 /// Commits an empty transaction durably, which persists every non-durable
@@ -173,69 +252,85 @@ fn make_durable(db: &Database) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use redb::{ReadableDatabase, TableDefinition};
+    use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 
     const T: TableDefinition<u64, u64> = TableDefinition::new("t");
+    /// Key of a counter every test write increments.
+    const COUNT: u64 = u64::MAX;
 
-    fn job(key: u64, fail: bool, tx: oneshot::Sender<StoreResult<()>>) -> Job {
-        Box::new(move |db, durability| {
-            let result = crate::store::embedded::write_txn(db, "test", durability, |txn| {
-                txn.open_table(T)
-                    .ctx("open")?
-                    .insert(key, key)
-                    .ctx("insert")?;
+    /// A write of `key`, which fails after writing when `fail`; answers the
+    /// counter it saw.
+    fn job(key: u64, fail: bool, tx: oneshot::Sender<StoreResult<u64>>) -> Box<dyn Job> {
+        Box::new(Write {
+            what: "test",
+            f: move |txn: &WriteTransaction| {
+                let mut table = txn.open_table(T).ctx("open")?;
+                table.insert(key, key).ctx("insert")?;
+                let seen = table.get(COUNT).ctx("get")?.map_or(0, |v| v.value());
+                table.insert(COUNT, seen + 1).ctx("count")?;
                 if fail {
                     return Err(StoreError::NotFound("refused".into()));
                 }
-                Ok(())
-            });
-            Ran {
-                committed: result.is_ok(),
-                answer: Box::new(move |batch| {
-                    let _ = tx.send(
-                        batch
-                            .map_err(|e| StoreError::NotFound(e.into()))
-                            .and(result),
-                    );
-                }),
-            }
+                Ok(seen)
+            },
+            result: None,
+            tx,
         })
     }
 
-    /// Writes queued together run as one batch: each commits or aborts on its
-    /// own, and what committed is on disk after a reopen, whichever of them
-    /// (the last one included) failed.
+    /// Writes queued together run as one batch: each succeeds or fails on
+    /// its own, each sees those before it, and what succeeded is on disk
+    /// after a reopen, whichever of them (none, one in the middle, the last)
+    /// failed.
     #[test]
     fn a_batch_keeps_each_write_apart_and_makes_all_durable() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.redb");
-        for last_fails in [false, true] {
+        for (round, failing) in [vec![], vec![3], vec![3, 9]].into_iter().enumerate() {
+            let base = 100 * round as u64;
             let db = Database::create(&path).unwrap();
+            let start = {
+                let read = db.begin_read().unwrap();
+                match read.open_table(T) {
+                    Ok(t) => t.get(COUNT).unwrap().map_or(0, |v| v.value()),
+                    Err(_) => 0,
+                }
+            };
             let (tx, rx) = mpsc::channel(QUEUE);
             let mut answers = Vec::new();
             for key in 0..10u64 {
-                let fail = key == 3 || (last_fails && key == 9);
+                let fail = failing.contains(&key);
                 let (atx, arx) = oneshot::channel();
-                tx.try_send(job(key + 100 * u64::from(last_fails), fail, atx))
+                tx.try_send(job(base + key, fail, atx))
                     .unwrap_or_else(|_| panic!("queue full"));
                 answers.push((key, fail, arx));
             }
             drop(tx);
             // Everything is queued before the writer looks: one batch.
             run(&db, rx);
+            let mut expected = start;
             for (key, fail, mut arx) in answers {
                 let answer = arx.try_recv().expect("answered");
-                assert_eq!(answer.is_err(), fail, "write {key}");
+                if fail {
+                    assert!(answer.is_err(), "write {key} of round {round}");
+                } else {
+                    assert_eq!(answer.unwrap(), expected, "write {key} of round {round}");
+                    expected += 1;
+                }
             }
             drop(db);
             let db = Database::create(&path).unwrap();
             let read = db.begin_read().unwrap();
             let table = read.open_table(T).unwrap();
             for key in 0..10u64 {
-                let key = key + 100 * u64::from(last_fails);
-                let fail = key % 100 == 3 || (last_fails && key % 100 == 9);
-                assert_eq!(table.get(key).unwrap().is_some(), !fail, "key {key}");
+                let fail = failing.contains(&key);
+                assert_eq!(
+                    table.get(base + key).unwrap().is_some(),
+                    !fail,
+                    "key {key} of round {round}"
+                );
             }
+            assert_eq!(table.get(COUNT).unwrap().unwrap().value(), expected);
         }
     }
 }
