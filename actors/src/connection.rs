@@ -10,7 +10,8 @@
 //!
 //! Socket.IO packets are handled one at a time in arrival order (a per
 //! connection pipeline, bounded by `max_events_pending`), so one client's
-//! `send_message`s keep their order. It stops when the transport closes, the
+//! `send_message`s keep their order; only events a namespace lets run beside
+//! each other (upload chunks) overlap, up to [`MAX_BESIDE`] at once. It stops when the transport closes, the
 //! heartbeat times out, the client falls too far behind, or the server drains;
 //! `stopped` leaves every room, releases the user's connection slot, and
 //! remembers the sockets for connection state recovery.
@@ -143,6 +144,10 @@ impl RateWindow {
     }
 }
 
+/// Most events of one connection running beside each other (see
+/// [`Namespace::runs_beside`]).
+pub const MAX_BESIDE: usize = 8;
+
 /// The connection actor.
 pub struct Connection {
     id: ConnId,
@@ -157,6 +162,8 @@ pub struct Connection {
     reassembler: Reassembler,
     pending: VecDeque<Work>,
     busy: bool,
+    /// Events running beside each other now (see `Namespace::runs_beside`).
+    beside: usize,
     last_pong: Instant,
     rate: RateWindow,
     close_reason: Option<DisconnectReason>,
@@ -183,6 +190,7 @@ impl Connection {
             reassembler: Reassembler::default(),
             pending: VecDeque::new(),
             busy: false,
+            beside: 0,
             last_pong: Instant::now(),
             rate: RateWindow::new(Instant::now()),
             close_reason: None,
@@ -350,11 +358,43 @@ impl Connection {
     }
 
     /// Starts the next packet of the pipeline when idle.
+    /// Whether `work` is an event its namespace lets run beside others.
+    fn runs_beside(&self, work: &Work) -> bool {
+        if !matches!(
+            work.packet.kind,
+            PacketKind::Event | PacketKind::BinaryEvent
+        ) {
+            return false;
+        }
+        let Some(Value::Array(args)) = &work.packet.data else {
+            return false;
+        };
+        let Some(Value::String(name)) = args.first() else {
+            return false;
+        };
+        self.sockets
+            .get(work.packet.nsp.as_str())
+            .is_some_and(|s| s.namespace.runs_beside(name))
+    }
+
     fn pump(&mut self, ctx: &mut Context<Self>) {
         while !self.busy {
+            let Some(next) = self.pending.front() else {
+                return;
+            };
+            let beside = self.runs_beside(next);
+            // Events that run beside each other wait for a free place; any
+            // other work waits until they are all done.
+            if (beside && self.beside >= MAX_BESIDE) || (!beside && self.beside > 0) {
+                return;
+            }
             let Some(work) = self.pending.pop_front() else {
                 return;
             };
+            if beside {
+                self.start_event(ctx, work, true);
+                continue;
+            }
             match work.packet.kind {
                 PacketKind::Connect => {
                     self.busy = true;
@@ -380,7 +420,7 @@ impl Connection {
                     }
                 }
                 PacketKind::Event | PacketKind::BinaryEvent => {
-                    self.start_event(ctx, work);
+                    self.start_event(ctx, work, false);
                 }
                 PacketKind::Ack | PacketKind::BinaryAck => {
                     // The server never asks clients for acknowledgements.
@@ -393,7 +433,9 @@ impl Connection {
         }
     }
 
-    fn start_event(&mut self, ctx: &mut Context<Self>, work: Work) {
+    /// Starts handling an event: alone (the pipeline waits for it), or
+    /// `beside` others of its kind.
+    fn start_event(&mut self, ctx: &mut Context<Self>, work: Work, beside: bool) {
         let Some(state) = self.sockets.get(work.packet.nsp.as_str()) else {
             // Not connected to that namespace: Socket.IO ignores it.
             return;
@@ -426,10 +468,18 @@ impl Connection {
             attachments: work.attachments,
             wants_ack: ack_id.is_some(),
         };
-        self.busy = true;
+        if beside {
+            self.beside += 1;
+        } else {
+            self.busy = true;
+        }
         let fut = async move { namespace.on_event(&socket, event).await };
         ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| {
-            act.busy = false;
+            if beside {
+                act.beside -= 1;
+            } else {
+                act.busy = false;
+            }
             act.answer(ctx, &nsp, ack_id, res);
             act.pump(ctx);
         }));

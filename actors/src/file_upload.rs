@@ -597,4 +597,11 @@ impl Namespace for FileUploadNamespace {
         }?;
         Ok(Reply::one(value))
     }
+
+    /// A client may keep several chunks in flight; their disk flushes then
+    /// overlap. Initiate, complete and cancel still wait for the chunks sent
+    /// before them.
+    fn runs_beside(&self, event: &str) -> bool {
+        event == "upload_chunk"
+    }
 }

@@ -155,8 +155,17 @@ pub trait Namespace: Send + Sync + 'static {
     }
 
     /// Handles one event. Events of one connection are handled one at a time,
-    /// in arrival order.
+    /// in arrival order (but see [`runs_beside`](Self::runs_beside)).
     async fn on_event(&self, socket: &Socket, event: IncomingEvent) -> Result<Reply, EventError>;
+
+    /// Whether events named `event` may run beside each other: up to
+    /// [`MAX_BESIDE`](crate::connection::MAX_BESIDE) of a socket's run at
+    /// once, in no order among themselves; every other event of the
+    /// connection waits until they are done, and they wait for it. For work
+    /// whose order does not matter and whose latency does (upload chunks).
+    fn runs_beside(&self, _event: &str) -> bool {
+        false
+    }
 
     /// Called when the socket leaves (its rooms are left by the engine).
     async fn on_disconnect(&self, _socket: &Socket, _reason: DisconnectReason) {}

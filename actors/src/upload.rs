@@ -30,6 +30,7 @@ use crate::wire;
 use actix::prelude::*;
 use bytes::Bytes;
 use serde_json::{json, Value};
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -180,6 +181,8 @@ pub struct Stop;
 pub struct Upload {
     session: UploadSession,
     received: ChunkSet,
+    /// Chunks being written now (several of one upload may be in flight).
+    writing: HashSet<u32>,
     deps: UploadDeps,
     /// For the events to the user's devices.
     engine: Engine,
@@ -209,6 +212,7 @@ impl Upload {
         Upload {
             session,
             received,
+            writing: HashSet::new(),
             deps,
             engine,
             registry,
@@ -334,19 +338,21 @@ impl Actor for Upload {
 }
 
 impl Handler<ReceiveChunk> for Upload {
-    type Result = AtomicResponse<Self, Result<ChunkStored, UploadError>>;
+    type Result = ResponseActFuture<Self, Result<ChunkStored, UploadError>>;
 
     fn handle(&mut self, msg: ReceiveChunk, _ctx: &mut Context<Self>) -> Self::Result {
         self.last_activity = Instant::now();
         let index = msg.index;
         if let Err(e) = self.check_chunk(&msg) {
-            return AtomicResponse::new(Box::pin(fut::ready(Err(e))));
+            return Box::pin(fut::ready(Err(e)));
         }
         if self.received.contains(index) {
-            return AtomicResponse::new(Box::pin(fut::ready(Ok(ChunkStored {
-                index,
-                new: false,
-            }))));
+            return Box::pin(fut::ready(Ok(ChunkStored { index, new: false })));
+        }
+        if self.writing.contains(&index) {
+            return Box::pin(fut::ready(Err(UploadError::Conflict(format!(
+                "chunk {index} is being written by an earlier send; wait for its answer"
+            )))));
         }
         let deps = self.deps.clone();
         let engine = self.engine.clone();
@@ -355,7 +361,7 @@ impl Handler<ReceiveChunk> for Upload {
         if (index == 0 || is_text(mime)) && !content_agrees(mime, &msg.data) {
             // The bytes lie about their type: the session is discarded.
             let err_text = format!("the file's content is not {mime}");
-            return AtomicResponse::new(Box::pin(
+            return Box::pin(
                 async move {
                     if let Err(e) = Self::discard(&deps, &session).await {
                         log::error!("discarding upload {}: {e}", session.session_id);
@@ -375,23 +381,37 @@ impl Handler<ReceiveChunk> for Upload {
                     ctx.stop();
                     res
                 }),
-            ));
+            );
         }
         let expires_at = chrono::Utc::now()
             + chrono::Duration::from_std(deps.config.session_ttl).unwrap_or_default();
         let bytes = msg.data.len();
-        AtomicResponse::new(Box::pin(
+        // Not atomic: the chunks of one upload are written side by side (the
+        // connection lets a few of a socket's upload_chunk events run at
+        // once), so their flushes to disk share the journal's commits.
+        self.writing.insert(index);
+        Box::pin(
             async move {
                 deps.blobs
                     .put_part(&session.session_id, index, msg.data)
                     .await?;
-                deps.sessions
+                let recorded = deps
+                    .sessions
                     .record_chunk(&session.user_id, &session.upload_id, index, expires_at)
-                    .await?;
+                    .await;
+                if let Err(StoreError::NotFound(_)) = &recorded {
+                    // Cancelled or completed while this part was written:
+                    // what the discard removed must not come back.
+                    if let Err(e) = deps.blobs.delete_parts(&session.session_id).await {
+                        log::warn!("removing parts of ended upload {}: {e}", session.upload_id);
+                    }
+                }
+                recorded?;
                 Ok(ChunkStored { index, new: true })
             }
             .into_actor(self)
             .map(move |res: Result<ChunkStored, UploadError>, act, ctx| {
+                act.writing.remove(&index);
                 match &res {
                     Ok(_) => {
                         act.engine.metrics().upload_bytes(bytes);
@@ -409,7 +429,7 @@ impl Handler<ReceiveChunk> for Upload {
                 }
                 res
             }),
-        ))
+        )
     }
 }
 
@@ -424,6 +444,7 @@ impl Handler<Complete> for Upload {
         let deps = self.deps.clone();
         let engine = self.engine.clone();
         let session = self.session.clone();
+        // Chunks still being written are missing until they are stored.
         if !self.received.is_complete() {
             let err = UploadError::Incomplete {
                 missing: self.received.missing(MAX_MISSING_LISTED),

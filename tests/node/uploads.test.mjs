@@ -245,6 +245,41 @@ test("binary chunks (chunkData as a Buffer attachment) upload the same bytes", T
     assert.equal(sha256(bytes), hash, "downloaded SHA-256");
   }));
 
+test("chunks sent without waiting for their acks run side by side; complete_upload sent right after them waits for them", T, () =>
+  withServer(async (server) => {
+    const ann = await api.externalUser(server.url, "Ann");
+    const s = await connectAs(server, ann, NSP);
+    const data = textBytes(24 * CHUNK + 77);
+    const hash = sha256(data);
+    const uploadId = api.randomId("par");
+    const session = await initiate(s, {
+      uploadId,
+      fileName: "parallel.txt",
+      fileSize: data.length,
+      mimeType: "text/plain",
+      chunkSize: CHUNK,
+      sha256: hash,
+    });
+    // Every chunk, in reverse order, then complete_upload, all at once: the
+    // chunks may be acknowledged in any order, complete_upload only after
+    // all of them.
+    const acked = [];
+    const chunks = [];
+    for (let i = session.totalChunks - 1; i >= 0; i--) {
+      chunks.push(sendChunk(s, session, uploadId, data, i).then(() => acked.push(i)));
+    }
+    const done = ack(s, "complete_upload", { sessionId: session.sessionId, uploadId }).then((res) => ({
+      res,
+      ackedBefore: acked.length,
+    }));
+    await Promise.all(chunks);
+    const { res, ackedBefore } = await done;
+    assert.equal(res?.ok, true, `complete_upload: ${JSON.stringify(res)}`);
+    assert.equal(ackedBefore, session.totalChunks, "complete_upload answered after every chunk");
+    assertFile(res.file, { fileName: "parallel.txt", size: data.length, mimeType: "text/plain", hash });
+    assert.equal(sha256(await download(server, ann, res.file)), hash, "downloaded SHA-256");
+  }));
+
 test("bad input: invalid base64, a sixth concurrent upload, completing with chunks missing", T, () =>
   withServer(async (server) => {
     const ann = await api.externalUser(server.url, "Ann");
