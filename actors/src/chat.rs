@@ -338,10 +338,10 @@ impl ChatNamespace {
                 socket.join(vec![room(&r.conversation_id)]).await?;
                 let last_seq = self
                     .store
-                    .conversation(&ConversationId::from(r.conversation_id.as_str()))
+                    .last_seq(&ConversationId::from(r.conversation_id.as_str()))
                     .await
                     .map_err(store_error)?
-                    .map_or(0, |c| c.last_seq);
+                    .unwrap_or(0);
                 Ok(json!({ "ok": true, "conversationId": r.conversation_id, "lastSeq": last_seq }))
             }
             ChatEvent::Leave(r) => {

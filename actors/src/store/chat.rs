@@ -14,6 +14,10 @@ pub trait ChatStore: Send + Sync + 'static {
     async fn create_conversation(&self, new: NewConversation) -> StoreResult<(Conversation, bool)>;
     /// The conversation with this id.
     async fn conversation(&self, id: &ConversationId) -> StoreResult<Option<Conversation>>;
+    /// The conversation's `last_seq` (as [`conversation`](Self::conversation)
+    /// would give it) without loading the rest of it, member list included;
+    /// `None` when it does not exist.
+    async fn last_seq(&self, id: &ConversationId) -> StoreResult<Option<u64>>;
     /// Conversations the user is a member of, newest first, `limit` per page;
     /// `cursor` is the `next_cursor` of the previous page.
     async fn conversations_for_user(

@@ -241,13 +241,17 @@ fn seqs(messages: &[Message]) -> Vec<u64> {
     messages.iter().map(|m| m.seq).collect()
 }
 
+/// The conversation's last seq, read both ways (they must agree).
 async fn last_seq(store: &dyn DocumentStore, id: &ConversationId) -> u64 {
-    store
+    let whole = store
         .conversation(id)
         .await
         .expect("conversation failed")
         .expect("conversation missing")
-        .last_seq
+        .last_seq;
+    let alone = store.last_seq(id).await.expect("last_seq failed");
+    assert_eq!(alone, Some(whole), "last_seq agrees with conversation");
+    whole
 }
 
 // ---- health ----
@@ -481,11 +485,10 @@ pub async fn case_direct_key_returns_existing_conversation(store: &dyn DocumentS
 
 /// An unknown conversation id finds nothing.
 pub async fn case_conversation_unknown(store: &dyn DocumentStore) {
-    let found = store
-        .conversation(&ConversationId(new_id()))
-        .await
-        .expect("conversation");
+    let id = ConversationId(new_id());
+    let found = store.conversation(&id).await.expect("conversation");
     assert_eq!(found, None);
+    assert_eq!(store.last_seq(&id).await.expect("last_seq"), None);
 }
 
 /// Paging through a user's conversations visits each exactly once, newest

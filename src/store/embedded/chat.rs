@@ -87,6 +87,20 @@ impl ChatStore for EmbeddedStore {
         .await
     }
 
+    async fn last_seq(&self, id: &ConversationId) -> StoreResult<Option<u64>> {
+        let id = id.clone();
+        self.read("last_seq", move |txn| {
+            let last_seqs = txn
+                .open_table(CONVERSATION_LAST_SEQ)
+                .ctx("open conversation_last_seq")?;
+            Ok(last_seqs
+                .get(id.as_str())
+                .ctx("reading last seq")?
+                .map(|guard| guard.value()))
+        })
+        .await
+    }
+
     async fn conversations_for_user(
         &self,
         user: &UserId,

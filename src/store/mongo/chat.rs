@@ -113,6 +113,21 @@ impl ChatStore for MongoStore {
         }
     }
 
+    async fn last_seq(&self, id: &ConversationId) -> StoreResult<Option<u64>> {
+        let found = self
+            .conversations
+            .clone_with_type::<Document>()
+            .find_one(doc! { "_id": id.as_str() })
+            .projection(doc! { "_id": 0, "lastSeq": 1 })
+            .await
+            .ctx("finding a conversation's lastSeq")?;
+        Ok(found.map(|d| match d.get("lastSeq") {
+            Some(bson::Bson::Int64(n)) => (*n).max(0) as u64,
+            Some(bson::Bson::Int32(n)) => i64::from(*n).max(0) as u64,
+            _ => 0,
+        }))
+    }
+
     async fn conversation(&self, id: &ConversationId) -> StoreResult<Option<Conversation>> {
         self.conversation_doc(id.as_str())
             .await?
