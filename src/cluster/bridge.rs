@@ -402,8 +402,9 @@ impl Bus for RedisBus {
     }
 }
 
-/// Starts the bridge of this node: the publishing actor and the subscriber
-/// task. `node` must be unique in the cluster.
+/// Starts the bridge of this node on its Redis thread (see
+/// [`crate::cluster::thread`]): the publishing actor and the subscriber task.
+/// `node` must be unique in the cluster.
 pub fn start(
     conn: RedisConn,
     node: &str,
@@ -426,10 +427,13 @@ pub fn start(
         in_flight: false,
         down_until: None,
         next_local: 0,
-    }
-    .start();
+    };
+    let bridge = RedisBridge::start_in_arbiter(conn.thread().arbiter(), move |_| bridge);
     let (tx, rx) = mpsc::unbounded_channel();
-    actix::spawn(subscriber(conn, names.clone(), node, registry, engine, rx));
+    let thread_conn = conn.clone();
+    let sub_names = names.clone();
+    conn.thread()
+        .spawn(move || subscriber(thread_conn, sub_names, node, registry, engine, rx));
     Arc::new(RedisBus {
         bridge,
         names,

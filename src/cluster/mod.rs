@@ -3,6 +3,16 @@
 //! the core defines: the bus between nodes ([`bridge`]), connection slots and
 //! presence ([`presence`]), the recovery log ([`recovery`]).
 //!
+//! Threads: the node's Redis work has a thread of its own, `huddle-redis`
+//! ([`thread`]), started with the shared connection. The connection's driver
+//! (the task reading Redis's replies), the bridge actor and its subscriber,
+//! and the liveness heartbeats run there, so Redis is answered and read on
+//! time even when the main thread (the registry and the rooms) is saturated.
+//! Handlers on other threads (HTTP workers: rate limits, upload state,
+//! recovery; connections: slots and presence) send their commands into the
+//! driver's channel from where they are. The thread stops at the node's
+//! shutdown ([`RedisConn::shutdown`]).
+//!
 //! Without `REDIS_URL` none of this runs: the node is alone and uses the
 //! in-process implementations.
 
@@ -12,6 +22,7 @@ pub mod presence;
 pub mod ratelimit;
 pub mod recovery;
 pub mod testing;
+pub mod thread;
 pub mod uploads;
 
 pub use conn::RedisConn;
@@ -25,7 +36,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// Makes `engine` one node of the cluster that shares `conn`: starts the
-/// bridge and the liveness task, and hands the engine the shared slots and
+/// bridge and the liveness task on the Redis thread, and hands the engine the shared slots and
 /// recovery log. Call before the node serves clients. Redis need not be up:
 /// the node starts alone and joins the traffic when Redis answers.
 pub async fn join(settings: &Settings, engine: &Engine, conn: &RedisConn) {
@@ -40,7 +51,8 @@ pub async fn join(settings: &Settings, engine: &Engine, conn: &RedisConn) {
             "redis is not answering yet ({e}); this node serves its own clients until it does"
         );
     }
-    actix::spawn(slots.clone().run(liveness, engine.downgrade()));
+    let (heart, weak) = (slots.clone(), engine.downgrade());
+    conn.thread().spawn(move || heart.run(liveness, weak));
     let config = engine.config();
     let log = config.recovery_window.map(|window| bridge::LogSettings {
         window,
