@@ -10,8 +10,10 @@
 //! time even when the main thread (the registry and the rooms) is saturated.
 //! Handlers on other threads (HTTP workers: rate limits, upload state,
 //! recovery; connections: slots and presence) send their commands into the
-//! driver's channel from where they are. The thread stops at the node's
-//! shutdown ([`RedisConn::shutdown`]).
+//! driver's channel from where they are. What Redis brings that sets off
+//! work in the engine (signals from other nodes, users of a dead node) is
+//! handed back to the main thread. The thread stops at the node's shutdown
+//! ([`RedisConn::shutdown`]).
 //!
 //! Without `REDIS_URL` none of this runs: the node is alone and uses the
 //! in-process implementations.
@@ -51,8 +53,11 @@ pub async fn join(settings: &Settings, engine: &Engine, conn: &RedisConn) {
             "redis is not answering yet ({e}); this node serves its own clients until it does"
         );
     }
-    let (heart, weak) = (slots.clone(), engine.downgrade());
-    conn.thread().spawn(move || heart.run(liveness, weak));
+    // What the Redis thread hands back to the engine (signals, users of dead
+    // nodes) runs here, on the main arbiter.
+    let home = actix::Arbiter::current();
+    let (heart, weak, back) = (slots.clone(), engine.downgrade(), home.clone());
+    conn.thread().spawn(move || heart.run(liveness, weak, back));
     let config = engine.config();
     let log = config.recovery_window.map(|window| bridge::LogSettings {
         window,
@@ -64,6 +69,7 @@ pub async fn join(settings: &Settings, engine: &Engine, conn: &RedisConn) {
         engine.registry().clone(),
         engine.downgrade(),
         log,
+        home,
     );
     let recovery = recovery::RedisRecovery::new(
         conn.clone(),
