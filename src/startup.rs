@@ -1,6 +1,8 @@
 //! Startup: builds a node from its settings — document store, blob store, engine with its
 //! namespaces, HTTP server — binds the listener it is given (port 0 in tests)
-//! and reports its port; on `SIGTERM` or `SIGINT` it drains.
+//! and reports its port; on `SIGTERM` or `SIGINT` it drains. With Redis, the
+//! node's Redis thread (`crate::cluster::thread`) starts with the connection
+//! and stops after the HTTP server.
 
 use crate::blob::{LocalBlobStore, S3BlobStore, S3Config};
 use crate::cluster::{RedisConn, RedisRateLimiter, RedisUploadSessionStore};
@@ -101,10 +103,10 @@ pub fn build_engine(
     (engine, collab)
 }
 
-/// The node's shared Redis connection when `redis.url` (`REDIS_URL`) is set.
-/// Nothing is sent yet (the connection is made on first use), so a node
-/// starts, and serves its own clients, while Redis is down; only a URL that
-/// cannot be parsed stops the start.
+/// The node's shared Redis connection when `redis.url` (`REDIS_URL`) is set,
+/// and with it the node's Redis thread. The connection is made in the
+/// background, so a node starts, and serves its own clients, while Redis is
+/// down; only a URL that cannot be parsed stops the start.
 pub fn open_redis(settings: &Settings) -> anyhow::Result<Option<RedisConn>> {
     let Some(url) = settings.redis.url.as_deref() else {
         log::info!("Redis: not configured, a single node with in-process state");
@@ -290,6 +292,11 @@ impl Application {
         // However the server stopped, the signal task (and the engine and
         // stores it holds) goes too, so the data directory can be reopened.
         signals.abort();
+        // The Redis thread last: queued broadcasts went out while draining.
+        if let Some(redis) = &self.state.redis {
+            redis.shutdown();
+            log::info!("redis thread stopped");
+        }
         result
     }
 }

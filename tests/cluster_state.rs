@@ -149,3 +149,99 @@ async fn ready_is_degraded_without_redis() {
     let (status, me) = node.get("/api/v1/auth/me", Some(&user.token)).await;
     assert_eq!(status, 200, "{me}");
 }
+
+/// What the probe thread of
+/// `redis_work_goes_on_while_the_main_thread_is_blocked` saw, and when.
+struct Probe {
+    /// The broadcast appeared on its room's Redis channel.
+    published: Option<std::time::Instant>,
+    /// The bridge read the answer to its publish (its counter moved).
+    acknowledged: Option<std::time::Instant>,
+    /// A command on the node's shared connection got its answer.
+    answered: Option<std::time::Instant>,
+}
+
+/// The node's Redis work runs on a thread of its own: while the main thread
+/// (the System arbiter, where the registry and the rooms live) is blocked
+/// for longer than a Redis command may take (2 s), a broadcast handed to the
+/// bridge from another thread still reaches Redis and the bridge reads the
+/// answer, and a command on the shared connection is answered. (Before,
+/// the bridge and the connection's driver lived on the main thread: nothing
+/// was published until it was free again, and replies arrived after the
+/// response timeout: "publishing failed, delivering on this node only".)
+#[actix_web::test]
+async fn redis_work_goes_on_while_the_main_thread_is_blocked() {
+    use futures_util::StreamExt as _;
+    use huddle_actors::ids::{RoomName, UserId};
+    use std::time::{Duration, Instant};
+
+    let prefix = testing::unique_prefix("redis-thread");
+    let Some(node) = spawn_app_on_redis(&prefix, &[]).await else {
+        return;
+    };
+    let url = testing::url().expect("the test Redis");
+    let engine = node.engine.clone();
+    let channel = format!("{prefix}:r:/,probe");
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let probe = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("the probe's runtime");
+        rt.block_on(async move {
+            let client = redis::Client::open(url).expect("the test Redis URL");
+            let mut pubsub = client.get_async_pubsub().await.expect("a subscriber");
+            pubsub.subscribe(&channel).await.expect("SUBSCRIBE");
+            let mut messages = pubsub.into_on_message();
+            let before = engine.metrics().snapshot().bridge_published;
+            ready_tx.send(()).expect("the test waits");
+            // Well inside the main thread's block.
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            engine.emit_raw("/", &[RoomName("probe".into())], None, "probe", &[b"1"]);
+            let published = tokio::time::timeout(Duration::from_millis(1200), messages.next())
+                .await
+                .ok()
+                .flatten()
+                .map(|_| Instant::now());
+            let acknowledged = tokio::time::timeout(Duration::from_millis(500), async {
+                while engine.metrics().snapshot().bridge_published == before {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                Instant::now()
+            })
+            .await
+            .ok();
+            let answered = tokio::time::timeout(
+                Duration::from_millis(800),
+                engine.user_connections(&UserId("nobody".into())),
+            )
+            .await
+            .ok()
+            .flatten()
+            .map(|_| Instant::now());
+            Probe {
+                published,
+                acknowledged,
+                answered,
+            }
+        })
+    });
+    ready_rx.recv().expect("the probe is ready");
+    // Blocks the System arbiter (this test runs on it), as a saturated core
+    // would, for longer than `RESPONSE_TIMEOUT`.
+    std::thread::sleep(Duration::from_secs(3));
+    let unblocked = Instant::now();
+    let probe = probe.join().expect("the probe finishes");
+    assert!(
+        probe.published.is_some_and(|t| t < unblocked),
+        "the broadcast reached Redis while the main thread was blocked"
+    );
+    assert!(
+        probe.acknowledged.is_some_and(|t| t < unblocked),
+        "the bridge read Redis's answer while the main thread was blocked"
+    );
+    assert!(
+        probe.answered.is_some_and(|t| t < unblocked),
+        "a command on the shared connection was answered while the main thread was blocked"
+    );
+}

@@ -26,6 +26,11 @@
 //! message. Signals (membership changes) go to `{prefix}:control`, which
 //! every node subscribes to.
 //!
+//! **Threads.** The actor and the subscriber run on the node's Redis thread
+//! ([`crate::cluster::thread`]), with the shared connection's driver; the
+//! registry they deliver to and the engine's signal listener (handed each
+//! signal on the main arbiter) do not.
+//!
 //! **Without Redis.** When a batch fails, the bridge delivers it locally
 //! (without offsets: those packets cannot be recovered) and for a second
 //! after delivers everything locally before trying Redis again, so local
@@ -402,14 +407,18 @@ impl Bus for RedisBus {
     }
 }
 
-/// Starts the bridge of this node: the publishing actor and the subscriber
-/// task. `node` must be unique in the cluster.
+/// Starts the bridge of this node on its Redis thread (see
+/// [`crate::cluster::thread`]): the publishing actor and the subscriber task.
+/// `node` must be unique in the cluster. Signals from other nodes are handed
+/// to the engine on `home` (the node's main arbiter), so what they set off
+/// runs there, not on the Redis thread.
 pub fn start(
     conn: RedisConn,
     node: &str,
     registry: Addr<Registry>,
     engine: WeakEngine,
     log: Option<LogSettings>,
+    home: ArbiterHandle,
 ) -> Arc<RedisBus> {
     let names = Names::new(conn.prefix());
     let node: Arc<str> = Arc::from(node);
@@ -426,10 +435,13 @@ pub fn start(
         in_flight: false,
         down_until: None,
         next_local: 0,
-    }
-    .start();
+    };
+    let bridge = RedisBridge::start_in_arbiter(conn.thread().arbiter(), move |_| bridge);
     let (tx, rx) = mpsc::unbounded_channel();
-    actix::spawn(subscriber(conn, names.clone(), node, registry, engine, rx));
+    let thread_conn = conn.clone();
+    let sub_names = names.clone();
+    conn.thread()
+        .spawn(move || subscriber(thread_conn, sub_names, node, registry, engine, home, rx));
     Arc::new(RedisBus {
         bridge,
         names,
@@ -447,6 +459,7 @@ async fn subscriber(
     node: Arc<str>,
     registry: Addr<Registry>,
     engine: WeakEngine,
+    home: ArbiterHandle,
     mut commands: mpsc::UnboundedReceiver<SubCmd>,
 ) {
     let mut wanted: HashSet<String> = HashSet::new();
@@ -519,7 +532,7 @@ async fn subscriber(
         loop {
             tokio::select! {
                 msg = stream.next() => match msg {
-                    Some(msg) => on_message(&names, &node, &control, &registry, &engine, &msg),
+                    Some(msg) => on_message(&names, &node, &control, &registry, &engine, &home, &msg),
                     None => {
                         log::warn!("redis bridge: subscriber connection lost; reconnecting");
                         break;
@@ -618,6 +631,7 @@ fn on_message(
     control: &str,
     registry: &Addr<Registry>,
     engine: &WeakEngine,
+    home: &ArbiterHandle,
     msg: &redis::Msg,
 ) {
     let channel = msg.get_channel_name();
@@ -631,7 +645,10 @@ fn on_message(
             return;
         }
         match (serde_json::from_slice::<Signal>(json), &engine) {
-            (Ok(signal), Some(e)) => e.deliver_signal(signal),
+            (Ok(signal), Some(e)) => {
+                let e = e.clone();
+                home.spawn_fn(move || e.deliver_signal(signal));
+            }
             (Err(err), _) => log::warn!("redis bridge: unreadable signal: {err}"),
             _ => {}
         }

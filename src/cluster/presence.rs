@@ -23,6 +23,7 @@
 //! registers them again when its `node:` key has to be recreated.
 
 use crate::cluster::conn::RedisConn;
+use actix::ArbiterHandle;
 use async_trait::async_trait;
 use huddle_actors::cluster::{ConnectionSlots, SlotRefused};
 use huddle_actors::engine::WeakEngine;
@@ -224,9 +225,11 @@ impl RedisSlots {
     }
 
     /// Keeps this node alive in Redis and reaps dead nodes, every
-    /// `liveness.beat`, until the engine is gone. Users of reaped nodes go
-    /// through the engine's presence hook.
-    pub async fn run(self: Arc<Self>, liveness: Liveness, engine: WeakEngine) {
+    /// `liveness.beat`, until the engine is gone. Runs on the node's Redis
+    /// thread, so a busy main thread does not make the node look dead; users
+    /// of reaped nodes go through the engine's presence hook on `home` (the
+    /// node's main arbiter).
+    pub async fn run(self: Arc<Self>, liveness: Liveness, engine: WeakEngine, home: ArbiterHandle) {
         let mut tick = tokio::time::interval(liveness.beat);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -239,11 +242,14 @@ impl RedisSlots {
                 continue;
             }
             match self.reap().await {
-                Ok(users) => {
-                    for u in users {
-                        engine.connections_lost(&u);
-                    }
+                Ok(users) if !users.is_empty() => {
+                    home.spawn_fn(move || {
+                        for u in users {
+                            engine.connections_lost(&u);
+                        }
+                    });
                 }
+                Ok(_) => {}
                 Err(e) => self.warn("cannot look for stopped nodes", &e),
             }
         }
