@@ -99,6 +99,9 @@ impl ChatStore for FaultyStore {
     async fn conversation(&self, id: &ConversationId) -> StoreResult<Option<Conversation>> {
         self.check()?.conversation(id).await
     }
+    async fn last_seq(&self, id: &ConversationId) -> StoreResult<Option<u64>> {
+        self.check()?.last_seq(id).await
+    }
     async fn conversations_for_user(
         &self,
         user: &UserId,
