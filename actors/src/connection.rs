@@ -11,10 +11,11 @@
 //! Socket.IO packets are handled one at a time in arrival order (a per
 //! connection pipeline, bounded by `max_events_pending`), so one client's
 //! `send_message`s keep their order; only events a namespace lets run beside
-//! each other (upload chunks) overlap, up to [`MAX_BESIDE`] at once. It stops when the transport closes, the
-//! heartbeat times out, the client falls too far behind, or the server drains;
-//! `stopped` leaves every room, releases the user's connection slot, and
-//! remembers the sockets for connection state recovery.
+//! each other (upload chunks) overlap, up to [`MAX_BESIDE`] at once. It stops
+//! when the transport closes, the heartbeat times out, the client falls too far
+//! behind, or the server drains; `stopped` leaves every room, releases the
+//! user's connection slot, and remembers the sockets for connection state
+//! recovery.
 
 use crate::auth::{AuthFailure, Identity};
 use crate::encoded::Encoded;

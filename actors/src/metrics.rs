@@ -179,8 +179,7 @@ impl Metrics {
         self.broadcasts.fetch_add(1, Ordering::Relaxed);
     }
     pub(crate) fn packet_out(&self, bytes: usize) {
-        self.packets_out.fetch_add(1, Ordering::Relaxed);
-        self.bytes_out.fetch_add(bytes as u64, Ordering::Relaxed);
+        self.packets_out(1, bytes);
     }
     /// `count` packets of `bytes` in all went out.
     pub(crate) fn packets_out(&self, count: u64, bytes: usize) {

@@ -1,16 +1,16 @@
 //! The bounded queue between a connection and its transport.
 //!
-//! Two kinds of writers push [`Encoded`] packets: the connection actor (its
-//! own answers, acks, pings) and the rooms the connection is in
+//! Two kinds of writers push [`Encoded`] packets: the connection actor (its own
+//! answers, acks, pings) and the rooms the connection is in
 //! ([`Outbox::deliver`]: broadcasts go straight into the queue, with no hop
 //! through the connection actor's mailbox; the duplicate filter and the hold
 //! during a namespace CONNECT live here for that reason). The transport drains
 //! them: the WebSocket writer takes everything waiting (up to a bound) under
 //! one lock and writes it in one vectored write, a long-polling `GET` takes
-//! everything queued as one payload. The queue is bounded in packets: a client that does not drain
-//! fast enough is reported as too slow, and the connection closes it rather
-//! than buffering without limit. Control packets (pings, close) bypass the
-//! bound, so a full queue never prevents a clean close.
+//! everything queued as one payload. The queue is bounded in packets: a client
+//! that does not drain fast enough is reported as too slow, and the connection
+//! closes it rather than buffering without limit. Control packets (pings,
+//! close) bypass the bound, so a full queue never prevents a clean close.
 
 use crate::encoded::{close_frame, Encoded};
 use bytes::{Bytes, BytesMut};
@@ -230,33 +230,22 @@ impl Outbox {
             let mut s = self.lock();
             let held = s.held.take().unwrap_or_default();
             let (mut count, mut bytes) = (0, 0);
-            let mut full = false;
-            for (id, packet) in held {
-                if replayed.contains(&id) || s.closed {
-                    continue;
-                }
+            let mut result = Ok(());
+            // A closed queue takes nothing more.
+            let held = if s.closed { Vec::new() } else { held };
+            for (_, packet) in held.into_iter().filter(|(id, _)| !replayed.contains(id)) {
                 if s.queue.len() >= self.capacity {
-                    full = true;
+                    // Told here, so later deliveries do not report it again.
+                    s.too_slow = true;
+                    result = Err(OutboxFull);
                     break;
                 }
                 count += 1;
                 bytes += packet.ws_len();
                 s.queue.push_back(packet);
             }
-            let result = if full {
-                Err(OutboxFull)
-            } else {
-                Ok((count, bytes))
-            };
-            if s.replayed.is_empty() {
-                s.replayed = replayed;
-            } else {
-                s.replayed.extend(replayed);
-            }
-            if result.is_err() {
-                s.too_slow = true;
-            }
-            (s.wakers(), result)
+            s.replayed.extend(replayed);
+            (s.wakers(), result.map(|()| (count, bytes)))
         };
         waker.wake();
         result

@@ -4,12 +4,13 @@
 //! `files/{key[..2]}/{key}`. A finished blob is written to a temporary file
 //! that is flushed to disk (`fsync`) and then renamed into place, and the
 //! directory is synced too, so a reader never sees half a file. A part is
-//! written in place and flushed (`fdatasync`, then the directory when the
-//! file is new): nobody reads a part before the upload has recorded it, which
-//! it does only once the part is on disk, so a part torn by a crash is one the
-//! client sends again, and the write skips a rename and its journal commit
-//! per chunk. Either way a part reported stored survives a crash. All file work runs on the blocking thread pool; reads
-//! stream in pieces of [`READ_PIECE`] bytes.
+//! written in place and flushed (`fdatasync`, then the directory when the file
+//! is new): nobody reads a part before the upload has recorded it, which it
+//! does only once the part is on disk, so a part torn by a crash is one the
+//! client sends again, and the write skips a rename and its journal commit per
+//! chunk. Either way a part reported stored survives a crash. All file work
+//! runs on the blocking thread pool; reads stream in pieces of [`READ_PIECE`]
+//! bytes.
 
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};

@@ -5,14 +5,14 @@
 //! **Publishing.** Every broadcast the engine makes is handed to the
 //! [`RedisBridge`] actor, which queues it (bounded) and sends the queue in
 //! batches, one pipeline of `EVALSHA` per batch and one batch in flight at a
-//! time. The script, atomically: takes the next cluster-wide offset
-//! (`INCR`, never below the time in milliseconds), appends the packet to each room's stream (the recovery log,
-//! `XADD ... MAXLEN ~`, key expiring a recovery window after its last write),
-//! and `PUBLISH`es it once on each room's channel. When the batch's answers
-//! come back, the actor delivers the packets, with their offsets, to this
-//! node's registry in the order they were handed over. So a broadcast costs
-//! one script call however many nodes and recipients there are, and a burst
-//! of broadcasts costs one round trip.
+//! time. The script, atomically: takes the next cluster-wide offset (`INCR`,
+//! never below the time in milliseconds), appends the packet to each room's
+//! stream (the recovery log, `XADD ... MAXLEN ~`, key expiring a recovery
+//! window after its last write), and `PUBLISH`es it once on each room's
+//! channel. When the batch's answers come back, the actor delivers the packets,
+//! with their offsets, to this node's registry in the order they were handed
+//! over. So a broadcast costs one script call however many nodes and recipients
+//! there are, and a burst of broadcasts costs one round trip.
 //!
 //! **Channels.** One channel per room: `{prefix}:r:{nsp},{room}` (a
 //! namespace never contains a comma). The registry tells the bus when this

@@ -1,17 +1,17 @@
 //! The embedded document store: one `redb` database file, `{dir}/huddle.redb`.
 //!
 //! It is the default backend, so `cargo run` keeps users, conversations,
-//! messages, file records and upload sessions across restarts with no other process running. Records are stored
-//! as JSON bytes in a table keyed by id; separate index tables make every
-//! lookup a point read or a bounded range scan (history is a range over
-//! `(conversation, seq)`, never a scan of all messages). Every rule that spans
-//! several records — unique email and username, gap-free `seq` together with
-//! the idempotency check, one conversation per `direct_key`, take-once
-//! refresh tokens — is checked and written inside a single redb write
-//! transaction, and redb runs one writer at a time, so they hold under
-//! concurrency. redb is blocking, so reads run on the blocking thread pool
-//! and writes on one writer thread that commits them in groups (`writer`);
-//! async callers never stall the reactor.
+//! messages, file records and upload sessions across restarts with no other
+//! process running. Records are stored as JSON bytes in a table keyed by id;
+//! separate index tables make every lookup a point read or a bounded range scan
+//! (history is a range over `(conversation, seq)`, never a scan of all
+//! messages). Every rule that spans several records — unique email and
+//! username, gap-free `seq` together with the idempotency check, one
+//! conversation per `direct_key`, take-once refresh tokens — is checked and
+//! written inside a single redb write transaction, and redb runs one writer at
+//! a time, so they hold under concurrency. redb is blocking, so reads run on
+//! the blocking thread pool and writes on one writer thread that commits them
+//! in groups (`writer`); async callers never stall the reactor.
 
 use std::path::Path;
 use std::sync::Arc;
