@@ -108,6 +108,11 @@ async fn a_chunked_upload_reaches_every_device_and_downloads_intact() {
     assert_eq!(file["size"], data.len());
     assert_eq!(file["sha256"], sha(&data));
     assert_eq!(file["fileName"], "plan.pdf");
+    // The parts became the file: nothing is left in the staging directory.
+    let staged: Vec<_> = std::fs::read_dir(app.data_dir.path().join("blobs/parts"))
+        .unwrap()
+        .collect();
+    assert!(staged.is_empty(), "left behind: {staged:?}");
 
     // The laptop saw monotonic progress ending at 100, then the completion.
     let mut last = -1i64;

@@ -58,12 +58,23 @@ pub type ByteStream = BoxStream<'static, Result<Bytes, BlobError>>;
 /// chosen by the server: ASCII letters, digits, `-` and `_`.
 #[async_trait]
 pub trait BlobStore: Send + Sync + 'static {
-    /// Stores part `index` of staging area `staging`, replacing any earlier
-    /// copy; durable when it returns `Ok`.
-    async fn put_part(&self, staging: &str, index: u32, data: Bytes) -> Result<(), BlobError>;
-    /// Streams parts `0..parts` of `staging`, in order, into blob `key`, and
-    /// reports its size and SHA-256. The parts stay until
-    /// [`delete_parts`](Self::delete_parts). `NotFound` when a part is missing.
+    /// Stores part `index` of staging area `staging`, the bytes at `offset`
+    /// of the finished blob, replacing any earlier copy; durable when it
+    /// returns `Ok`. Every part but the last has the same length, so `offset`
+    /// is `index` times that length.
+    async fn put_part(
+        &self,
+        staging: &str,
+        index: u32,
+        offset: u64,
+        data: Bytes,
+    ) -> Result<(), BlobError>;
+    /// Makes parts `0..parts` of `staging`, in order, blob `key`, and reports
+    /// its size and SHA-256. Call it only once every part is stored. The
+    /// parts may become the blob (the local store moves its staging file);
+    /// assembling again after a success, before
+    /// [`delete_parts`](Self::delete_parts), reports the same blob.
+    /// `NotFound` when the parts are missing.
     async fn assemble(&self, staging: &str, parts: u32, key: &str) -> Result<Assembled, BlobError>;
     /// Deletes every part of `staging` (fine when there are none).
     async fn delete_parts(&self, staging: &str) -> Result<(), BlobError>;

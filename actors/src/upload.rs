@@ -386,6 +386,7 @@ impl Handler<ReceiveChunk> for Upload {
         let expires_at = chrono::Utc::now()
             + chrono::Duration::from_std(deps.config.session_ttl).unwrap_or_default();
         let bytes = msg.data.len();
+        let offset = u64::from(index) * u64::from(session.chunk_size);
         // Not atomic: the chunks of one upload are written side by side (the
         // connection lets a few of a socket's upload_chunk events run at
         // once), so their flushes to disk share the journal's commits.
@@ -393,7 +394,7 @@ impl Handler<ReceiveChunk> for Upload {
         Box::pin(
             async move {
                 deps.blobs
-                    .put_part(&session.session_id, index, msg.data)
+                    .put_part(&session.session_id, index, offset, msg.data)
                     .await?;
                 let recorded = deps
                     .sessions

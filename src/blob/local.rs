@@ -1,32 +1,44 @@
 //! The local-directory blob store: `{DATA_DIR}/blobs/`.
 //!
-//! Parts of an upload live in `parts/{staging}/{index:010}`, finished blobs in
-//! `files/{key[..2]}/{key}`. A finished blob is written to a temporary file
-//! that is flushed to disk (`fsync`) and then renamed into place, and the
-//! directory is synced too, so a reader never sees half a file. A part is
-//! written in place and flushed (`fdatasync`, then the directory when the file
-//! is new): nobody reads a part before the upload has recorded it, which it
-//! does only once the part is on disk, so a part torn by a crash is one the
-//! client sends again, and the write skips a rename and its journal commit per
-//! chunk. Either way a part reported stored survives a crash. All file work
-//! runs on the blocking thread pool; reads stream in pieces of [`READ_PIECE`]
-//! bytes.
+//! The parts of an upload are written in place into one staging file,
+//! `parts/{staging}`, each at its offset, and flushed (`fdatasync`; the
+//! directory too, the first time this process writes to that file), so a part
+//! reported stored survives a crash. Nobody reads a part before the upload has
+//! recorded it, which it does only once the part is on disk, so a part torn by
+//! a crash is one the client sends again. Assembling hashes the staging file
+//! and renames it to `files/{key[..2]}/{key}` (then syncs that directory): the
+//! bytes are written once, and a blob appears whole or not at all. All file
+//! work runs on the blocking thread pool; reads stream in pieces of
+//! [`READ_PIECE`] bytes.
 
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use huddle_actors::blob::{valid_name, Assembled, BlobError, BlobStore, ByteStream};
 use sha2::{Digest, Sha256};
+use std::collections::HashSet;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io::{self, Read, Seek, SeekFrom};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
 
-/// Size of the pieces reads and assembly move at a time.
+/// Size of the pieces reads stream at a time.
 pub const READ_PIECE: usize = 64 * 1024;
+/// Size of the pieces assembling hashes at a time.
+const HASH_PIECE: usize = 1024 * 1024;
+/// How many staging files the store remembers as having a durable directory
+/// entry; past it the set starts over (costing a directory sync each).
+const SYNCED_STAGING_MAX: usize = 10_000;
 
 /// Blobs in a local directory.
 #[derive(Clone, Debug)]
 pub struct LocalBlobStore {
     root: PathBuf,
+    /// Staging files whose directory entry this process has synced: their
+    /// later parts skip the directory sync. (A part written while another
+    /// call creates the file syncs the directory itself, so no part is
+    /// reported stored before the file's entry is durable.)
+    synced: Arc<Mutex<HashSet<String>>>,
 }
 
 fn io_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> BlobError {
@@ -61,54 +73,44 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
     }
 }
 
-/// Writes `data` through a temporary file, synced, then renamed to `path`.
-fn write_atomic(path: &Path, fill: impl FnOnce(&mut File) -> io::Result<()>) -> io::Result<()> {
-    let dir = path.parent().expect("blob paths have a parent");
-    fs::create_dir_all(dir)?;
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}",
-        path.file_name().and_then(|n| n.to_str()).unwrap_or("blob"),
-        uuid::Uuid::new_v4().simple()
-    ));
-    let result = (|| {
-        let mut file = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
-        fill(&mut file)?;
-        file.sync_all()?;
-        fs::rename(&tmp, path)?;
-        sync_dir(dir)
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
+/// The set of synced staging files; a panic while it was held leaves a set
+/// that is still valid, so the poison is ignored.
+fn lock(set: &Mutex<HashSet<String>>) -> MutexGuard<'_, HashSet<String>> {
+    set.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// Writes `data` as the whole of `path` and flushes it; syncs the directory
-/// too when the file (or the directory) is new, so its entry is durable.
-fn write_in_place(path: &Path, data: &[u8]) -> io::Result<()> {
-    let dir = path.parent().expect("blob paths have a parent");
-    let mut new_dir = false;
-    if !dir.exists() {
-        fs::create_dir_all(dir)?;
-        new_dir = true;
-    }
-    let new_file = !path.exists();
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(path)?;
-    file.write_all(data)?;
-    file.sync_data()?;
-    if new_dir {
-        if let Some(parent) = dir.parent() {
-            sync_dir(parent)?;
+/// Writes `data` at `offset` of `path` (created when missing) and flushes it.
+/// Reports whether the file was created by this call.
+fn write_part(path: &Path, offset: u64, data: &[u8]) -> io::Result<bool> {
+    let (file, created) = match OpenOptions::new().write(true).create_new(true).open(path) {
+        Ok(file) => (file, true),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            (OpenOptions::new().write(true).open(path)?, false)
         }
+        Err(e) => return Err(e),
+    };
+    file.write_all_at(data, offset)?;
+    file.sync_data()?;
+    Ok(created)
+}
+
+/// Size and SHA-256 of everything `file` holds.
+fn hash_file(mut file: File) -> io::Result<Assembled> {
+    let mut hasher = Sha256::new();
+    let mut size = 0u64;
+    let mut buf = vec![0u8; HASH_PIECE];
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        size += n as u64;
     }
-    if new_file || new_dir {
-        sync_dir(dir)?;
-    }
-    Ok(())
+    Ok(Assembled {
+        size,
+        sha256: hex::encode(hasher.finalize()),
+    })
 }
 
 impl LocalBlobStore {
@@ -119,15 +121,18 @@ impl LocalBlobStore {
             fs::create_dir_all(root.join(sub))
                 .map_err(|e| BlobError::backend(format!("creating {}", root.display()), e))?;
         }
-        Ok(LocalBlobStore { root })
+        Ok(LocalBlobStore {
+            root,
+            synced: Arc::default(),
+        })
     }
 
-    fn parts_dir(&self, staging: &str) -> PathBuf {
-        self.root.join("parts").join(staging)
+    fn parts_dir(&self) -> PathBuf {
+        self.root.join("parts")
     }
 
-    fn part_path(&self, staging: &str, index: u32) -> PathBuf {
-        self.parts_dir(staging).join(format!("{index:010}"))
+    fn staging_path(&self, staging: &str) -> PathBuf {
+        self.parts_dir().join(staging)
     }
 
     fn blob_path(&self, key: &str) -> PathBuf {
@@ -148,12 +153,28 @@ impl LocalBlobStore {
 
 #[async_trait]
 impl BlobStore for LocalBlobStore {
-    async fn put_part(&self, staging: &str, index: u32, data: Bytes) -> Result<(), BlobError> {
+    async fn put_part(
+        &self,
+        staging: &str,
+        index: u32,
+        offset: u64,
+        data: Bytes,
+    ) -> Result<(), BlobError> {
         check(staging)?;
-        let path = self.part_path(staging, index);
+        let (path, dir) = (self.staging_path(staging), self.parts_dir());
+        let (synced, staging) = (Arc::clone(&self.synced), staging.to_owned());
         Self::blocking(move || {
-            write_in_place(&path, &data)
-                .map_err(|e| BlobError::backend(format!("writing part {index}"), e))
+            let err = |e| BlobError::backend(format!("writing part {index}"), e);
+            write_part(&path, offset, &data).map_err(err)?;
+            if !lock(&synced).contains(&staging) {
+                sync_dir(&dir).map_err(err)?;
+                let mut synced = lock(&synced);
+                if synced.len() >= SYNCED_STAGING_MAX {
+                    synced.clear();
+                }
+                synced.insert(staging);
+            }
+            Ok(())
         })
         .await
     }
@@ -161,55 +182,55 @@ impl BlobStore for LocalBlobStore {
     async fn assemble(&self, staging: &str, parts: u32, key: &str) -> Result<Assembled, BlobError> {
         check(staging)?;
         check(key)?;
-        let this = self.clone();
-        let (staging, target) = (staging.to_owned(), self.blob_path(key));
+        let _ = parts; // Every part is in the one staging file.
+        let (source, target) = (self.staging_path(staging), self.blob_path(key));
+        let synced = Arc::clone(&self.synced);
+        let staging = staging.to_owned();
         Self::blocking(move || {
-            let mut hasher = Sha256::new();
-            let mut size = 0u64;
-            let mut missing = None;
-            let written = write_atomic(&target, |out| {
-                let mut buf = vec![0u8; READ_PIECE];
-                for index in 0..parts {
-                    let path = this.part_path(&staging, index);
-                    let mut part = match File::open(&path) {
-                        Ok(f) => f,
+            let err = |what: &'static str| move |e| BlobError::backend(what, e);
+            let file = match File::open(&source) {
+                Ok(file) => file,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    // Assembled before: the staging file is the blob now.
+                    return match File::open(&target) {
+                        Ok(file) => hash_file(file).map_err(err("hashing blob")),
                         Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                            missing = Some(index);
-                            return Err(e);
+                            Err(BlobError::NotFound(format!("parts of {staging}")))
                         }
-                        Err(e) => return Err(e),
+                        Err(e) => Err(BlobError::backend("opening blob", e)),
                     };
-                    loop {
-                        let n = part.read(&mut buf)?;
-                        if n == 0 {
-                            break;
-                        }
-                        hasher.update(&buf[..n]);
-                        out.write_all(&buf[..n])?;
-                        size += n as u64;
-                    }
                 }
-                Ok(())
-            });
-            match (written, missing) {
-                (Ok(()), _) => Ok(Assembled {
-                    size,
-                    sha256: hex::encode(hasher.finalize()),
-                }),
-                (Err(_), Some(index)) => Err(BlobError::NotFound(format!("part {index}"))),
-                (Err(e), None) => Err(BlobError::backend("assembling blob", e)),
-            }
+                Err(e) => return Err(BlobError::backend("opening parts", e)),
+            };
+            let assembled = hash_file(file).map_err(err("hashing parts"))?;
+            // The parts are on disk already; the move needs only the
+            // directory entry made durable.
+            let dir = target.parent().expect("blob paths have a parent");
+            fs::create_dir_all(dir).map_err(err("creating blob directory"))?;
+            fs::rename(&source, &target).map_err(err("moving parts into place"))?;
+            sync_dir(dir).map_err(err("syncing blob directory"))?;
+            lock(&synced).remove(&staging);
+            Ok(assembled)
         })
         .await
     }
 
     async fn delete_parts(&self, staging: &str) -> Result<(), BlobError> {
         check(staging)?;
-        let dir = self.parts_dir(staging);
-        Self::blocking(move || match fs::remove_dir_all(&dir) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(BlobError::backend("deleting parts", e)),
+        let path = self.staging_path(staging);
+        lock(&self.synced).remove(staging);
+        Self::blocking(move || {
+            // A directory is the layout before parts shared one file.
+            let removed = match fs::symlink_metadata(&path) {
+                Ok(meta) if meta.is_dir() => fs::remove_dir_all(&path),
+                Ok(_) => fs::remove_file(&path),
+                Err(e) => Err(e),
+            };
+            match removed {
+                Ok(()) => Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+                Err(e) => Err(BlobError::backend("deleting parts", e)),
+            }
         })
         .await
     }
@@ -298,5 +319,52 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = LocalBlobStore::open(dir.path()).unwrap();
         super::super::conformance::parts_assemble_in_order_and_read_back_by_range(&store).await;
+    }
+
+    #[tokio::test]
+    async fn parts_written_side_by_side_make_one_file_moved_into_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalBlobStore::open(dir.path()).unwrap();
+        let data: Vec<u8> = (0..1_000_000u32).map(|i| (i % 253) as u8).collect();
+        let chunk = 65_536;
+        let writes = data.chunks(chunk).enumerate().map(|(i, c)| {
+            store.put_part(
+                "st",
+                i as u32,
+                (i * chunk) as u64,
+                Bytes::copy_from_slice(c),
+            )
+        });
+        for result in futures_util::future::join_all(writes).await {
+            result.unwrap();
+        }
+        let staging = dir.path().join("blobs/parts/st");
+        assert_eq!(fs::metadata(&staging).unwrap().len(), data.len() as u64);
+        let parts = data.len().div_ceil(chunk) as u32;
+        let out = store.assemble("st", parts, "key").await.unwrap();
+        assert_eq!(out.size, data.len() as u64);
+        assert_eq!(out.sha256, hex::encode(Sha256::digest(&data)));
+        // Moved, not copied: the staging file is gone, the blob is whole.
+        assert!(!staging.exists());
+        assert_eq!(
+            fs::read(dir.path().join("blobs/files/ke/key")).unwrap(),
+            data
+        );
+        assert!(lock(&store.synced).is_empty());
+    }
+
+    #[tokio::test]
+    async fn delete_parts_removes_a_parts_directory_of_the_older_layout() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalBlobStore::open(dir.path()).unwrap();
+        let old = dir.path().join("blobs/parts/old");
+        fs::create_dir_all(&old).unwrap();
+        fs::write(old.join("0000000000"), b"part").unwrap();
+        store.delete_parts("old").await.unwrap();
+        assert!(!old.exists());
+        assert!(matches!(
+            store.assemble("old", 1, "k").await,
+            Err(BlobError::NotFound(_))
+        ));
     }
 }

@@ -355,7 +355,14 @@ impl S3BlobStore {
 
 #[async_trait]
 impl BlobStore for S3BlobStore {
-    async fn put_part(&self, staging: &str, index: u32, data: Bytes) -> Result<(), BlobError> {
+    async fn put_part(
+        &self,
+        staging: &str,
+        index: u32,
+        _offset: u64,
+        data: Bytes,
+    ) -> Result<(), BlobError> {
+        // Parts are objects of their own, named by index.
         check(staging)?;
         self.put_object(part_key(staging, index), data).await
     }
@@ -519,7 +526,12 @@ mod tests {
         let parts = data.len().div_ceil(chunk) as u32;
         for (i, c) in data.chunks(chunk).enumerate() {
             store
-                .put_part("big", i as u32, Bytes::copy_from_slice(c))
+                .put_part(
+                    "big",
+                    i as u32,
+                    (i * chunk) as u64,
+                    Bytes::copy_from_slice(c),
+                )
                 .await
                 .unwrap();
         }

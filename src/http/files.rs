@@ -87,7 +87,8 @@ async fn put_checked_part(
             "the file's content is not {mime}"
         )));
     }
-    state.blobs.put_part(staging, index, part).await?;
+    let offset = u64::from(index) * PART_SIZE as u64;
+    state.blobs.put_part(staging, index, offset, part).await?;
     Ok(())
 }
 
