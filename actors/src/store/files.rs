@@ -61,7 +61,9 @@ pub trait UploadSessionStore: Send + Sync + 'static {
     async fn received_chunks(&self, user: &UserId, upload_id: &str) -> StoreResult<Vec<u32>>;
     /// Records chunk `index` as durably stored and moves the session's expiry
     /// to `expires_at`. Idempotent. `NotFound` when the session is not in
-    /// progress (cancelled, expired, completed).
+    /// progress (cancelled, expired, completed). The record itself may be
+    /// lost in a crash shortly after (the embedded store makes it durable
+    /// within 100 ms): the chunk is then reported missing and sent again.
     async fn record_chunk(
         &self,
         user: &UserId,

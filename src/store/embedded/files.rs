@@ -261,7 +261,9 @@ impl UploadSessionStore for EmbeddedStore {
         expires_at: DateTime<Utc>,
     ) -> StoreResult<()> {
         let (user, upload_id) = (user.clone(), upload_id.to_owned());
-        self.write("record_chunk", move |txn| {
+        // Lazy: losing the record in a crash only makes the client send the
+        // chunk again (its bytes are on disk either way).
+        self.write_lazy("record_chunk", move |txn| {
             let mut in_progress = txn
                 .open_table(UPLOADS_IN_PROGRESS)
                 .ctx("open uploads_in_progress")?;

@@ -200,6 +200,16 @@ impl EmbeddedStore {
     {
         self.writer.write(what, f).await
     }
+
+    /// Runs `f` like [`write`](Self::write), answering once it is committed
+    /// but before it is durable (see [`writer::Writer::write_lazy`]).
+    pub(super) async fn write_lazy<T, F>(&self, what: &'static str, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: Fn(&WriteTransaction) -> StoreResult<T> + Send + 'static,
+    {
+        self.writer.write_lazy(what, f).await
+    }
 }
 
 /// Runs `f` in one write transaction: committed with `durability` when `f`

@@ -22,6 +22,14 @@
 //! second this halved the commits and cut about a tenth of the server's CPU
 //! per delivery, for about a millisecond more latency).
 //!
+//! A write may also be *lazy* ([`Writer::write_lazy`]): it is answered once
+//! committed (every later read sees it) but without waiting for the disk; a
+//! batch of lazy writes only commits with [`Durability::None`], and the next
+//! durable commit, at the latest [`FLUSH_AFTER`] later when nothing else
+//! comes (or when the store closes), makes it durable. Only a write whose
+//! loss in a crash costs nothing but a retry may be lazy (an upload chunk's
+//! record: the client is told the chunk is missing and sends it again).
+//!
 //! The queue is bounded ([`QUEUE`] writes): callers wait for room rather than
 //! piling up. The thread ends when the last handle to the store is dropped,
 //! and dropping joins it, so the database file is closed by the time the
@@ -43,6 +51,8 @@ pub const QUEUE: usize = 4096;
 /// How long a batch waits for more writes when the last batch had several
 /// (under load); a lone write never waits.
 pub const LINGER: std::time::Duration = std::time::Duration::from_millis(2);
+/// Longest a lazy write stays non-durable while the writer is idle.
+pub const FLUSH_AFTER: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// The commit that should have made a write durable failed.
 #[derive(Debug, thiserror::Error)]
@@ -57,10 +67,13 @@ trait Job: Send {
     /// Answers the caller with the last run's result, or with the batch's
     /// error when the commit that was to make it durable failed.
     fn answer(self: Box<Self>, batch: Result<(), &str>);
+    /// Whether the answer waits for the write to be on disk.
+    fn durable(&self) -> bool;
 }
 
 struct Write<T, F> {
     what: &'static str,
+    durable: bool,
     f: F,
     result: Option<StoreResult<T>>,
     tx: oneshot::Sender<StoreResult<T>>,
@@ -92,6 +105,10 @@ where
             }),
         };
         let _ = self.tx.send(result);
+    }
+
+    fn durable(&self) -> bool {
+        self.durable
     }
 }
 
@@ -126,9 +143,28 @@ impl Writer {
         T: Send + 'static,
         F: Fn(&WriteTransaction) -> StoreResult<T> + Send + 'static,
     {
+        self.queue(what, true, f).await
+    }
+
+    /// Like [`write`](Self::write), but answers once the write is committed,
+    /// not yet durable: a crash within [`FLUSH_AFTER`] may undo it.
+    pub async fn write_lazy<T, F>(&self, what: &'static str, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: Fn(&WriteTransaction) -> StoreResult<T> + Send + 'static,
+    {
+        self.queue(what, false, f).await
+    }
+
+    async fn queue<T, F>(&self, what: &'static str, durable: bool, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: Fn(&WriteTransaction) -> StoreResult<T> + Send + 'static,
+    {
         let (tx, rx) = oneshot::channel();
         let job: Box<dyn Job> = Box::new(Write {
             what,
+            durable,
             f,
             result: None,
             tx,
@@ -163,12 +199,45 @@ impl Drop for Writer {
 /// The writer thread: batch, run, make durable, answer; until every handle
 /// is gone.
 fn run(db: &Database, mut jobs: mpsc::Receiver<Box<dyn Job>>) {
+    // Only for waiting on the queue with a timeout.
+    let waiter = match tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+    {
+        Ok(rt) => Some(rt),
+        Err(e) => {
+            log::error!("store writer: no timer ({e}); lazy writes become durable with the next durable one");
+            None
+        }
+    };
     let mut batch: Vec<Box<dyn Job>> = Vec::with_capacity(MAX_BATCH);
     let mut busy = false;
-    while let Some(first) = jobs.blocking_recv() {
+    // Lazy writes committed since the last durable commit.
+    let mut undurable = false;
+    loop {
+        let first = match (&waiter, undurable) {
+            (Some(rt), true) => {
+                match rt.block_on(async { tokio::time::timeout(FLUSH_AFTER, jobs.recv()).await }) {
+                    Ok(job) => job,
+                    Err(_) => {
+                        // Idle: make the lazy writes durable now.
+                        if let Err(e) = make_durable(db) {
+                            log::error!(
+                                "embedded store: durable commit of lazy writes failed: {e}"
+                            );
+                        }
+                        undurable = false;
+                        continue;
+                    }
+                }
+            }
+            _ => jobs.blocking_recv(),
+        };
+        let Some(first) = first else { break };
         batch.push(first);
         take_queued(&mut jobs, &mut batch);
-        if busy && batch.len() < MAX_BATCH {
+        let durable = batch.iter().any(|job| job.durable());
+        if busy && durable && batch.len() < MAX_BATCH {
             // Writes keep coming: let a few more join this commit (each
             // commit costs the kernel a flush and a journal commit, far more
             // than a write).
@@ -176,7 +245,12 @@ fn run(db: &Database, mut jobs: mpsc::Receiver<Box<dyn Job>>) {
             take_queued(&mut jobs, &mut batch);
         }
         busy = batch.len() > 1;
-        let outcome = match together(db, &mut batch) {
+        let durability = if durable {
+            Durability::Immediate
+        } else {
+            Durability::None
+        };
+        let outcome = match together(db, &mut batch, durability) {
             Together::Committed => Ok(()),
             Together::Failed(e) => {
                 log::error!("embedded store: committing a batch failed: {e}");
@@ -184,10 +258,20 @@ fn run(db: &Database, mut jobs: mpsc::Receiver<Box<dyn Job>>) {
             }
             // One write alone: its own error is its answer.
             Together::WriteFailed if batch.len() == 1 => Ok(()),
-            Together::WriteFailed => apart(db, &mut batch),
+            Together::WriteFailed => apart(db, &mut batch, durability),
         };
+        if outcome.is_ok() {
+            // A durable commit persists every commit before it.
+            undurable = !durable;
+        }
         for job in batch.drain(..) {
             job.answer(outcome.as_ref().map(|_| ()).map_err(String::as_str));
+        }
+    }
+    // redb does not promise that non-durable commits survive a close.
+    if undurable {
+        if let Err(e) = make_durable(db) {
+            log::error!("embedded store: durable commit of lazy writes at close failed: {e}");
         }
     }
 }
@@ -211,12 +295,15 @@ enum Together {
     Failed(String),
 }
 
-/// Runs the whole batch in one durable transaction.
-fn together(db: &Database, batch: &mut [Box<dyn Job>]) -> Together {
-    let txn = match db.begin_write() {
+/// Runs the whole batch in one transaction committed with `durability`.
+fn together(db: &Database, batch: &mut [Box<dyn Job>], durability: Durability) -> Together {
+    let mut txn = match db.begin_write() {
         Ok(txn) => txn,
         Err(e) => return Together::Failed(e.to_string()),
     };
+    if let Err(e) = txn.set_durability(durability) {
+        return Together::Failed(e.to_string());
+    }
     for job in batch.iter_mut() {
         if !job.run(&txn) {
             if let Err(e) = txn.abort() {
@@ -232,16 +319,16 @@ fn together(db: &Database, batch: &mut [Box<dyn Job>]) -> Together {
 }
 
 /// Runs every write of the batch in a transaction of its own (so one that
-/// fails is aborted alone), all but the last non-durable; the last durable
-/// commit (an empty one when the last write failed) covers them all. The
-/// outcome of that durable commit.
-fn apart(db: &Database, batch: &mut [Box<dyn Job>]) -> Result<(), String> {
+/// fails is aborted alone), all but the last non-durable; the last commit,
+/// with `durability` (an empty one when the last write failed), covers them
+/// all. The outcome of that last commit.
+fn apart(db: &Database, batch: &mut [Box<dyn Job>], durability: Durability) -> Result<(), String> {
     let last = batch.len() - 1;
     let mut last_committed = false;
     let mut any_committed = false;
     for (i, job) in batch.iter_mut().enumerate() {
         let durability = if i == last {
-            Durability::Immediate
+            durability
         } else {
             Durability::None
         };
@@ -256,7 +343,8 @@ fn apart(db: &Database, batch: &mut [Box<dyn Job>]) -> Result<(), String> {
         any_committed |= committed;
         last_committed = i == last && committed;
     }
-    if last_committed || !any_committed {
+    let lazy = matches!(durability, Durability::None);
+    if lazy || last_committed || !any_committed {
         return Ok(());
     }
     make_durable(db).inspect_err(|e| {
@@ -283,8 +371,18 @@ mod tests {
     /// A write of `key`, which fails after writing when `fail`; answers the
     /// counter it saw.
     fn job(key: u64, fail: bool, tx: oneshot::Sender<StoreResult<u64>>) -> Box<dyn Job> {
+        job_with(key, fail, true, tx)
+    }
+
+    fn job_with(
+        key: u64,
+        fail: bool,
+        durable: bool,
+        tx: oneshot::Sender<StoreResult<u64>>,
+    ) -> Box<dyn Job> {
         Box::new(Write {
             what: "test",
+            durable,
             f: move |txn: &WriteTransaction| {
                 let mut table = txn.open_table(T).ctx("open")?;
                 table.insert(key, key).ctx("insert")?;
@@ -353,6 +451,37 @@ mod tests {
                 );
             }
             assert_eq!(table.get(COUNT).unwrap().unwrap().value(), expected);
+        }
+    }
+
+    /// Lazy writes (one failing among them) are answered like durable ones,
+    /// each alone, and a reopened file holds exactly the successful ones.
+    #[test]
+    fn lazy_writes_are_made_durable_when_the_writer_ends() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.redb");
+        let db = Database::create(&path).unwrap();
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let mut answers = Vec::new();
+        for key in 0..5u64 {
+            let (atx, arx) = oneshot::channel();
+            tx.try_send(job_with(key, key == 2, false, atx))
+                .unwrap_or_else(|_| panic!("queue full"));
+            answers.push(arx);
+        }
+        drop(tx);
+        run(&db, rx);
+        let ok: Vec<bool> = answers
+            .into_iter()
+            .map(|mut a| a.try_recv().expect("answered").is_ok())
+            .collect();
+        assert_eq!(ok, [true, true, false, true, true]);
+        drop(db);
+        let db = Database::create(&path).unwrap();
+        let read = db.begin_read().unwrap();
+        let table = read.open_table(T).unwrap();
+        for key in 0..5u64 {
+            assert_eq!(table.get(key).unwrap().is_some(), key != 2, "key {key}");
         }
     }
 }
