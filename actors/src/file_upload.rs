@@ -473,12 +473,18 @@ impl FileUploadNamespace {
                 if text.len() > max.div_ceil(3) * 4 + 4 {
                     return Err(fail(EventError::bad_request("chunkData is too large")));
                 }
-                base64::engine::general_purpose::STANDARD
-                    .decode(text.as_bytes())
+                // The SIMD decoder is several times faster; the other one
+                // says where the text went wrong.
+                base64_simd::STANDARD
+                    .decode_to_vec(text.as_bytes())
                     .map(Bytes::from)
-                    .map_err(|e| {
+                    .map_err(|_| {
+                        let why = base64::engine::general_purpose::STANDARD
+                            .decode(text.as_bytes())
+                            .err()
+                            .map_or_else(|| "rejected".to_owned(), |e| e.to_string());
                         fail(EventError::bad_request(format!(
-                            "chunkData is not valid base64: {e}"
+                            "chunkData is not valid base64: {why}"
                         )))
                     })?
             }
