@@ -29,9 +29,10 @@ use crate::cluster::thread::RedisThread;
 use redis::aio::{ConnectionLike, MultiplexedConnection};
 use redis::{AsyncConnectionConfig, Client, Cmd, Pipeline, RedisError, RedisFuture};
 use redis::{RedisResult, Value};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
 
 /// How long one command may take before it fails.
@@ -64,8 +65,15 @@ impl std::fmt::Debug for RedisConn {
 struct Link {
     client: Client,
     state: watch::Receiver<State>,
-    requests: mpsc::UnboundedSender<Request>,
+    requests: Arc<Requests>,
     thread: RedisThread,
+}
+
+impl Drop for Link {
+    fn drop(&mut self) {
+        // The last handle is gone: the keeper ends.
+        self.requests.close();
+    }
 }
 
 /// The connection as the keeper last published it.
@@ -82,12 +90,39 @@ enum State {
     Down(RedisError),
 }
 
-/// What handles ask the keeper.
-enum Request {
-    /// Connection `generation` broke: make another.
-    Broken(u64),
+/// What handles ask the keeper: flags and one wake-up, not a queue, so a
+/// storm of failing commands costs nothing but wake-ups.
+#[derive(Default)]
+struct Requests {
+    /// The highest connection generation a handle saw break.
+    broken: AtomicU64,
     /// A command found no connection: try again now.
-    Wanted,
+    wanted: AtomicBool,
+    /// Every handle is gone.
+    closed: AtomicBool,
+    wake: Notify,
+}
+
+impl Requests {
+    /// Connection `generation` broke: make another.
+    fn broken(&self, generation: u64) {
+        self.broken.fetch_max(generation, Ordering::SeqCst);
+        self.wake.notify_one();
+    }
+
+    fn want(&self) {
+        self.wanted.store(true, Ordering::SeqCst);
+        self.wake.notify_one();
+    }
+
+    fn close(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+        self.wake.notify_one();
+    }
+
+    fn closed(&self) -> bool {
+        self.closed.load(Ordering::SeqCst)
+    }
 }
 
 /// Settings of every connection the keeper makes.
@@ -106,9 +141,9 @@ impl RedisConn {
         let client = Client::open(url)?;
         let thread = RedisThread::start()?;
         let (state_tx, state) = watch::channel(State::Connecting);
-        let (requests, requests_rx) = mpsc::unbounded_channel();
-        let keeper_client = client.clone();
-        thread.spawn(move || keep_connected(keeper_client, state_tx, requests_rx));
+        let requests = Arc::new(Requests::default());
+        let (keeper_client, keeper_requests) = (client.clone(), requests.clone());
+        thread.spawn(move || keep_connected(keeper_client, state_tx, keeper_requests));
         Ok(RedisConn {
             link: Arc::new(Link {
                 client,
@@ -180,7 +215,7 @@ impl Link {
                 match now {
                     State::Up { conn, generation } => return Ok((conn, generation)),
                     State::Down(e) => {
-                        let _ = self.requests.send(Request::Wanted);
+                        self.requests.want();
                         return Err(e);
                     }
                     State::Connecting => {}
@@ -204,7 +239,7 @@ impl Link {
     fn check<T>(&self, res: &RedisResult<T>, generation: u64) {
         if let Err(e) = res {
             if e.is_unrecoverable_error() {
-                let _ = self.requests.send(Request::Broken(generation));
+                self.requests.broken(generation);
             }
         }
     }
@@ -251,11 +286,7 @@ impl ConnectionLike for Connection {
 /// is spawned here), publishes the connection, and makes another when a
 /// handle reports it broken; while Redis cannot be reached, retries with
 /// backoff, sooner when a command asks. Ends when every handle is gone.
-async fn keep_connected(
-    client: Client,
-    state: watch::Sender<State>,
-    mut requests: mpsc::UnboundedReceiver<Request>,
-) {
+async fn keep_connected(client: Client, state: watch::Sender<State>, requests: Arc<Requests>) {
     let config = connection_config();
     let mut generation = 0u64;
     let mut backoff = MIN_RETRY_DELAY;
@@ -271,13 +302,19 @@ async fn keep_connected(
                     log::info!("redis: connected again");
                 }
                 backoff = MIN_RETRY_DELAY;
+                // Asked while down; answered now.
+                requests.wanted.store(false, Ordering::SeqCst);
                 state.send_replace(State::Up { conn, generation });
+                // A wake-up that comes between a check and the wait is kept
+                // (`notify_one` stores it), so none is missed.
                 loop {
-                    match requests.recv().await {
-                        None => return,
-                        Some(Request::Broken(g)) if g == generation => break,
-                        Some(_) => {}
+                    if requests.closed() {
+                        return;
                     }
+                    if requests.broken.load(Ordering::SeqCst) >= generation {
+                        break;
+                    }
+                    requests.wake.notified().await;
                 }
                 log::warn!("redis: the connection was lost; reconnecting");
             }
@@ -288,16 +325,16 @@ async fn keep_connected(
                 let retry = tokio::time::sleep(backoff);
                 tokio::pin!(retry);
                 loop {
+                    if requests.closed() {
+                        return;
+                    }
+                    if requests.wanted.swap(false, Ordering::SeqCst) {
+                        tokio::time::sleep_until(failed + MIN_RETRY_DELAY).await;
+                        break;
+                    }
                     tokio::select! {
                         _ = &mut retry => break,
-                        req = requests.recv() => match req {
-                            None => return,
-                            Some(Request::Wanted) => {
-                                tokio::time::sleep_until(failed + MIN_RETRY_DELAY).await;
-                                break;
-                            }
-                            Some(Request::Broken(_)) => {}
-                        },
+                        _ = requests.wake.notified() => {}
                     }
                 }
                 backoff = (backoff * 2).min(MAX_BACKOFF);
