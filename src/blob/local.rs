@@ -80,18 +80,14 @@ fn lock(set: &Mutex<HashSet<String>>) -> MutexGuard<'_, HashSet<String>> {
 }
 
 /// Writes `data` at `offset` of `path` (created when missing) and flushes it.
-/// Reports whether the file was created by this call.
-fn write_part(path: &Path, offset: u64, data: &[u8]) -> io::Result<bool> {
-    let (file, created) = match OpenOptions::new().write(true).create_new(true).open(path) {
-        Ok(file) => (file, true),
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-            (OpenOptions::new().write(true).open(path)?, false)
-        }
-        Err(e) => return Err(e),
-    };
+fn write_part(path: &Path, offset: u64, data: &[u8]) -> io::Result<()> {
+    let file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)?;
     file.write_all_at(data, offset)?;
-    file.sync_data()?;
-    Ok(created)
+    file.sync_data()
 }
 
 /// Size and SHA-256 of everything `file` holds.
@@ -188,17 +184,17 @@ impl BlobStore for LocalBlobStore {
         let staging = staging.to_owned();
         Self::blocking(move || {
             let err = |what: &'static str| move |e| BlobError::backend(what, e);
+            // Assembled before (a completion tried again): the blob is whole,
+            // whatever a late copy of a part may have left in staging since.
+            match File::open(&target) {
+                Ok(file) => return hash_file(file).map_err(err("hashing blob")),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(BlobError::backend("opening blob", e)),
+            }
             let file = match File::open(&source) {
                 Ok(file) => file,
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                    // Assembled before: the staging file is the blob now.
-                    return match File::open(&target) {
-                        Ok(file) => hash_file(file).map_err(err("hashing blob")),
-                        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                            Err(BlobError::NotFound(format!("parts of {staging}")))
-                        }
-                        Err(e) => Err(BlobError::backend("opening blob", e)),
-                    };
+                    return Err(BlobError::NotFound(format!("parts of {staging}")));
                 }
                 Err(e) => return Err(BlobError::backend("opening parts", e)),
             };
@@ -351,6 +347,17 @@ mod tests {
             data
         );
         assert!(lock(&store.synced).is_empty());
+        // A late copy of a part, then the completion tried again: the blob
+        // already made is the answer, not the stray part.
+        store
+            .put_part("st", 3, 3 * chunk as u64, Bytes::copy_from_slice(b"late"))
+            .await
+            .unwrap();
+        assert_eq!(store.assemble("st", parts, "key").await.unwrap(), out);
+        assert_eq!(
+            fs::read(dir.path().join("blobs/files/ke/key")).unwrap(),
+            data
+        );
     }
 
     #[tokio::test]
