@@ -250,20 +250,25 @@ fn run(db: &Database, mut jobs: mpsc::Receiver<Box<dyn Job>>) {
         } else {
             Durability::None
         };
+        if !durable {
+            // (At worst nothing commits, and the flush is an empty commit.)
+            undurable = true;
+        }
         let outcome = match together(db, &mut batch, durability) {
-            Together::Committed => Ok(()),
+            Together::Committed => {
+                // A durable commit persists every commit before it.
+                undurable &= !durable;
+                Ok(())
+            }
             Together::Failed(e) => {
                 log::error!("embedded store: committing a batch failed: {e}");
                 Err(e)
             }
-            // One write alone: its own error is its answer.
+            // One write alone: its own error is its answer (nothing was
+            // committed, so lazy writes before it are still not durable).
             Together::WriteFailed if batch.len() == 1 => Ok(()),
             Together::WriteFailed => apart(db, &mut batch, durability),
         };
-        if outcome.is_ok() {
-            // A durable commit persists every commit before it.
-            undurable = !durable;
-        }
         for job in batch.drain(..) {
             job.answer(outcome.as_ref().map(|_| ()).map_err(String::as_str));
         }
