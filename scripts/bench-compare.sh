@@ -13,9 +13,15 @@
 # second node and Redis share core 0 with the first. Results are JSON lines
 # in artifacts/bench/<time>/results.jsonl; servers are stopped on exit.
 #
-# Usage: scripts/bench-compare.sh [--quick] [--skip-2node] [--conns N]
+# Usage: scripts/bench-compare.sh [--quick] [--skip-2node] [--skip-peer]
+#                                  [--only WORD] [--runs N] [--conns N]
 #   --quick       short runs (3 s measured), fewer rate steps, fewer idle connections
 #   --skip-2node  only the 1-node rows
+#   --skip-peer   only huddle (the peer's column stays empty)
+#   --only WORD   only the runs whose label contains WORD (idle-conns,
+#                 small-rooms, big-rooms, max-rate, echo, upload)
+#   --runs N      every run N times; the table takes the median of each
+#                 figure (a rate step passes when most of its runs pass)
 #   --conns N     idle connections of the memory run (default 10000; lowered
 #                 to what `ulimit -n` allows, with a note)
 set -euo pipefail
@@ -24,13 +30,19 @@ root=$PWD
 
 quick=0
 skip_2node=0
+skip_peer=0
+only=
+runs=1
 conns=10000
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) quick=1 ;;
     --skip-2node) skip_2node=1 ;;
+    --skip-peer) skip_peer=1 ;;
+    --only) only=$2; shift ;;
+    --runs) runs=$2; shift ;;
     --conns) conns=$2; shift ;;
-    *) echo "usage: $0 [--quick] [--skip-2node] [--conns N]" >&2; exit 2 ;;
+    *) echo "usage: $0 [--quick] [--skip-2node] [--skip-peer] [--only WORD] [--runs N] [--conns N]" >&2; exit 2 ;;
   esac
   shift
 done
@@ -96,7 +108,7 @@ trap cleanup EXIT
   echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')"
   echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
   echo "pinning: servers (both nodes of a 2-node run, Redis and nx-27017 too) on core 0, huddle-bench on core 1"
-  echo "mode: $([ "$quick" = 1 ] && echo quick || echo full), ${duration} s measured after ${warmup} s warmup; idle connections: $conns"
+  echo "mode: $([ "$quick" = 1 ] && echo quick || echo full), ${duration} s measured after ${warmup} s warmup; idle connections: $conns; runs of each: $runs${only:+; only: $only}$([ "$skip_peer" = 0 ] || echo '; peer skipped')"
 } | tee "$out/machine.txt" >&2
 
 free_port() {
@@ -151,26 +163,38 @@ stop_servers() {
   sleep 1
 }
 
-# bench LABEL ARGS...: one huddle-bench run on core 1, its line appended.
-bench() {
-  local label=$1; shift
-  log "$label"
-  local line
-  line=$(taskset -c 1 "$BENCH_BIN" --jwt-secret "$secret" --label "$label" --source-ips 8 \
-    --duration "$duration" --warmup "$warmup" "${common[@]}" "$@" 2>>"$out/bench.log") || true
-  [ -n "$line" ] || line="{\"label\": \"$label\", \"error\": \"no result (see bench.log)\"}"
-  echo "$line" >>"$results"
-  echo "$line" | cut -c1-400 >&2
+# Whether runs labelled $1 are wanted (--only).
+wanted() {
+  [ -z "$only" ] || [[ "$1" == *"$only"* ]]
 }
 
-# Whether the last result line passes a rate step: loss < 1 %, p99 < 100 ms.
+# bench LABEL ARGS...: huddle-bench on core 1, $runs times, each line appended.
+bench() {
+  local label=$1; shift
+  wanted "$label" || return 0
+  local line run
+  for run in $(seq 1 "$runs"); do
+    log "$label$([ "$runs" = 1 ] || echo " (run $run of $runs)")"
+    line=$(taskset -c 1 "$BENCH_BIN" --jwt-secret "$secret" --label "$label" --source-ips 8 \
+      --duration "$duration" --warmup "$warmup" "${common[@]}" "$@" 2>>"$out/bench.log") || true
+    [ -n "$line" ] || line="{\"label\": \"$label\", \"error\": \"no result (see bench.log)\"}"
+    echo "$line" >>"$results"
+    echo "$line" | cut -c1-400 >&2
+  done
+}
+
+# Whether the last rate step passed (loss < 1 %, p99 < 100 ms) in most of
+# its $runs runs.
 step_passed() {
-  tail -n 1 "$results" | python3 -c '
+  tail -n "$runs" "$results" | python3 -c '
 import json, sys
-r = json.loads(sys.stdin.read())
-ok = "error" not in r and r.get("loss_pct", 100) < 1 and r.get("latency_ms", {}).get("p99", 1e9) < 100 \
-     and r.get("connect_failed", 1) == 0
-sys.exit(0 if ok else 1)'
+rs = [json.loads(l) for l in sys.stdin if l.strip()]
+ok = [
+    "error" not in r and r.get("loss_pct", 100) < 1 and r.get("latency_ms", {}).get("p99", 1e9) < 100
+    and r.get("connect_failed", 1) == 0
+    for r in rs
+]
+sys.exit(0 if 2 * sum(ok) > len(ok) else 1)'
 }
 
 # suite NAME: every chat scenario against the servers in ${common[@]}.
@@ -181,8 +205,9 @@ suite() {
   bench "$name idle-conns" conns --connections "$conns" --hold "$hold"
   bench "$name small-rooms" fanout --subscribers 1000 --rooms 100 --rate 2000
   bench "$name big-rooms" fanout --subscribers 1000 --rooms 10 --rate 250
-  local rate=250 _
-  for _ in $(seq 1 "$steps"); do
+  local rate=250 ladder=$steps _
+  wanted "$name max-rate" || ladder=0
+  for _ in $(seq 1 "$ladder"); do
     bench "$name max-rate $rate" fanout --subscribers 1000 --rooms 10 --rate "$rate"
     step_passed || break
     # Steps of a quarter resolve "2× the peer's" (doubling could not tell
@@ -200,12 +225,14 @@ uploads() {
   bench "huddle-1 upload http 1x" upload --clients 1 --file-size "$size" --mode http
 }
 
-log "peer, 1 node"
-port=$(free_port)
-start_peer "$port"
-common=(--peer --url "http://127.0.0.1:$port" --server-pid "$started")
-suite peer-1
-stop_servers
+if [ "$skip_peer" = 0 ]; then
+  log "peer, 1 node"
+  port=$(free_port)
+  start_peer "$port"
+  common=(--peer --url "http://127.0.0.1:$port" --server-pid "$started")
+  suite peer-1
+  stop_servers
+fi
 
 log "huddle, 1 node"
 port=$(free_port)
@@ -229,16 +256,18 @@ if [ "$skip_2node" = 0 ]; then
   mongo_test_servers_start
   for pid in $MONGO_TEST_SERVERS_PIDS; do taskset -apc 0 "$pid" >/dev/null; done
 
-  log "peer, 2 nodes (Redis adapter)"
-  port_a=$(free_port)
-  start_peer "$port_a" REDIS_URL="$redis_url"
-  pid_a=$started
-  port_b=$(free_port)
-  start_peer "$port_b" REDIS_URL="$redis_url"
-  common=(--peer --url "http://127.0.0.1:$port_a" --url "http://127.0.0.1:$port_b"
-    --server-pid "$pid_a" --server-pid "$started" --server-pid "$redis_pid")
-  suite peer-2
-  stop_servers
+  if [ "$skip_peer" = 0 ]; then
+    log "peer, 2 nodes (Redis adapter)"
+    port_a=$(free_port)
+    start_peer "$port_a" REDIS_URL="$redis_url"
+    pid_a=$started
+    port_b=$(free_port)
+    start_peer "$port_b" REDIS_URL="$redis_url"
+    common=(--peer --url "http://127.0.0.1:$port_a" --url "http://127.0.0.1:$port_b"
+      --server-pid "$pid_a" --server-pid "$started" --server-pid "$redis_pid")
+    suite peer-2
+    stop_servers
+  fi
 
   log "huddle, 2 nodes (Redis bridge, nx-27017 documents)"
   shared=(REDIS_URL="$redis_url" MONGODB_URI="$MONGO_NX_URI" MONGODB_DB="bench_$run_id"

@@ -2,7 +2,8 @@
 """Prints the Markdown table of a scripts/bench-compare.sh run.
 
 Reads the JSON lines huddle-bench printed (one per run, each with the
-`label` the script gave it: "<peer|huddle>-<nodes> <scenario>") and puts
+`label` the script gave it: "<peer|huddle>-<nodes> <scenario>"; several runs
+of one label, from `--runs N`, become the median of each figure) and puts
 huddle beside the Node.js peer, with the ratio and the target from issue 7,
 marked met / not met.
 
@@ -16,8 +17,37 @@ import os
 import sys
 
 
+def median(values):
+    values = sorted(values)
+    mid = len(values) // 2
+    return values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
+
+
+def merge(records):
+    """One record from the runs of one label (`--runs N`): the median of
+    every number, field by field; runs that failed count only when all did."""
+    good = [r for r in records if "error" not in r] or records
+    if len(good) == 1:
+        return good[0]
+
+    def fold(rs):
+        out = dict(rs[0])
+        for key, value in rs[0].items():
+            if isinstance(value, bool):
+                continue
+            if isinstance(value, (int, float)):
+                out[key] = median([r[key] for r in rs if isinstance(r.get(key), (int, float))])
+            elif isinstance(value, dict):
+                out[key] = fold([r[key] for r in rs if isinstance(r.get(key), dict)])
+        return out
+
+    merged = fold(good)
+    merged["runs"] = len(good)
+    return merged
+
+
 def load(path):
-    runs = {}
+    by_label = {}
     with open(path, encoding="utf-8") as f:
         for line in f:
             line = line.strip()
@@ -29,8 +59,8 @@ def load(path):
                 continue
             label = r.get("label")
             if label:
-                runs[label] = r
-    return runs
+                by_label.setdefault(label, []).append(r)
+    return {label: merge(rs) for label, rs in by_label.items()}
 
 
 def fmt(v, digits=2):
@@ -143,7 +173,7 @@ def main():
             lambda p_, h_, r_: False if h_ == "no step passed" and p_ != h_ else at_least(2.0)(p_, h_, r_),
             digits=0)
         p, h = runs.get(f"{peer_k} idle-conns"), runs.get(f"{huddle_k} idle-conns")
-        row(nodes, f"idle connections alive (of {get(h, 'connections') or get(p, 'connections')})",
+        row(nodes, f"idle connections alive (of {fmt(get(h, 'connections') or get(p, 'connections'), 0)})",
             get(p, "alive_after_hold"), get(h, "alive_after_hold"), digits=0)
         row(nodes, "server memory per idle connection, KiB", get(p, "rss_per_connection_kb"),
             get(h, "rss_per_connection_kb"), "≤ 1/3 of the peer's", at_most(1 / 3), digits=1)
