@@ -175,10 +175,14 @@ impl BlobStore for LocalBlobStore {
         .await
     }
 
-    async fn assemble(&self, staging: &str, parts: u32, key: &str) -> Result<Assembled, BlobError> {
+    async fn assemble(
+        &self,
+        staging: &str,
+        _parts: u32, // every part is in the one staging file
+        key: &str,
+    ) -> Result<Assembled, BlobError> {
         check(staging)?;
         check(key)?;
-        let _ = parts; // Every part is in the one staging file.
         let (source, target) = (self.staging_path(staging), self.blob_path(key));
         let synced = Arc::clone(&self.synced);
         let staging = staging.to_owned();
