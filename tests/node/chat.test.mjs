@@ -393,6 +393,51 @@ test("conversation:leave stops the room's broadcasts to that socket", T, () =>
     assert.equal(rec.of("new_message").length, 1);
   }));
 
+test("every message acknowledged before the server is killed (SIGKILL) is in history after a restart; seq and idempotency go on", T, () =>
+  // The socket rate limit off: 600 messages in a few seconds.
+  withServer({ env: { HUDDLE__RATE_LIMITS__SOCKET_EVENTS_PER_SECOND: "0" } }, async (server) => {
+    const { ann, bob, conv } = await setup(server);
+    const a = await connectAs(server, ann);
+    // More than one journal checkpoint's worth (512, README "Chat
+    // messages on disk"), sent in bursts of 20 without waiting (within
+    // max_events_pending).
+    const N = 600;
+    const sent = [];
+    for (let start = 1; start <= N; start += 20) {
+      const burst = [];
+      for (let i = start; i < start + 20; i++) {
+        burst.push(ack(a, "send_message", { conversationId: conv.id, text: `k ${i}`, clientId: `k${i}` }));
+      }
+      for (const res of await Promise.all(burst)) {
+        assert.equal(res.ok, true, JSON.stringify(res));
+        sent.push(res.message);
+      }
+    }
+    assert.deepEqual(sent.map((m) => m.seq), Array.from({ length: N }, (_, i) => i + 1));
+    // No warning, no drain: the process dies right after the last ack.
+    server.child.kill("SIGKILL");
+    const { signal } = await server.exit;
+    assert.equal(signal, "SIGKILL");
+    await server.start();
+
+    const seen = [];
+    let before;
+    for (let guard = 0; guard < 100; guard++) {
+      const page = api.expectStatus(await api.history(server.url, bob, conv.id, { before, limit: 100 }), 200);
+      seen.unshift(...page.items);
+      if (page.nextCursor === null) break;
+      before = page.nextCursor;
+    }
+    assert.deepEqual(seen, sent, "history holds every acknowledged message, as acknowledged");
+    const b = await connectAs(server, bob);
+    assert.equal((await joined(b, conv)).lastSeq, N);
+    const a2 = await connectAs(server, ann);
+    const again = await ack(a2, "send_message", { conversationId: conv.id, text: "again", clientId: `k${N}` });
+    assert.deepEqual(again.message, sent[N - 1], "a retry after the crash answers the original");
+    const next = await ack(a2, "send_message", { conversationId: conv.id, text: "after", clientId: "k-after" });
+    assert.equal(next.message.seq, N + 1);
+  }));
+
 test("history: newest page first, oldest first within a page, before/limit paging to nextCursor null", T, () =>
   withServer(async (server) => {
     const { ann, bob, cy, conv } = await setup(server);

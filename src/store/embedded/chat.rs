@@ -1,6 +1,7 @@
 //! Chat in the embedded store: conversations, messages keyed by
 //! `(conversation, seq)`, the idempotency index and read markers.
 
+use super::journal::{self, Tail};
 use super::*;
 use async_trait::async_trait;
 use huddle_actors::store::ChatStore;
@@ -8,6 +9,7 @@ use huddle_actors::store::ChatStore;
 #[async_trait]
 impl ChatStore for EmbeddedStore {
     async fn create_conversation(&self, new: NewConversation) -> StoreResult<(Conversation, bool)> {
+        let tail = std::sync::Arc::clone(&self.tail);
         self.write("create_conversation", move |txn| {
             let mut conversations = txn.open_table(CONVERSATIONS).ctx("open conversations")?;
             let mut last_seqs = txn
@@ -18,12 +20,15 @@ impl ChatStore for EmbeddedStore {
                 .ctx("open conversations_by_direct_key")?;
             if let Some(key) = &new.direct_key {
                 if let Some(id) = get_id(&by_direct_key, key)? {
-                    let existing =
-                        load_conversation(&conversations, &last_seqs, &id)?.ok_or_else(|| {
+                    let mut existing = load_conversation(&conversations, &last_seqs, &id)?
+                        .ok_or_else(|| {
                             StoreError::NotFound(format!(
                                 "conversation {id} named by direct key {key} is missing"
                             ))
                         })?;
+                    if let Some(seq) = journal::read(&tail).last_seq(&id) {
+                        existing.last_seq = seq;
+                    }
                     return Ok((existing, false));
                 }
             }
@@ -77,27 +82,44 @@ impl ChatStore for EmbeddedStore {
 
     async fn conversation(&self, id: &ConversationId) -> StoreResult<Option<Conversation>> {
         let id = id.clone();
-        self.read("conversation", move |txn| {
-            let conversations = txn.open_table(CONVERSATIONS).ctx("open conversations")?;
-            let last_seqs = txn
-                .open_table(CONVERSATION_LAST_SEQ)
-                .ctx("open conversation_last_seq")?;
-            load_conversation(&conversations, &last_seqs, id.as_str())
-        })
+        let key = id.clone();
+        self.read_chat(
+            "conversation",
+            move |tail| tail.last_seq(key.as_str()),
+            move |txn, newest| {
+                let conversations = txn.open_table(CONVERSATIONS).ctx("open conversations")?;
+                let last_seqs = txn
+                    .open_table(CONVERSATION_LAST_SEQ)
+                    .ctx("open conversation_last_seq")?;
+                let mut found = load_conversation(&conversations, &last_seqs, id.as_str())?;
+                if let (Some(c), Some(seq)) = (found.as_mut(), newest) {
+                    c.last_seq = seq;
+                }
+                Ok(found)
+            },
+        )
         .await
     }
 
     async fn last_seq(&self, id: &ConversationId) -> StoreResult<Option<u64>> {
         let id = id.clone();
-        self.read("last_seq", move |txn| {
-            let last_seqs = txn
-                .open_table(CONVERSATION_LAST_SEQ)
-                .ctx("open conversation_last_seq")?;
-            Ok(last_seqs
-                .get(id.as_str())
-                .ctx("reading last seq")?
-                .map(|guard| guard.value()))
-        })
+        let key = id.clone();
+        self.read_chat(
+            "last_seq",
+            move |tail| tail.last_seq(key.as_str()),
+            move |txn, newest| {
+                if newest.is_some() {
+                    return Ok(newest);
+                }
+                let last_seqs = txn
+                    .open_table(CONVERSATION_LAST_SEQ)
+                    .ctx("open conversation_last_seq")?;
+                Ok(last_seqs
+                    .get(id.as_str())
+                    .ctx("reading last seq")?
+                    .map(|guard| guard.value()))
+            },
+        )
         .await
     }
 
@@ -116,112 +138,84 @@ impl ChatStore for EmbeddedStore {
             })?),
         };
         let user = user.clone();
-        self.read("conversations_for_user", move |txn| {
-            let mut page = Page {
-                items: Vec::new(),
-                next_cursor: None,
-            };
-            if limit == 0 {
-                return Ok(page);
-            }
-            let by_user = txn
-                .open_table(USER_CONVERSATIONS)
-                .ctx("open user_conversations")?;
-            let conversations = txn.open_table(CONVERSATIONS).ctx("open conversations")?;
-            let last_seqs = txn
-                .open_table(CONVERSATION_LAST_SEQ)
-                .ctx("open conversation_last_seq")?;
-            let user = user.as_str();
-            let range = match below {
-                Some(below) => by_user.range((user, 0u64)..(user, below)),
-                None => by_user.range((user, 0u64)..=(user, u64::MAX)),
-            }
-            .ctx("scanning user_conversations")?;
-            let mut last_order = 0;
-            // One more than asked, to know whether another page exists.
-            for entry in range.rev().take(limit + 1) {
-                let (key, id) = entry.ctx("reading user_conversations")?;
-                if page.items.len() == limit {
-                    page.next_cursor = Some(last_order.to_string());
-                    break;
+        self.read_chat(
+            "conversations_for_user",
+            Tail::last_seqs,
+            move |txn, newest| {
+                let mut page = Page {
+                    items: Vec::new(),
+                    next_cursor: None,
+                };
+                if limit == 0 {
+                    return Ok(page);
                 }
-                last_order = key.value().1;
-                let id = id.value();
-                let conversation =
-                    load_conversation(&conversations, &last_seqs, id)?.ok_or_else(|| {
-                        StoreError::NotFound(format!("indexed conversation {id} is missing"))
-                    })?;
-                page.items.push(conversation);
-            }
-            Ok(page)
-        })
+                let by_user = txn
+                    .open_table(USER_CONVERSATIONS)
+                    .ctx("open user_conversations")?;
+                let conversations = txn.open_table(CONVERSATIONS).ctx("open conversations")?;
+                let last_seqs = txn
+                    .open_table(CONVERSATION_LAST_SEQ)
+                    .ctx("open conversation_last_seq")?;
+                let user = user.as_str();
+                let range = match below {
+                    Some(below) => by_user.range((user, 0u64)..(user, below)),
+                    None => by_user.range((user, 0u64)..=(user, u64::MAX)),
+                }
+                .ctx("scanning user_conversations")?;
+                let mut last_order = 0;
+                // One more than asked, to know whether another page exists.
+                for entry in range.rev().take(limit + 1) {
+                    let (key, id) = entry.ctx("reading user_conversations")?;
+                    if page.items.len() == limit {
+                        page.next_cursor = Some(last_order.to_string());
+                        break;
+                    }
+                    last_order = key.value().1;
+                    let id = id.value();
+                    let mut conversation = load_conversation(&conversations, &last_seqs, id)?
+                        .ok_or_else(|| {
+                            StoreError::NotFound(format!("indexed conversation {id} is missing"))
+                        })?;
+                    if let Some(seq) = newest.get(id) {
+                        conversation.last_seq = *seq;
+                    }
+                    page.items.push(conversation);
+                }
+                Ok(page)
+            },
+        )
         .await
     }
 
     async fn append_message(&self, new: NewMessage) -> StoreResult<(Message, bool)> {
-        self.write("append_message", move |txn| {
-            let conversation = new.conversation_id.as_str();
-            let mut last_seqs = txn
-                .open_table(CONVERSATION_LAST_SEQ)
-                .ctx("open conversation_last_seq")?;
-            let last_seq = last_seqs
-                .get(conversation)
-                .ctx("reading last seq")?
-                .map(|guard| guard.value());
-            let Some(last_seq) = last_seq else {
-                return Err(StoreError::NotFound(format!("conversation {conversation}")));
-            };
-            let mut messages = txn.open_table(MESSAGES).ctx("open messages")?;
-            let mut by_client_id = txn
-                .open_table(MESSAGES_BY_CLIENT_ID)
-                .ctx("open messages_by_client_id")?;
-            let sender = new.sender_id.as_str();
-
-            if let Some(client_id) = &new.client_id {
-                let original = by_client_id
-                    .get((sender, client_id.as_str()))
-                    .ctx("reading idempotency index")?
-                    .map(|guard| {
-                        let (conversation, seq) = guard.value();
-                        (conversation.to_owned(), seq)
-                    });
-                if let Some((conversation, seq)) = original {
-                    let guard = messages
-                        .get((conversation.as_str(), seq))
-                        .ctx("reading message")?
-                        .ok_or_else(|| {
-                            StoreError::NotFound(format!(
-                                "indexed message {conversation}#{seq} is missing"
-                            ))
-                        })?;
-                    return Ok((decode(guard.value())?, false));
+        // The message goes to the journal (see `journal`); redb is only read.
+        self.writer
+            .append("append_message", move |txn, journal| {
+                let conversation = new.conversation_id.as_str();
+                let Some(last_seq) = journal.last_seq(txn, conversation)? else {
+                    return Err(StoreError::NotFound(format!("conversation {conversation}")));
+                };
+                let sender = new.sender_id.as_str();
+                if let Some(client_id) = &new.client_id {
+                    if let Some(original) = journal.original(txn, sender, client_id)? {
+                        return Ok((decode(&original)?, false));
+                    }
                 }
-            }
-
-            let seq = last_seq + 1;
-            let message = Message {
-                id: MessageId(new_id()),
-                conversation_id: new.conversation_id.clone(),
-                seq,
-                sender_id: new.sender_id.clone(),
-                client_id: new.client_id.clone(),
-                body: new.body.clone(),
-                created_at: Utc::now(),
-            };
-            messages
-                .insert((conversation, seq), encode(&message)?.as_slice())
-                .ctx("writing message")?;
-            last_seqs
-                .insert(conversation, seq)
-                .ctx("writing last seq")?;
-            if let Some(client_id) = &new.client_id {
-                by_client_id
-                    .insert((sender, client_id.as_str()), (conversation, seq))
-                    .ctx("writing idempotency index")?;
-            }
-            Ok((message, true))
-        })
-        .await
+                let seq = last_seq + 1;
+                let message = Message {
+                    id: MessageId(new_id()),
+                    conversation_id: new.conversation_id.clone(),
+                    seq,
+                    sender_id: new.sender_id.clone(),
+                    client_id: new.client_id.clone(),
+                    body: new.body.clone(),
+                    created_at: Utc::now(),
+                };
+                let client = new.client_id.as_deref().map(|c| (sender, c));
+                journal.append(conversation, seq, client, encode(&message)?)?;
+                Ok((message, true))
+            })
+            .await
     }
 
     async fn messages_before(
@@ -231,27 +225,38 @@ impl ChatStore for EmbeddedStore {
         limit: usize,
     ) -> StoreResult<Vec<Message>> {
         let conversation = conversation.clone();
-        self.read("messages_before", move |txn| {
-            if limit == 0 {
-                return Ok(Vec::new());
-            }
-            let messages = txn.open_table(MESSAGES).ctx("open messages")?;
-            let conversation = conversation.as_str();
-            let range = match before {
-                Some(before) => messages.range((conversation, 0u64)..(conversation, before)),
-                None => messages.range((conversation, 0u64)..=(conversation, u64::MAX)),
-            }
-            .ctx("scanning messages")?;
-            // Walk back from the bound and stop after `limit`: the cost is
-            // the page, not the history.
-            let mut page = Vec::with_capacity(limit.min(256));
-            for entry in range.rev().take(limit) {
-                let (_, value) = entry.ctx("reading message")?;
-                page.push(decode::<Message>(value.value())?);
-            }
-            page.reverse();
-            Ok(page)
-        })
+        let id = conversation.clone();
+        self.read_chat(
+            "messages_before",
+            // The newest messages may still be in the journal's tail.
+            move |tail| tail.before(id.as_str(), before, limit),
+            move |txn, newest| {
+                let mut page = Vec::with_capacity(limit.min(256));
+                // redb holds what is below the tail's part.
+                let below = newest.first().map(|e| e.seq).or(before);
+                let rest = limit - newest.len();
+                if rest > 0 {
+                    let messages = txn.open_table(MESSAGES).ctx("open messages")?;
+                    let conversation = conversation.as_str();
+                    let range = match below {
+                        Some(below) => messages.range((conversation, 0u64)..(conversation, below)),
+                        None => messages.range((conversation, 0u64)..=(conversation, u64::MAX)),
+                    }
+                    .ctx("scanning messages")?;
+                    // Walk back from the bound and stop after `rest`: the
+                    // cost is the page, not the history.
+                    for entry in range.rev().take(rest) {
+                        let (_, value) = entry.ctx("reading message")?;
+                        page.push(decode::<Message>(value.value())?);
+                    }
+                    page.reverse();
+                }
+                for e in &newest {
+                    page.push(decode::<Message>(&e.bytes)?);
+                }
+                Ok(page)
+            },
+        )
         .await
     }
 

@@ -27,10 +27,12 @@ use huddle_actors::store::{DocumentStore, StoreError, StoreResult};
 mod accounts;
 mod chat;
 mod files;
+mod journal;
 mod notifications;
 mod search;
 mod workspaces;
 mod writer;
+pub use journal::{CHECKPOINT_MESSAGES, FILE_NAME as JOURNAL_FILE_NAME};
 use redb::{
     Database, Durability, ReadTransaction, ReadableDatabase, ReadableTable, TableDefinition,
     WriteTransaction,
@@ -107,6 +109,8 @@ pub struct EmbeddedStore {
     db: Arc<Database>,
     /// Runs every write transaction, with group commit (see `writer`).
     writer: Arc<writer::Writer>,
+    /// Chat messages not yet checkpointed into redb (see `journal`).
+    tail: journal::SharedTail,
     /// The task search index, derived from the database (see `search`).
     search: Arc<crate::store::search_index::TaskIndex>,
 }
@@ -157,9 +161,12 @@ impl EmbeddedStore {
             Ok(())
         })?;
         let search = search::build_index(&db)?;
+        let journal = journal::Journal::open(dir, &db)?;
+        let tail = journal.tail();
         let db = Arc::new(db);
         Ok(Self {
-            writer: Arc::new(writer::Writer::start(Arc::clone(&db))?),
+            writer: Arc::new(writer::Writer::start(Arc::clone(&db), journal)?),
+            tail,
             db,
             search: Arc::new(search),
         })
@@ -186,6 +193,30 @@ impl EmbeddedStore {
         self.blocking(what, move |db| {
             let txn = db.begin_read().ctx(what)?;
             f(&txn)
+        })
+        .await
+    }
+
+    /// Runs `f` in a read transaction on the blocking thread pool, with what
+    /// `snap` takes from the journal's tail at the moment the transaction
+    /// opens (so no message is in neither).
+    async fn read_chat<S, T, F>(
+        &self,
+        what: &'static str,
+        snap: impl FnOnce(&journal::Tail) -> S + Send + 'static,
+        f: F,
+    ) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&ReadTransaction, S) -> StoreResult<T> + Send + 'static,
+    {
+        let tail = Arc::clone(&self.tail);
+        self.blocking(what, move |db| {
+            let (txn, snapshot) = {
+                let tail = journal::read(&tail);
+                (db.begin_read().ctx(what)?, snap(&tail))
+            };
+            f(&txn, snapshot)
         })
         .await
     }

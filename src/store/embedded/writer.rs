@@ -43,6 +43,7 @@ use huddle_actors::store::{StoreError, StoreResult};
 use redb::{Database, Durability, WriteTransaction};
 use tokio::sync::{mpsc, oneshot};
 
+use super::journal::Journal;
 use super::Ctx;
 
 /// Most writes one batch (one transaction, one `fsync`) takes.
@@ -62,19 +63,24 @@ struct BatchCommitFailed(String);
 
 /// One queued write: run (perhaps twice), then answered once.
 trait Job: Send {
-    /// Runs the write in `txn`; whether it succeeded (an `Err` result is kept
-    /// for the answer). A run after a failed one starts from scratch.
-    fn run(&mut self, txn: &WriteTransaction) -> bool;
+    /// Runs the write in `txn` (and the journal); whether it succeeded (an
+    /// `Err` result is kept for the answer). A run after a failed one starts
+    /// from scratch.
+    fn run(&mut self, txn: &WriteTransaction, journal: &mut Journal) -> bool;
     /// Answers the caller with the last run's result, or with the batch's
     /// error when the commit that was to make it durable failed.
     fn answer(self: Box<Self>, batch: Result<(), &str>);
     /// Whether the answer waits for the write to be on disk.
     fn durable(&self) -> bool;
+    /// Whether the write goes to the message journal, not to redb (it only
+    /// reads `txn`).
+    fn journaled(&self) -> bool;
 }
 
 struct Write<T, F> {
     what: &'static str,
     durable: bool,
+    journaled: bool,
     f: F,
     result: Option<StoreResult<T>>,
     tx: oneshot::Sender<StoreResult<T>>,
@@ -83,10 +89,10 @@ struct Write<T, F> {
 impl<T, F> Job for Write<T, F>
 where
     T: Send + 'static,
-    F: Fn(&WriteTransaction) -> StoreResult<T> + Send + 'static,
+    F: Fn(&WriteTransaction, &mut Journal) -> StoreResult<T> + Send + 'static,
 {
-    fn run(&mut self, txn: &WriteTransaction) -> bool {
-        let result = (self.f)(txn);
+    fn run(&mut self, txn: &WriteTransaction, journal: &mut Journal) -> bool {
+        let result = (self.f)(txn, journal);
         let ok = result.is_ok();
         self.result = Some(result);
         ok
@@ -111,6 +117,10 @@ where
     fn durable(&self) -> bool {
         self.durable
     }
+
+    fn journaled(&self) -> bool {
+        self.journaled
+    }
 }
 
 /// Handle to the writer thread. Dropping the last one ends the thread and
@@ -122,12 +132,12 @@ pub struct Writer {
 }
 
 impl Writer {
-    /// Starts the writer thread for `db`.
-    pub fn start(db: Arc<Database>) -> StoreResult<Self> {
+    /// Starts the writer thread for `db` and its message journal.
+    pub fn start(db: Arc<Database>, journal: Journal) -> StoreResult<Self> {
         let (tx, rx) = mpsc::channel(QUEUE);
         let thread = std::thread::Builder::new()
             .name("huddle-store-writer".into())
-            .spawn(move || run(&db, rx))
+            .spawn(move || run(&db, journal, rx))
             .ctx("starting the store writer thread")?;
         Ok(Writer {
             jobs: Some(tx),
@@ -144,7 +154,19 @@ impl Writer {
         T: Send + 'static,
         F: Fn(&WriteTransaction) -> StoreResult<T> + Send + 'static,
     {
-        self.queue(what, true, f).await
+        self.queue(what, true, false, move |txn, _: &mut Journal| f(txn))
+            .await
+    }
+
+    /// Runs `f` on the writer thread with the message journal: `f` reads
+    /// `txn` (which it must not change) and appends to the journal; answers
+    /// once the journal's records are durable.
+    pub async fn append<T, F>(&self, what: &'static str, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: Fn(&WriteTransaction, &mut Journal) -> StoreResult<T> + Send + 'static,
+    {
+        self.queue(what, true, true, f).await
     }
 
     /// Like [`write`](Self::write), but answers once the write is committed,
@@ -154,18 +176,26 @@ impl Writer {
         T: Send + 'static,
         F: Fn(&WriteTransaction) -> StoreResult<T> + Send + 'static,
     {
-        self.queue(what, false, f).await
+        self.queue(what, false, false, move |txn, _: &mut Journal| f(txn))
+            .await
     }
 
-    async fn queue<T, F>(&self, what: &'static str, durable: bool, f: F) -> StoreResult<T>
+    async fn queue<T, F>(
+        &self,
+        what: &'static str,
+        durable: bool,
+        journaled: bool,
+        f: F,
+    ) -> StoreResult<T>
     where
         T: Send + 'static,
-        F: Fn(&WriteTransaction) -> StoreResult<T> + Send + 'static,
+        F: Fn(&WriteTransaction, &mut Journal) -> StoreResult<T> + Send + 'static,
     {
         let (tx, rx) = oneshot::channel();
         let job: Box<dyn Job> = Box::new(Write {
             what,
             durable,
+            journaled,
             f,
             result: None,
             tx,
@@ -199,7 +229,7 @@ impl Drop for Writer {
 
 /// The writer thread: batch, run, make durable, answer; until every handle
 /// is gone.
-fn run(db: &Database, mut jobs: mpsc::Receiver<Box<dyn Job>>) {
+fn run(db: &Database, mut journal: Journal, mut jobs: mpsc::Receiver<Box<dyn Job>>) {
     // Only for waiting on the queue with a timeout.
     let waiter = match tokio::runtime::Builder::new_current_thread()
         .enable_time()
@@ -237,8 +267,8 @@ fn run(db: &Database, mut jobs: mpsc::Receiver<Box<dyn Job>>) {
         let Some(first) = first else { break };
         batch.push(first);
         take_queued(&mut jobs, &mut batch);
-        let durable = batch.iter().any(|job| job.durable());
-        if busy && durable && batch.len() < MAX_BATCH {
+        let waits = |batch: &[Box<dyn Job>]| batch.iter().any(|job| job.durable());
+        if busy && waits(&batch) && batch.len() < MAX_BATCH {
             // Writes keep coming: let a few more join this commit (each
             // commit costs the kernel a flush and a journal commit, far more
             // than a write).
@@ -246,16 +276,19 @@ fn run(db: &Database, mut jobs: mpsc::Receiver<Box<dyn Job>>) {
             take_queued(&mut jobs, &mut batch);
         }
         busy = batch.len() > 1;
+        // Journaled writes leave redb unchanged: they need no commit there.
+        let in_redb = batch.iter().any(|job| !job.journaled());
+        let durable = batch.iter().any(|job| job.durable() && !job.journaled());
         let durability = if durable {
             Durability::Immediate
         } else {
             Durability::None
         };
-        if !durable {
+        if in_redb && !durable {
             // (At worst nothing commits, and the flush is an empty commit.)
             undurable = true;
         }
-        let outcome = match together(db, &mut batch, durability) {
+        let outcome = match together(db, &mut journal, &mut batch, durability, in_redb) {
             Together::Committed => {
                 // A durable commit persists every commit before it.
                 undurable &= !durable;
@@ -268,13 +301,48 @@ fn run(db: &Database, mut jobs: mpsc::Receiver<Box<dyn Job>>) {
             // One write alone: its own error is its answer (nothing was
             // committed, so lazy writes before it are still not durable).
             Together::WriteFailed if batch.len() == 1 => Ok(()),
-            Together::WriteFailed => apart(db, &mut batch, durability),
+            Together::WriteFailed => {
+                journal.discard();
+                apart(db, &mut journal, &mut batch, durability)
+            }
+        };
+        // The journal's records are written once redb's part is done, and
+        // only when it succeeded.
+        let journaled = match &outcome {
+            Ok(()) => journal.commit(),
+            Err(e) => {
+                journal.discard();
+                Err(e.clone())
+            }
         };
         for job in batch.drain(..) {
+            let outcome = if job.journaled() {
+                &journaled
+            } else {
+                &outcome
+            };
             job.answer(outcome.as_ref().map(|_| ()).map_err(String::as_str));
         }
+        if journal.wants_checkpoint() {
+            // Its durable commit also makes the lazy writes durable.
+            match journal.checkpoint(db) {
+                Ok(()) => undurable = false,
+                Err(e) => log::error!(
+                    "embedded store: checkpointing the message journal failed (retried after the next batch): {e}"
+                ),
+            }
+        }
     }
-    // redb does not promise that non-durable commits survive a close.
+    // redb does not promise that non-durable commits survive a close, and
+    // the journal is left empty.
+    if !journal.is_empty() {
+        match journal.checkpoint(db) {
+            Ok(()) => undurable = false,
+            Err(e) => log::error!(
+                "embedded store: checkpointing the message journal at close failed (it is replayed at the next open): {e}"
+            ),
+        }
+    }
     if undurable {
         if let Err(e) = make_durable(db) {
             log::error!("embedded store: durable commit of lazy writes at close failed: {e}");
@@ -301,8 +369,15 @@ enum Together {
     Failed(String),
 }
 
-/// Runs the whole batch in one transaction committed with `durability`.
-fn together(db: &Database, batch: &mut [Box<dyn Job>], durability: Durability) -> Together {
+/// Runs the whole batch in one transaction, committed with `durability`
+/// when `commit` (some write changed redb), else given up.
+fn together(
+    db: &Database,
+    journal: &mut Journal,
+    batch: &mut [Box<dyn Job>],
+    durability: Durability,
+    commit: bool,
+) -> Together {
     let mut txn = match db.begin_write() {
         Ok(txn) => txn,
         Err(e) => return Together::Failed(e.to_string()),
@@ -311,16 +386,21 @@ fn together(db: &Database, batch: &mut [Box<dyn Job>], durability: Durability) -
         return Together::Failed(e.to_string());
     }
     for job in batch.iter_mut() {
-        if !job.run(&txn) {
+        if !job.run(&txn, journal) {
             if let Err(e) = txn.abort() {
                 log::warn!("embedded store: aborting a batch failed: {e}");
             }
             return Together::WriteFailed;
         }
     }
-    match txn.commit() {
+    let done = if commit {
+        txn.commit().map_err(|e| e.to_string())
+    } else {
+        txn.abort().map_err(|e| e.to_string())
+    };
+    match done {
         Ok(()) => Together::Committed,
-        Err(e) => Together::Failed(e.to_string()),
+        Err(e) => Together::Failed(e),
     }
 }
 
@@ -328,7 +408,12 @@ fn together(db: &Database, batch: &mut [Box<dyn Job>], durability: Durability) -
 /// fails is aborted alone), all but the last non-durable; the last commit,
 /// with `durability` (an empty one when the last write failed), covers them
 /// all. The outcome of that last commit.
-fn apart(db: &Database, batch: &mut [Box<dyn Job>], durability: Durability) -> Result<(), String> {
+fn apart(
+    db: &Database,
+    journal: &mut Journal,
+    batch: &mut [Box<dyn Job>],
+    durability: Durability,
+) -> Result<(), String> {
     let last = batch.len() - 1;
     let mut last_committed = false;
     let mut any_committed = false;
@@ -339,7 +424,7 @@ fn apart(db: &Database, batch: &mut [Box<dyn Job>], durability: Durability) -> R
             Durability::None
         };
         let committed = super::write_txn(db, "batched write", durability, |txn| {
-            if job.run(txn) {
+            if job.run(txn, journal) {
                 Ok(())
             } else {
                 Err(StoreError::NotFound(String::new()))
@@ -389,7 +474,8 @@ mod tests {
         Box::new(Write {
             what: "test",
             durable,
-            f: move |txn: &WriteTransaction| {
+            journaled: false,
+            f: move |txn: &WriteTransaction, _: &mut Journal| {
                 let mut table = txn.open_table(T).ctx("open")?;
                 table.insert(key, key).ctx("insert")?;
                 let seen = table.get(COUNT).ctx("get")?.map_or(0, |v| v.value());
@@ -433,7 +519,7 @@ mod tests {
             }
             drop(tx);
             // Everything is queued before the writer looks: one batch.
-            run(&db, rx);
+            run(&db, Journal::open(dir.path(), &db).unwrap(), rx);
             let mut expected = start;
             for (key, fail, mut arx) in answers {
                 let answer = arx.try_recv().expect("answered");
@@ -476,7 +562,7 @@ mod tests {
             answers.push(arx);
         }
         drop(tx);
-        run(&db, rx);
+        run(&db, Journal::open(dir.path(), &db).unwrap(), rx);
         let ok: Vec<bool> = answers
             .into_iter()
             .map(|mut a| a.try_recv().expect("answered").is_ok())
