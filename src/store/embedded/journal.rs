@@ -402,6 +402,8 @@ impl Journal {
             .map(|(c, t)| (c.clone(), t.entries[..t.visible].to_vec()))
             .collect();
         if !convs.is_empty() {
+            let started = std::time::Instant::now();
+            let moved: usize = convs.iter().map(|(_, e)| e.len()).sum();
             super::write_txn(
                 db,
                 "checkpointing the message journal",
@@ -418,6 +420,10 @@ impl Journal {
                 },
             )?;
             *write(&self.tail) = Tail::default();
+            log::debug!(
+                "message journal: checkpoint of {moved} messages in {:?}",
+                started.elapsed()
+            );
         }
         self.epoch = self.epoch.wrapping_add(1);
         self.offset = 0;
