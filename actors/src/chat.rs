@@ -17,6 +17,7 @@ use crate::model::{FileRecord, Message, MessageBody, NewMessage};
 use crate::namespace::{DisconnectReason, EventError, IncomingEvent, Namespace, Reply, Socket};
 use crate::registry::ConnId;
 use crate::store::prelude::*;
+use crate::store::PendingAppend;
 use crate::wire;
 use async_trait::async_trait;
 use serde::de::DeserializeOwned;
@@ -205,7 +206,69 @@ pub struct ChatNamespace {
     /// Conversation id → lock held from storing a message to broadcasting
     /// it, so `new_message` reaches every socket in `seq` order even when
     /// members send at once from connections on different worker threads.
+    /// For a store that cannot order appends it starts
+    /// ([`ChatStore::orders_appends`]).
     send_order: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Conversation id → the order in which its messages are published, for
+    /// a store that orders the appends it starts: several appends of one
+    /// conversation are in the store at once (they share its group commit),
+    /// and each is published only after those started before it.
+    sequencers: Mutex<HashMap<String, Arc<Mutex<Sequencer>>>>,
+}
+
+/// A broadcast waiting for its turn.
+type Publish = Box<dyn FnOnce() + Send>;
+
+/// Publishes a conversation's messages in the order their appends were
+/// started (which is their `seq` order).
+#[derive(Default)]
+struct Sequencer {
+    /// Turns handed out.
+    issued: u64,
+    /// The next turn to publish.
+    next: u64,
+    /// Finished turns waiting for an earlier one, with what they publish.
+    ready: std::collections::BTreeMap<u64, Option<Publish>>,
+}
+
+impl Sequencer {
+    fn finish(&mut self, turn: u64, publish: Option<Publish>) {
+        self.ready.insert(turn, publish);
+        while let Some(publish) = self.ready.remove(&self.next) {
+            self.next += 1;
+            if let Some(publish) = publish {
+                publish();
+            }
+        }
+    }
+}
+
+/// A place in a conversation's publishing order. Dropped unfinished (its
+/// append failed, or the handler was cancelled) it publishes nothing and
+/// lets the later ones go.
+struct Turn {
+    sequencer: Arc<Mutex<Sequencer>>,
+    turn: u64,
+    done: bool,
+}
+
+impl Turn {
+    fn finish(mut self, publish: Option<Publish>) {
+        self.done = true;
+        lock(&self.sequencer).finish(self.turn, publish);
+    }
+}
+
+impl Drop for Turn {
+    fn drop(&mut self) {
+        if !self.done {
+            lock(&self.sequencer).finish(self.turn, None);
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl ChatNamespace {
@@ -220,7 +283,40 @@ impl ChatNamespace {
             typing: Arc::new(Mutex::new(HashMap::new())),
             generation: Default::default(),
             send_order: Mutex::new(HashMap::new()),
+            sequencers: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Starts appending `new` to the store and takes its turn to publish,
+    /// together, so turns follow the store's order of the appends.
+    fn start_in_order(
+        &self,
+        conversation: &str,
+        new: NewMessage,
+    ) -> Result<(PendingAppend, Turn), EventError> {
+        let sequencer = {
+            let mut all = lock(&self.sequencers);
+            if all.len() >= MEMBER_CACHE_MAX {
+                // Only sequencers nobody holds a turn of can go.
+                all.retain(|_, s| Arc::strong_count(s) > 1);
+            }
+            all.entry(conversation.to_owned()).or_default().clone()
+        };
+        let turn = {
+            let mut s = lock(&sequencer);
+            let pending = self.store.start_append(new).map_err(store_error)?;
+            let turn = s.issued;
+            s.issued += 1;
+            (pending, turn)
+        };
+        Ok((
+            turn.0,
+            Turn {
+                sequencer,
+                turn: turn.1,
+                done: false,
+            },
+        ))
     }
 
     /// The lock that orders the messages of `conversation`.
@@ -364,7 +460,36 @@ impl ChatNamespace {
                 if let Some(c) = &m.client_id {
                     check_id(c, "clientId")?;
                 }
-                let (view, created) = {
+                let (view, created) = if self.store.orders_appends() {
+                    let (pending, turn) = self.start_in_order(
+                        &m.conversation_id,
+                        NewMessage {
+                            conversation_id: ConversationId::from(m.conversation_id.as_str()),
+                            sender_id: socket.user_id().clone(),
+                            client_id: m.client_id,
+                            body: MessageBody::Text {
+                                text: m.text.clone(),
+                            },
+                        },
+                    )?;
+                    // Other members' messages to this conversation start
+                    // while this one is stored (they share a group commit);
+                    // `turn` keeps the broadcasts in `seq` order.
+                    let (message, created) = pending.await.map_err(store_error)?;
+                    let view = wire::message(&message);
+                    if created {
+                        self.stop_typing(socket, &m.conversation_id);
+                        let sender = socket.clone();
+                        let rooms = [room(&m.conversation_id)];
+                        let shared = view.clone();
+                        turn.finish(Some(Box::new(move || {
+                            sender.broadcast(&rooms, "new_message", &shared);
+                        })));
+                    } else {
+                        turn.finish(None);
+                    }
+                    (view, created)
+                } else {
                     let order = self.send_order(&m.conversation_id);
                     let _in_seq_order = order.lock().await;
                     let (message, created) = self
@@ -508,5 +633,41 @@ impl Namespace for ChatNamespace {
                 &Self::typing_payload(socket, &conversation),
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Publish, Sequencer, Turn};
+    use std::sync::{Arc, Mutex};
+
+    /// Turns finished out of order publish in turn order; a turn dropped
+    /// unfinished publishes nothing and holds nobody up.
+    #[test]
+    fn a_sequencer_publishes_in_turn_order() {
+        let seq = Arc::new(Mutex::new(Sequencer::default()));
+        let out = Arc::new(Mutex::new(Vec::new()));
+        let turn = |n: u64| {
+            seq.lock().unwrap().issued += 1;
+            Turn {
+                sequencer: seq.clone(),
+                turn: n,
+                done: false,
+            }
+        };
+        let publish = |v: u64| -> Option<Publish> {
+            let out = out.clone();
+            Some(Box::new(move || out.lock().unwrap().push(v)))
+        };
+        let (t0, t1, t2, t3) = (turn(0), turn(1), turn(2), turn(3));
+        t2.finish(publish(2));
+        t1.finish(publish(1));
+        assert!(out.lock().unwrap().is_empty(), "turn 0 is not done");
+        drop(t0);
+        assert_eq!(*out.lock().unwrap(), [1, 2]);
+        t3.finish(None);
+        turn(4).finish(publish(4));
+        assert_eq!(*out.lock().unwrap(), [1, 2, 4]);
+        assert!(seq.lock().unwrap().ready.is_empty());
     }
 }

@@ -352,6 +352,47 @@ test("a burst of send_message without waiting keeps its order; concurrent sender
     assert.deepEqual(rec.payloads("new_message").map((m) => m.seq), Array.from({ length: 2 * N }, (_, i) => i + 1), "delivered in seq order");
   }));
 
+test("many members sending at once, retries among them: every socket gets each new message once, in seq order", T, () =>
+  withServer({ env: { HUDDLE__RATE_LIMITS__SOCKET_EVENTS_PER_SECOND: "0" } }, async (server) => {
+    const owner = await api.externalUser(server.url, "Owner");
+    const others = [];
+    for (let i = 0; i < 5; i++) others.push(await api.externalUser(server.url, `M${i}`));
+    const conv = await api.createConversation(server.url, owner, others);
+    const watchers = [];
+    for (const u of [owner, others[0]]) {
+      const w = await connectAs(server, u);
+      await joined(w, conv);
+      watchers.push(new Recorder(w, ["new_message"]));
+    }
+    const senders = [];
+    for (const u of others) senders.push(await connectAs(server, u, "/chat", { transports: ["websocket"] }));
+    const N = 30;
+    // Each sender fires its messages without waiting, the second half of
+    // them twice (the retry must answer the original and broadcast nothing).
+    const runs = senders.map((s, k) => {
+      const sends = [];
+      for (let i = 0; i < N; i++) {
+        const body = { conversationId: conv.id, text: `s${k}-${i}`, clientId: `s${k}-${i}` };
+        sends.push(ack(s, "send_message", body));
+        if (i >= N / 2) sends.push(ack(s, "send_message", { ...body, text: "retry" }));
+      }
+      return Promise.all(sends);
+    });
+    const answers = (await Promise.all(runs)).flat();
+    for (const r of answers) assert.equal(r.ok, true, JSON.stringify(r));
+    const total = senders.length * N;
+    const seqs = [...new Set(answers.map((r) => r.message.seq))].sort((x, y) => x - y);
+    assert.deepEqual(seqs, Array.from({ length: total }, (_, i) => i + 1), "gap-free, one seq per clientId");
+    for (const rec of watchers) {
+      await rec.count("new_message", total, 15_000);
+      await sleep(200);
+      const got = rec.payloads("new_message");
+      assert.equal(got.length, total, "no retry was broadcast");
+      assert.deepEqual(got.map((m) => m.seq), seqs, "delivered in seq order");
+      assert.ok(got.every((m) => m.text !== "retry"));
+    }
+  }));
+
 test("message:read is broadcast to the room, the reader's sockets included", T, () =>
   withServer(async (server) => {
     const { ann, bob, cy, conv } = await setup(server);

@@ -4,6 +4,11 @@ use super::StoreResult;
 use crate::ids::{ConversationId, UserId};
 use crate::model::{Conversation, Message, NewConversation, NewMessage, Page};
 use async_trait::async_trait;
+use std::future::Future;
+use std::pin::Pin;
+
+/// The answer to an append begun with [`ChatStore::start_append`].
+pub type PendingAppend = Pin<Box<dyn Future<Output = StoreResult<(Message, bool)>> + Send>>;
 
 /// Conversations and their messages.
 #[async_trait]
@@ -33,6 +38,23 @@ pub trait ChatStore: Send + Sync + 'static {
     /// unchanged with `false` (idempotent retry). `NotFound` when the
     /// conversation does not exist.
     async fn append_message(&self, new: NewMessage) -> StoreResult<(Message, bool)>;
+    /// Whether [`start_append`](Self::start_append) is supported: appends
+    /// take their seqs in the order they are started, so a caller may start
+    /// the next before the last is answered.
+    fn orders_appends(&self) -> bool {
+        false
+    }
+    /// Begins [`append_message`](Self::append_message) and fixes its place
+    /// before returning: its seq (in its conversation) follows that of every
+    /// append started before it. Only where
+    /// [`orders_appends`](Self::orders_appends); elsewhere an error.
+    fn start_append(&self, new: NewMessage) -> StoreResult<PendingAppend> {
+        let _ = new;
+        Err(super::StoreError::Backend {
+            message: "start_append: this store does not order appends".into(),
+            source: None,
+        })
+    }
     /// Messages with `seq < before` (all when `None`), the newest `limit` of
     /// them, returned oldest first.
     async fn messages_before(

@@ -19,7 +19,7 @@ mod search;
 mod workspaces;
 
 pub use accounts::AccountStore;
-pub use chat::ChatStore;
+pub use chat::{ChatStore, PendingAppend};
 pub use files::{FileStore, UploadSessionStore};
 pub use notifications::NotificationStore;
 pub use search::SearchStore;

@@ -5,6 +5,7 @@ use super::journal::{self, Tail};
 use super::*;
 use async_trait::async_trait;
 use huddle_actors::store::ChatStore;
+use huddle_actors::store::PendingAppend;
 
 #[async_trait]
 impl ChatStore for EmbeddedStore {
@@ -188,34 +189,19 @@ impl ChatStore for EmbeddedStore {
     }
 
     async fn append_message(&self, new: NewMessage) -> StoreResult<(Message, bool)> {
-        // The message goes to the journal (see `journal`); redb is only read.
-        self.writer
-            .append("append_message", move |txn, journal| {
-                let conversation = new.conversation_id.as_str();
-                let Some(last_seq) = journal.last_seq(txn, conversation)? else {
-                    return Err(StoreError::NotFound(format!("conversation {conversation}")));
-                };
-                let sender = new.sender_id.as_str();
-                if let Some(client_id) = &new.client_id {
-                    if let Some(original) = journal.original(txn, sender, client_id)? {
-                        return Ok((decode(&original)?, false));
-                    }
-                }
-                let seq = last_seq + 1;
-                let message = Message {
-                    id: MessageId(new_id()),
-                    conversation_id: new.conversation_id.clone(),
-                    seq,
-                    sender_id: new.sender_id.clone(),
-                    client_id: new.client_id.clone(),
-                    body: new.body.clone(),
-                    created_at: Utc::now(),
-                };
-                let client = new.client_id.as_deref().map(|c| (sender, c));
-                journal.append(conversation, seq, client, encode(&message)?)?;
-                Ok((message, true))
-            })
-            .await
+        self.writer.append("append_message", append_job(new)).await
+    }
+
+    fn orders_appends(&self) -> bool {
+        // One writer thread runs the queued writes in order.
+        true
+    }
+
+    fn start_append(&self, new: NewMessage) -> StoreResult<PendingAppend> {
+        let pending = self
+            .writer
+            .start_append("append_message", append_job(new))?;
+        Ok(Box::pin(pending))
     }
 
     async fn messages_before(
@@ -294,5 +280,39 @@ impl ChatStore for EmbeddedStore {
                 .map_or(0, |guard| guard.value()))
         })
         .await
+    }
+}
+
+/// The writer job of an append: the message goes to the journal (see
+/// `journal`); redb is only read.
+fn append_job(
+    new: NewMessage,
+) -> impl Fn(&redb::WriteTransaction, &mut journal::Journal) -> StoreResult<(Message, bool)>
+       + Send
+       + 'static {
+    move |txn, journal| {
+        let conversation = new.conversation_id.as_str();
+        let Some(last_seq) = journal.last_seq(txn, conversation)? else {
+            return Err(StoreError::NotFound(format!("conversation {conversation}")));
+        };
+        let sender = new.sender_id.as_str();
+        if let Some(client_id) = &new.client_id {
+            if let Some(original) = journal.original(txn, sender, client_id)? {
+                return Ok((decode(&original)?, false));
+            }
+        }
+        let seq = last_seq + 1;
+        let message = Message {
+            id: MessageId(new_id()),
+            conversation_id: new.conversation_id.clone(),
+            seq,
+            sender_id: new.sender_id.clone(),
+            client_id: new.client_id.clone(),
+            body: new.body.clone(),
+            created_at: Utc::now(),
+        };
+        let client = new.client_id.as_deref().map(|c| (sender, c));
+        journal.append(conversation, seq, client, encode(&message)?)?;
+        Ok((message, true))
     }
 }

@@ -172,6 +172,30 @@ impl Writer {
         self.queue(what, true, true, f).await
     }
 
+    /// Queues `f` like [`append`](Self::append) without waiting: when this
+    /// returns, the write has its place in the queue (writes run in queue
+    /// order), or a full queue is an error. The future answers it.
+    pub fn start_append<T, F>(
+        &self,
+        what: &'static str,
+        f: F,
+    ) -> StoreResult<impl std::future::Future<Output = StoreResult<T>> + Send + 'static>
+    where
+        T: Send + 'static,
+        F: Fn(&WriteTransaction, &mut Journal) -> StoreResult<T> + Send + 'static,
+    {
+        let (job, rx) = job(what, true, true, f);
+        let jobs = self.jobs.as_ref().ok_or_else(|| closed(what))?;
+        jobs.try_send(job).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => StoreError::Backend {
+                message: format!("{what}: the store writer's queue is full ({QUEUE} writes)"),
+                source: None,
+            },
+            mpsc::error::TrySendError::Closed(_) => closed(what),
+        })?;
+        Ok(async move { rx.await.map_err(|_| closed(what))? })
+    }
+
     /// Like [`write`](Self::write), but answers once the write is committed,
     /// not yet durable: a crash within [`FLUSH_AFTER`] may undo it.
     pub async fn write_lazy<T, F>(&self, what: &'static str, f: F) -> StoreResult<T>
@@ -194,19 +218,34 @@ impl Writer {
         T: Send + 'static,
         F: Fn(&WriteTransaction, &mut Journal) -> StoreResult<T> + Send + 'static,
     {
-        let (tx, rx) = oneshot::channel();
-        let job: Box<dyn Job> = Box::new(Write {
-            what,
-            durable,
-            journaled,
-            f,
-            result: None,
-            tx,
-        });
+        let (job, rx) = job(what, durable, journaled, f);
         let jobs = self.jobs.as_ref().ok_or_else(|| closed(what))?;
         jobs.send(job).await.map_err(|_| closed(what))?;
         rx.await.map_err(|_| closed(what))?
     }
+}
+
+/// A queued write and the receiver of its answer.
+fn job<T, F>(
+    what: &'static str,
+    durable: bool,
+    journaled: bool,
+    f: F,
+) -> (Box<dyn Job>, oneshot::Receiver<StoreResult<T>>)
+where
+    T: Send + 'static,
+    F: Fn(&WriteTransaction, &mut Journal) -> StoreResult<T> + Send + 'static,
+{
+    let (tx, rx) = oneshot::channel();
+    let job = Box::new(Write {
+        what,
+        durable,
+        journaled,
+        f,
+        result: None,
+        tx,
+    });
+    (job, rx)
 }
 
 fn closed(what: &str) -> StoreError {
