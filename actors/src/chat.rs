@@ -14,7 +14,9 @@ use crate::collab::{Collab, MentionScope, Mentioning};
 use crate::engine::Engine;
 use crate::ids::{ConversationId, RoomName, UserId};
 use crate::model::{FileRecord, Message, MessageBody, NewMessage};
-use crate::namespace::{DisconnectReason, EventError, IncomingEvent, Namespace, Reply, Socket};
+use crate::namespace::{
+    DisconnectReason, EventError, IncomingEvent, Namespace, Ordered, Reply, Socket,
+};
 use crate::registry::ConnId;
 use crate::store::prelude::*;
 use crate::store::PendingAppend;
@@ -426,7 +428,12 @@ impl ChatNamespace {
         }
     }
 
-    async fn handle(&self, socket: &Socket, event: ChatEvent) -> Result<Value, EventError> {
+    async fn handle(
+        &self,
+        socket: &Socket,
+        event: ChatEvent,
+        ordered: Option<Ordered>,
+    ) -> Result<Value, EventError> {
         match event {
             ChatEvent::Join(r) => {
                 self.require_member(&r.conversation_id, socket.user_id())
@@ -472,6 +479,9 @@ impl ChatNamespace {
                             },
                         },
                     )?;
+                    // Its seq follows this connection's earlier messages:
+                    // the next may start.
+                    drop(ordered);
                     // Other members' messages to this conversation start
                     // while this one is stored (they share a group commit);
                     // `turn` keeps the broadcasts in `seq` order.
@@ -606,9 +616,20 @@ impl ChatNamespace {
 
 #[async_trait(?Send)]
 impl Namespace for ChatNamespace {
-    async fn on_event(&self, socket: &Socket, event: IncomingEvent) -> Result<Reply, EventError> {
+    async fn on_event(
+        &self,
+        socket: &Socket,
+        mut event: IncomingEvent,
+    ) -> Result<Reply, EventError> {
+        let ordered = event.ordered.take();
         let decoded = ChatEvent::decode(&event)?;
-        self.handle(socket, decoded).await.map(Reply::one)
+        self.handle(socket, decoded, ordered).await.map(Reply::one)
+    }
+
+    /// A connection's next `send_message` may start once this one's append
+    /// has started (which fixes its seq), with a store that orders them.
+    fn pipelines(&self, event: &str) -> bool {
+        event == "send_message" && self.store.orders_appends()
     }
 
     async fn on_disconnect(&self, socket: &Socket, _reason: DisconnectReason) {

@@ -21,7 +21,9 @@ use crate::auth::{AuthFailure, Identity};
 use crate::encoded::Encoded;
 use crate::engine::{encode_packet, Engine};
 use crate::ids::{RoomKey, RoomName, UserId};
-use crate::namespace::{DisconnectReason, EventError, IncomingEvent, Namespace, Reply, Socket};
+use crate::namespace::{
+    DisconnectReason, EventError, IncomingEvent, Namespace, Ordered, Reply, Socket,
+};
 use crate::outbox::{Outbox, OutboxFull};
 use crate::protocol::engineio;
 use crate::protocol::socketio::{self, PacketKind, Reassembler};
@@ -149,6 +151,18 @@ impl RateWindow {
 /// [`Namespace::runs_beside`]).
 pub const MAX_BESIDE: usize = 8;
 
+/// How an event runs among its connection's events.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mode {
+    /// After everything before it, and before anything after it.
+    Alone,
+    /// Beside other such events, in no order (`Namespace::runs_beside`).
+    Beside,
+    /// Started in order, each once the one before has fixed its order
+    /// (`Namespace::pipelines`).
+    Pipelined,
+}
+
 /// The sockets of a connection by namespace. A connection has one or two
 /// (a handful at most: one per namespace), so a vector searched in order
 /// beats a hash map, and holds a few hundred bytes less per connection.
@@ -203,6 +217,10 @@ pub struct Connection {
     busy: bool,
     /// Events running beside each other now (see `Namespace::runs_beside`).
     beside: usize,
+    /// Pipelined events running now (see `Namespace::pipelines`).
+    pipelined: usize,
+    /// The last pipelined event has not fixed its order yet.
+    ordering: bool,
     last_pong: Instant,
     rate: RateWindow,
     close_reason: Option<DisconnectReason>,
@@ -230,6 +248,8 @@ impl Connection {
             pending: VecDeque::new(),
             busy: false,
             beside: 0,
+            pipelined: 0,
+            ordering: false,
             last_pong: Instant::now(),
             rate: RateWindow::new(Instant::now()),
             close_reason: None,
@@ -397,23 +417,25 @@ impl Connection {
     }
 
     /// Starts the next packet of the pipeline when idle.
-    /// Whether `work` is an event its namespace lets run beside others.
-    fn runs_beside(&self, work: &Work) -> bool {
+    /// How its namespace lets `work` run among the connection's events.
+    fn mode(&self, work: &Work) -> Mode {
         if !matches!(
             work.packet.kind,
             PacketKind::Event | PacketKind::BinaryEvent
         ) {
-            return false;
+            return Mode::Alone;
         }
         let Some(Value::Array(args)) = &work.packet.data else {
-            return false;
+            return Mode::Alone;
         };
         let Some(Value::String(name)) = args.first() else {
-            return false;
+            return Mode::Alone;
         };
-        self.sockets
-            .get(work.packet.nsp.as_str())
-            .is_some_and(|s| s.namespace.runs_beside(name))
+        match self.sockets.get(work.packet.nsp.as_str()) {
+            Some(s) if s.namespace.runs_beside(name) => Mode::Beside,
+            Some(s) if s.namespace.pipelines(name) => Mode::Pipelined,
+            _ => Mode::Alone,
+        }
     }
 
     fn pump(&mut self, ctx: &mut Context<Self>) {
@@ -426,17 +448,23 @@ impl Connection {
                 }
                 return;
             };
-            let beside = self.runs_beside(next);
-            // Events that run beside each other wait for a free place; any
-            // other work waits until they are all done.
-            if (beside && self.beside >= MAX_BESIDE) || (!beside && self.beside > 0) {
+            let mode = self.mode(next);
+            // Events that run beside each other wait for a free place, a
+            // pipelined one also for the one before it to fix its order;
+            // any other work waits until they are all done.
+            let waits = match mode {
+                Mode::Beside => self.beside >= MAX_BESIDE || self.pipelined > 0,
+                Mode::Pipelined => self.ordering || self.pipelined >= MAX_BESIDE || self.beside > 0,
+                Mode::Alone => self.beside > 0 || self.pipelined > 0,
+            };
+            if waits {
                 return;
             }
             let Some(work) = self.pending.pop_front() else {
                 return;
             };
-            if beside {
-                self.start_event(ctx, work, true);
+            if mode != Mode::Alone {
+                self.start_event(ctx, work, mode);
                 continue;
             }
             match work.packet.kind {
@@ -464,7 +492,7 @@ impl Connection {
                     }
                 }
                 PacketKind::Event | PacketKind::BinaryEvent => {
-                    self.start_event(ctx, work, false);
+                    self.start_event(ctx, work, Mode::Alone);
                 }
                 PacketKind::Ack | PacketKind::BinaryAck => {
                     // The server never asks clients for acknowledgements.
@@ -479,7 +507,7 @@ impl Connection {
 
     /// Starts handling an event: alone (the pipeline waits for it), or
     /// `beside` others of its kind.
-    fn start_event(&mut self, ctx: &mut Context<Self>, work: Work, beside: bool) {
+    fn start_event(&mut self, ctx: &mut Context<Self>, work: Work, mode: Mode) {
         let Some(state) = self.sockets.get(work.packet.nsp.as_str()) else {
             // Not connected to that namespace: Socket.IO ignores it.
             return;
@@ -506,23 +534,46 @@ impl Connection {
         self.engine.metrics().event_in();
         let ack_id = work.packet.id;
         let nsp = work.packet.nsp;
+        let (ordered, order_fixed) = match mode {
+            Mode::Pipelined => {
+                let (ordered, fixed) = Ordered::new();
+                (Some(ordered), Some(fixed))
+            }
+            _ => (None, None),
+        };
         let event = IncomingEvent {
             name,
             args,
             attachments: work.attachments,
             wants_ack: ack_id.is_some(),
+            ordered,
         };
-        if beside {
-            self.beside += 1;
-        } else {
-            self.busy = true;
+        match mode {
+            Mode::Beside => self.beside += 1,
+            Mode::Pipelined => {
+                self.pipelined += 1;
+                self.ordering = true;
+            }
+            Mode::Alone => self.busy = true,
+        }
+        if let Some(fixed) = order_fixed {
+            ctx.spawn(
+                async move {
+                    let _ = fixed.await;
+                }
+                .into_actor(self)
+                .map(|(), act, ctx| {
+                    act.ordering = false;
+                    act.pump(ctx);
+                }),
+            );
         }
         let fut = async move { namespace.on_event(&socket, event).await };
         ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| {
-            if beside {
-                act.beside -= 1;
-            } else {
-                act.busy = false;
+            match mode {
+                Mode::Beside => act.beside -= 1,
+                Mode::Pipelined => act.pipelined -= 1,
+                Mode::Alone => act.busy = false,
             }
             act.answer(ctx, &nsp, ack_id, res);
             act.pump(ctx);

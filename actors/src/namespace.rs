@@ -19,7 +19,7 @@ use serde_json::Value;
 use std::sync::Arc;
 
 /// An event from a client: `socket.emit(name, ...args)`.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct IncomingEvent {
     /// Event name (first element of the array).
     pub name: String,
@@ -29,6 +29,32 @@ pub struct IncomingEvent {
     pub attachments: Vec<Bytes>,
     /// Whether the client waits for an acknowledgement.
     pub wants_ack: bool,
+    /// For an event that runs pipelined ([`Namespace::pipelines`]): drop it
+    /// once the event's order is fixed, and the connection starts its next
+    /// event.
+    pub ordered: Option<Ordered>,
+}
+
+/// Held by a pipelined event until it has passed the point that fixes its
+/// order among the connection's events (dropping it, early return included,
+/// lets the next one start).
+#[derive(Debug)]
+pub struct Ordered(Option<tokio::sync::oneshot::Sender<()>>);
+
+impl Ordered {
+    /// The handle and what the connection waits on.
+    pub fn new() -> (Self, tokio::sync::oneshot::Receiver<()>) {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        (Ordered(Some(tx)), rx)
+    }
+}
+
+impl Drop for Ordered {
+    fn drop(&mut self) {
+        if let Some(tx) = self.0.take() {
+            let _ = tx.send(());
+        }
+    }
 }
 
 impl IncomingEvent {
@@ -164,6 +190,16 @@ pub trait Namespace: Send + Sync + 'static {
     /// connection waits until they are done, and they wait for it. For work
     /// whose order does not matter and whose latency does (upload chunks).
     fn runs_beside(&self, _event: &str) -> bool {
+        false
+    }
+
+    /// Whether `event` runs pipelined: the connection's next event may start
+    /// once this one has dropped its [`IncomingEvent::ordered`], before it
+    /// finishes (at most [`MAX_BESIDE`](crate::connection::MAX_BESIDE) at
+    /// once); events that run beside or alone wait for all of them. For
+    /// events whose order is fixed early (`send_message`: when its append
+    /// starts) and whose wait is long (the disk).
+    fn pipelines(&self, _event: &str) -> bool {
         false
     }
 
