@@ -53,7 +53,7 @@ if [ "$quick" = 1 ]; then
   duration=3 warmup=1 steps=3 hold=3 echo_count=300 upload_mb=8
   [ "$conns" -gt 2000 ] && conns=2000
 else
-  duration=10 warmup=2 steps=10 hold=30 echo_count=2000 upload_mb=32
+  duration=10 warmup=2 steps=12 hold=30 echo_count=2000 upload_mb=32
 fi
 
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$root/target}"
