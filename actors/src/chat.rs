@@ -19,7 +19,6 @@ use crate::namespace::{
 };
 use crate::registry::ConnId;
 use crate::store::prelude::*;
-use crate::store::PendingAppend;
 use crate::wire;
 use async_trait::async_trait;
 use serde::de::DeserializeOwned;
@@ -273,6 +272,20 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// The conversation's entry of a per-conversation map, made when missing.
+/// A full map first drops the entries nobody holds (a lock nobody holds or
+/// waits for, a sequencer with no turn out).
+fn per_conversation<T: Default>(
+    map: &Mutex<HashMap<String, Arc<T>>>,
+    conversation: &str,
+) -> Arc<T> {
+    let mut all = lock(map);
+    if all.len() >= MEMBER_CACHE_MAX {
+        all.retain(|_, entry| Arc::strong_count(entry) > 1);
+    }
+    all.entry(conversation.to_owned()).or_default().clone()
+}
+
 impl ChatNamespace {
     /// A chat namespace persisting to `store`, notifying @mentions through
     /// `collab`.
@@ -289,46 +302,62 @@ impl ChatNamespace {
         }
     }
 
-    /// Starts appending `new` to the store and takes its turn to publish,
-    /// together, so turns follow the store's order of the appends.
-    fn start_in_order(
+    /// Stores `new` and broadcasts it as `new_message` when it was created,
+    /// in `seq` order among the conversation's messages; its view and
+    /// whether it was created. `ordered` is let go once the message's place
+    /// is fixed.
+    async fn store_and_publish(
         &self,
+        socket: &Socket,
         conversation: &str,
         new: NewMessage,
-    ) -> Result<(PendingAppend, Turn), EventError> {
-        let sequencer = {
-            let mut all = lock(&self.sequencers);
-            if all.len() >= MEMBER_CACHE_MAX {
-                // Only sequencers nobody holds a turn of can go.
-                all.retain(|_, s| Arc::strong_count(s) > 1);
+        ordered: Option<Ordered>,
+    ) -> Result<(Value, bool), EventError> {
+        if !self.store.orders_appends() {
+            let order = per_conversation(&self.send_order, conversation);
+            let _in_seq_order = order.lock().await;
+            let (message, created) = self.store.append_message(new).await.map_err(store_error)?;
+            let view = wire::message(&message);
+            if created {
+                self.stop_typing(socket, conversation);
+                socket.broadcast(&[room(conversation)], "new_message", &view);
             }
-            all.entry(conversation.to_owned()).or_default().clone()
-        };
-        let turn = {
+            return Ok((view, created));
+        }
+        // Starting the append and taking the turn together makes turns
+        // follow the store's order of the appends.
+        let sequencer = per_conversation(&self.sequencers, conversation);
+        let (pending, turn) = {
             let mut s = lock(&sequencer);
             let pending = self.store.start_append(new).map_err(store_error)?;
-            let turn = s.issued;
             s.issued += 1;
-            (pending, turn)
+            (pending, s.issued - 1)
         };
-        Ok((
-            turn.0,
-            Turn {
-                sequencer,
-                turn: turn.1,
-                done: false,
-            },
-        ))
-    }
-
-    /// The lock that orders the messages of `conversation`.
-    fn send_order(&self, conversation: &str) -> Arc<tokio::sync::Mutex<()>> {
-        let mut locks = self.send_order.lock().unwrap_or_else(|e| e.into_inner());
-        if locks.len() >= MEMBER_CACHE_MAX {
-            // Only locks nobody holds or waits for can go.
-            locks.retain(|_, lock| Arc::strong_count(lock) > 1);
+        let turn = Turn {
+            sequencer,
+            turn,
+            done: false,
+        };
+        // Its seq follows this connection's earlier messages: the next may
+        // start.
+        drop(ordered);
+        // Other members' messages to this conversation start while this one
+        // is stored (they share a group commit); `turn` keeps the broadcasts
+        // in `seq` order.
+        let (message, created) = pending.await.map_err(store_error)?;
+        let view = wire::message(&message);
+        if !created {
+            turn.finish(None);
+            return Ok((view, created));
         }
-        locks.entry(conversation.to_owned()).or_default().clone()
+        self.stop_typing(socket, conversation);
+        let sender = socket.clone();
+        let rooms = [room(conversation)];
+        let shared = view.clone();
+        turn.finish(Some(Box::new(move || {
+            sender.broadcast(&rooms, "new_message", &shared);
+        })));
+        Ok((view, created))
     }
 
     /// The conversation's members; fails with `not_found` unless the user
@@ -467,60 +496,17 @@ impl ChatNamespace {
                 if let Some(c) = &m.client_id {
                     check_id(c, "clientId")?;
                 }
-                let (view, created) = if self.store.orders_appends() {
-                    let (pending, turn) = self.start_in_order(
-                        &m.conversation_id,
-                        NewMessage {
-                            conversation_id: ConversationId::from(m.conversation_id.as_str()),
-                            sender_id: socket.user_id().clone(),
-                            client_id: m.client_id,
-                            body: MessageBody::Text {
-                                text: m.text.clone(),
-                            },
-                        },
-                    )?;
-                    // Its seq follows this connection's earlier messages:
-                    // the next may start.
-                    drop(ordered);
-                    // Other members' messages to this conversation start
-                    // while this one is stored (they share a group commit);
-                    // `turn` keeps the broadcasts in `seq` order.
-                    let (message, created) = pending.await.map_err(store_error)?;
-                    let view = wire::message(&message);
-                    if created {
-                        self.stop_typing(socket, &m.conversation_id);
-                        let sender = socket.clone();
-                        let rooms = [room(&m.conversation_id)];
-                        let shared = view.clone();
-                        turn.finish(Some(Box::new(move || {
-                            sender.broadcast(&rooms, "new_message", &shared);
-                        })));
-                    } else {
-                        turn.finish(None);
-                    }
-                    (view, created)
-                } else {
-                    let order = self.send_order(&m.conversation_id);
-                    let _in_seq_order = order.lock().await;
-                    let (message, created) = self
-                        .store
-                        .append_message(NewMessage {
-                            conversation_id: ConversationId::from(m.conversation_id.as_str()),
-                            sender_id: socket.user_id().clone(),
-                            client_id: m.client_id,
-                            body: MessageBody::Text {
-                                text: m.text.clone(),
-                            },
-                        })
-                        .await
-                        .map_err(store_error)?;
-                    let view = wire::message(&message);
-                    if created {
-                        self.stop_typing(socket, &m.conversation_id);
-                        socket.broadcast(&[room(&m.conversation_id)], "new_message", &view);
-                    }
-                    (view, created)
+                let new = NewMessage {
+                    conversation_id: ConversationId::from(m.conversation_id.as_str()),
+                    sender_id: socket.user_id().clone(),
+                    client_id: m.client_id,
+                    body: MessageBody::Text {
+                        text: m.text.clone(),
+                    },
                 };
+                let (view, created) = self
+                    .store_and_publish(socket, &m.conversation_id, new, ordered)
+                    .await?;
                 if created {
                     // A retry was told already; the message is stored and
                     // sent whatever becomes of its notifications.
