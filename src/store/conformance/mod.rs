@@ -96,6 +96,7 @@ macro_rules! for_each_shared_database_case {
     ($m:ident $(, $($args:tt)*)?) => {
         $m!($($($args)*)?;
             case_search_sees_writes_of_another_handle,
+            case_two_handles_append_in_order_without_gaps,
         );
     };
 }
@@ -864,6 +865,80 @@ pub async fn case_concurrent_appends_are_gap_free(store: &dyn DocumentStore) {
         .await
         .unwrap();
     assert_eq!(seqs(&stored), (1..=n).collect::<Vec<_>>());
+}
+
+/// Two nodes append to one conversation at once, each many messages in
+/// flight, retries among them: every seq is taken exactly once, and each
+/// node's messages get seqs in the order it started them when the store
+/// orders its appends (else in the order they finish).
+pub async fn case_two_handles_append_in_order_without_gaps(
+    first: &dyn DocumentStore,
+    second: &dyn DocumentStore,
+) {
+    const ROUNDS: usize = 6;
+    const EACH: usize = 20;
+    let a = created_user(first, "two").await;
+    let b = created_user(first, "two").await;
+    let conversation = new_conversation(first, &[&a, &b]).await;
+    let node = |store: &'static str| if store == "first" { first } else { second };
+    let mut created_total = 0u64;
+    for round in 0..ROUNDS {
+        let starts = ["first", "second"].map(|name| {
+            let store = node(name);
+            let sender = if name == "first" { &a } else { &b };
+            let conversation = &conversation;
+            async move {
+                let mut pending = Vec::with_capacity(EACH);
+                for i in 0..EACH {
+                    // Every fifth repeats the client id of the one before.
+                    let client_id = format!("{name}-{round}-{}", i - usize::from(i % 5 == 4));
+                    let new = new_message(conversation, sender, Some(&client_id), text(&client_id));
+                    if store.orders_appends() {
+                        pending.push(store.start_append(new).expect("start_append"));
+                    } else {
+                        pending.push(Box::pin(async move { store.append_message(new).await }));
+                    }
+                }
+                let mut got = Vec::with_capacity(EACH);
+                for p in pending {
+                    got.push(p.await.expect("append"));
+                }
+                (store.orders_appends(), got)
+            }
+        });
+        for (ordered, got) in join_all(starts).await {
+            let fresh: Vec<u64> = got
+                .iter()
+                .filter(|(_, created)| *created)
+                .map(|(m, _)| m.seq)
+                .collect();
+            assert_eq!(fresh.len(), EACH - EACH / 5, "retries create nothing");
+            if ordered {
+                assert!(
+                    fresh.windows(2).all(|w| w[0] < w[1]),
+                    "a node's appends take seqs in the order it started them: {fresh:?}"
+                );
+            }
+            for (i, (message, created)) in got.iter().enumerate() {
+                if !created {
+                    assert_eq!(message, &got[i - 1].0, "a retry answers the stored message");
+                }
+            }
+            created_total += fresh.len() as u64;
+        }
+    }
+    for store in [first, second] {
+        assert_eq!(last_seq(store, &conversation.id).await, created_total);
+        let stored = store
+            .messages_before(&conversation.id, None, ROUNDS * EACH * 2)
+            .await
+            .unwrap();
+        assert_eq!(
+            seqs(&stored),
+            (1..=created_total).collect::<Vec<_>>(),
+            "gap-free, no duplicates"
+        );
+    }
 }
 
 /// Concurrent retries of one (sender, client id) create one message.

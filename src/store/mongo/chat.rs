@@ -7,13 +7,7 @@ use super::*;
 use futures_util::TryStreamExt;
 use huddle_actors::ids::new_id;
 use huddle_actors::model::{NewConversation, NewMessage, Page};
-use huddle_actors::store::ChatStore;
-
-/// How many times one append may lose the race for a seq before it reports
-/// the conversation as too contended. Every lost race means another message
-/// was stored, so this is never reached by correct servers under sane load;
-/// it turns a misbehaving server into an error instead of a spin.
-const MAX_SEQ_ATTEMPTS: usize = 1_000;
+use huddle_actors::store::{ChatStore, PendingAppend};
 
 impl MongoStore {
     async fn conversation_doc(&self, id: &str) -> StoreResult<Option<ConversationDoc>> {
@@ -30,31 +24,6 @@ impl MongoStore {
             .ctx("finding a conversation by direct key")?
             .map(Conversation::try_from)
             .transpose()
-    }
-
-    async fn message_by_client_id(
-        &self,
-        sender: &UserId,
-        client_id: &str,
-    ) -> StoreResult<Option<Message>> {
-        self.messages
-            .find_one(doc! { "senderId": sender.as_str(), "clientId": client_id })
-            .await
-            .ctx("finding a message by client id")?
-            .map(Message::try_from)
-            .transpose()
-    }
-
-    /// The highest seq stored in the conversation (0 when empty), through
-    /// the `(conversationId, seq)` index.
-    async fn highest_stored_seq(&self, conversation: &str) -> StoreResult<i64> {
-        let last = self
-            .messages
-            .find_one(doc! { "conversationId": conversation })
-            .sort(doc! { "seq": -1 })
-            .await
-            .ctx("reading the highest seq")?;
-        Ok(last.map_or(0, |m| m.seq))
     }
 }
 
@@ -121,11 +90,7 @@ impl ChatStore for MongoStore {
             .projection(doc! { "_id": 0, "lastSeq": 1 })
             .await
             .ctx("finding a conversation's lastSeq")?;
-        Ok(found.map(|d| match d.get("lastSeq") {
-            Some(bson::Bson::Int64(n)) => (*n).max(0) as u64,
-            Some(bson::Bson::Int32(n)) => i64::from(*n).max(0) as u64,
-            _ => 0,
-        }))
+        Ok(found.map(|d| stored_last_seq(&d).max(0) as u64))
     }
 
     async fn conversation(&self, id: &ConversationId) -> StoreResult<Option<Conversation>> {
@@ -186,62 +151,16 @@ impl ChatStore for MongoStore {
     }
 
     async fn append_message(&self, new: NewMessage) -> StoreResult<(Message, bool)> {
-        let conversation_id = new.conversation_id.as_str();
-        let Some(conversation) = self.conversation_doc(conversation_id).await? else {
-            return Err(StoreError::NotFound(format!(
-                "conversation {conversation_id}"
-            )));
-        };
-        let mut message = Message {
-            id: MessageId(new_id()),
-            conversation_id: new.conversation_id.clone(),
-            seq: 0,
-            sender_id: new.sender_id.clone(),
-            client_id: new.client_id.clone(),
-            body: new.body,
-            created_at: now(),
-        };
-        // `lastSeq` is a seq known to be stored (it is raised only after an
-        // insert), so the one above it is the first candidate.
-        let mut seq = conversation.last_seq + 1;
-        for _ in 0..MAX_SEQ_ATTEMPTS {
-            message.seq = from_stored_seq(seq)?;
-            match self
-                .messages
-                .insert_one(MessageDoc::from_message(&message)?)
-                .await
-            {
-                Ok(_) => {
-                    self.conversations
-                        .update_one(
-                            doc! { "_id": conversation_id },
-                            doc! { "$max": { "lastSeq": seq } },
-                        )
-                        .await
-                        .ctx("raising the conversation's lastSeq")?;
-                    return Ok((message, true));
-                }
-                Err(e) if is_duplicate_key(&e) => {
-                    if let Some(client_id) = &new.client_id {
-                        if let Some(original) =
-                            self.message_by_client_id(&new.sender_id, client_id).await?
-                        {
-                            return Ok((original, false));
-                        }
-                    }
-                    // Another writer stored this seq: go above the highest
-                    // stored one.
-                    seq = self.highest_stored_seq(conversation_id).await?.max(seq) + 1;
-                }
-                Err(e) => return Err(StoreError::backend("inserting a message", e)),
-            }
-        }
-        Err(StoreError::Backend {
-            message: format!(
-                "appending to conversation {conversation_id}: lost the race for a seq {MAX_SEQ_ATTEMPTS} times"
-            ),
-            source: None,
-        })
+        self.appender.append(new).await
+    }
+
+    fn orders_appends(&self) -> bool {
+        // One task per node stores the appends in batches, in queue order.
+        true
+    }
+
+    fn start_append(&self, new: NewMessage) -> StoreResult<PendingAppend> {
+        Ok(Box::pin(self.appender.start_append(new)?))
     }
 
     async fn messages_before(

@@ -60,6 +60,12 @@
 //!   to one conversation at once, and a `lastSeq` that may lag the messages
 //!   by one after a crash between insert and `$max` — the next append repairs
 //!   it, and no seq is reused because the insert is checked by the index.
+//!   The appends themselves go in batches (`appender.rs`): one task per node
+//!   remembers each conversation's last stored seq, numbers the queued
+//!   messages from there, stores them with one ordered `insert` and raises
+//!   the `lastSeq`s with one `update` command, so a batch costs two round
+//!   trips whatever its size, and a node's appends to a conversation get
+//!   seqs in the order they were queued.
 //! - newest-first conversations: a `counters` document handed out with
 //!   `findOneAndUpdate` + `$inc` gives each conversation a strict creation
 //!   `order` (a gap there is harmless); the opaque cursor is the last order
@@ -85,6 +91,7 @@ use mongodb::{Client, Collection, Database, IndexModel};
 use serde::{Deserialize, Serialize};
 
 mod accounts;
+mod appender;
 mod chat;
 mod files;
 mod notifications;
@@ -153,6 +160,8 @@ pub struct MongoStore {
     pub(super) upload_sessions: Collection<Document>,
     /// This node's task search index, shared by the store's clones.
     search: std::sync::Arc<search::MongoSearch>,
+    /// This node's message appends, in batches (shared by the clones).
+    appender: appender::Appender,
 }
 
 impl std::fmt::Debug for MongoStore {
@@ -195,6 +204,11 @@ impl MongoStore {
 
     fn with_database(db: Database, search: std::sync::Arc<search::MongoSearch>) -> Self {
         MongoStore {
+            appender: appender::Appender::start(
+                db.clone(),
+                db.collection(MESSAGES),
+                db.collection(CONVERSATIONS),
+            ),
             search,
             users: db.collection(USERS),
             refresh_tokens: db.collection(REFRESH_TOKENS),
@@ -632,6 +646,16 @@ pub(super) fn to_stored_seq(seq: u64) -> StoreResult<i64> {
 /// A stored seq back as the model's.
 pub(super) fn from_stored_seq(seq: i64) -> StoreResult<u64> {
     u64::try_from(seq).map_err(|e| StoreError::backend(format!("stored seq {seq} is negative"), e))
+}
+
+/// A conversation document's `lastSeq` (0 when missing; servers may store
+/// small numbers as 32-bit integers).
+pub(super) fn stored_last_seq(doc: &Document) -> i64 {
+    match doc.get("lastSeq") {
+        Some(bson::Bson::Int64(n)) => *n,
+        Some(bson::Bson::Int32(n)) => i64::from(*n),
+        _ => 0,
+    }
 }
 
 /// Whether the driver error is a duplicate key (E11000) from a unique index,

@@ -1,0 +1,433 @@
+//! Message appends for the MongoDB store, in batches: one task per store
+//! handle (per node) takes the appends queued since its last batch and
+//! stores them with a few commands whatever their number, instead of three
+//! round trips each.
+//!
+//! A batch is:
+//!
+//! 1. For conversations this node has not appended to yet, one `find` of
+//!    their `lastSeq` (which also proves they exist). After that the node
+//!    remembers the last seq it stored in each conversation and takes the
+//!    next ones from there.
+//! 2. One ordered `insert` of every message with its seq. The insert is
+//!    still the seq allocation (see the module above): the unique
+//!    `(conversationId, seq)` index lets one writer own a seq. Ordered means
+//!    the server stops at the first failure, so the messages before it are
+//!    stored and none after it. A duplicate key there is either a retry (the
+//!    `(senderId, clientId)` index: answered with the stored message) or
+//!    another node took that seq: this node reads the conversation's highest
+//!    stored seq from the index and the rest of the batch goes again, seqs
+//!    given out afresh in the same order. So a conversation's appends from
+//!    one node get seqs in the order they were queued — what
+//!    [`ChatStore::orders_appends`](huddle_actors::store::ChatStore::orders_appends)
+//!    promises — and no seq is skipped.
+//! 3. One `update` command with a `$max` of `lastSeq` per conversation the
+//!    batch stored into, then the answers.
+//!
+//! One batch runs at a time; what arrives meanwhile waits for the next, so
+//! the batches grow with the load (group commit). The queue is bounded
+//! ([`QUEUE`] appends).
+
+use std::collections::{HashMap, VecDeque};
+
+use huddle_actors::ids::MessageId;
+use huddle_actors::model::NewMessage;
+use mongodb::error::InsertManyError;
+use tokio::sync::{mpsc, oneshot};
+
+use super::*;
+use futures_util::TryStreamExt;
+use huddle_actors::ids::new_id;
+
+/// Most appends waiting for the batch task.
+pub(super) const QUEUE: usize = 4096;
+/// Most appends one batch takes.
+const MAX_BATCH: usize = 256;
+/// Most conversations whose last seq the task remembers; past that it
+/// forgets them all and reads them again as they come.
+const SEQ_CACHE_MAX: usize = 100_000;
+/// How many times one batch may lose the race for a seq before the append
+/// that lost is reported as too contended. Every lost race means another
+/// message was stored, so this is never reached by correct servers under
+/// sane load; it turns a misbehaving server into an error instead of a spin.
+const MAX_SEQ_ATTEMPTS: usize = 1_000;
+/// MongoDB's duplicate key error code.
+const DUPLICATE_KEY: i32 = 11000;
+
+type Reply = oneshot::Sender<StoreResult<(Message, bool)>>;
+
+/// One queued append.
+struct Job {
+    message: Message,
+    reply: Reply,
+}
+
+impl Job {
+    fn answer(self, result: StoreResult<(Message, bool)>) {
+        // The caller may have gone (its event cancelled); the message is
+        // stored all the same.
+        let _ = self.reply.send(result);
+    }
+
+    fn conversation(&self) -> &str {
+        self.message.conversation_id.as_str()
+    }
+}
+
+/// The handle that queues appends; cheap to clone. The task ends when the
+/// last handle is dropped.
+#[derive(Clone)]
+pub(super) struct Appender {
+    jobs: mpsc::Sender<Job>,
+}
+
+fn stopped() -> StoreError {
+    StoreError::Backend {
+        message: "appending a message: the append task has stopped".into(),
+        source: None,
+    }
+}
+
+impl Appender {
+    /// Starts the batch task on the current Tokio runtime.
+    pub(super) fn start(
+        db: Database,
+        messages: Collection<MessageDoc>,
+        conversations: Collection<ConversationDoc>,
+    ) -> Self {
+        let (jobs, rx) = mpsc::channel(QUEUE);
+        let task = Batches {
+            db,
+            messages,
+            conversations,
+            last_seqs: HashMap::new(),
+        };
+        tokio::spawn(task.run(rx));
+        Appender { jobs }
+    }
+
+    /// Stores `new`, waiting for room in the queue when it is full.
+    pub(super) async fn append(&self, new: NewMessage) -> StoreResult<(Message, bool)> {
+        let (job, answer) = job(new);
+        self.jobs.send(job).await.map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
+    }
+
+    /// Queues `new` without waiting: when this returns its place among this
+    /// node's appends is fixed, or a full queue is an error.
+    pub(super) fn start_append(
+        &self,
+        new: NewMessage,
+    ) -> StoreResult<impl std::future::Future<Output = StoreResult<(Message, bool)>> + Send + 'static>
+    {
+        let (job, answer) = job(new);
+        self.jobs.try_send(job).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => StoreError::Backend {
+                message: format!("appending a message: the append queue is full ({QUEUE} appends)"),
+                source: None,
+            },
+            mpsc::error::TrySendError::Closed(_) => stopped(),
+        })?;
+        Ok(async move { answer.await.map_err(|_| stopped())? })
+    }
+}
+
+fn job(new: NewMessage) -> (Job, oneshot::Receiver<StoreResult<(Message, bool)>>) {
+    let (reply, answer) = oneshot::channel();
+    let message = Message {
+        id: MessageId(new_id()),
+        conversation_id: new.conversation_id,
+        seq: 0,
+        sender_id: new.sender_id,
+        client_id: new.client_id,
+        body: new.body,
+        created_at: now(),
+    };
+    (Job { message, reply }, answer)
+}
+
+/// The batch task's state.
+struct Batches {
+    db: Database,
+    messages: Collection<MessageDoc>,
+    conversations: Collection<ConversationDoc>,
+    /// Per conversation, the highest seq known to be stored (by this node,
+    /// or read from the database). Another node may have stored more: the
+    /// insert finds out.
+    last_seqs: HashMap<String, i64>,
+}
+
+impl Batches {
+    async fn run(mut self, mut rx: mpsc::Receiver<Job>) {
+        let mut batch = Vec::with_capacity(MAX_BATCH);
+        while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
+            self.append(batch.drain(..)).await;
+        }
+    }
+
+    /// Stores the batch and answers every job in it.
+    async fn append(&mut self, jobs: impl Iterator<Item = Job>) {
+        let jobs = self.known_conversations(jobs.collect()).await;
+        let stored = self.insert(jobs).await;
+        if stored.is_empty() {
+            return;
+        }
+        self.raise_last_seqs(&stored).await;
+        for job in stored {
+            let message = job.message.clone();
+            job.answer(Ok((message, true)));
+        }
+    }
+
+    /// Reads the `lastSeq` of the batch's conversations this task does not
+    /// know yet; answers the jobs whose conversation does not exist (or
+    /// could not be read) and returns the others.
+    async fn known_conversations(&mut self, jobs: Vec<Job>) -> VecDeque<Job> {
+        let mut unknown: Vec<&str> = jobs
+            .iter()
+            .map(Job::conversation)
+            .filter(|id| !self.last_seqs.contains_key(*id))
+            .collect();
+        if unknown.is_empty() {
+            return jobs.into();
+        }
+        unknown.sort_unstable();
+        unknown.dedup();
+        if self.last_seqs.len() + unknown.len() > SEQ_CACHE_MAX {
+            self.last_seqs.clear();
+        }
+        // Only `_id` and `lastSeq`: a conversation's member list may be long.
+        let found: Result<Vec<Document>, _> = match self
+            .conversations
+            .clone_with_type::<Document>()
+            .find(doc! { "_id": { "$in": unknown } })
+            .projection(doc! { "_id": 1, "lastSeq": 1 })
+            .await
+        {
+            Ok(cursor) => cursor.try_collect().await,
+            Err(e) => Err(e),
+        };
+        let failed = match found {
+            Ok(docs) => {
+                for doc in docs {
+                    if let Ok(id) = doc.get_str("_id") {
+                        self.last_seqs.insert(id.to_owned(), stored_last_seq(&doc));
+                    }
+                }
+                None
+            }
+            Err(e) => Some(e),
+        };
+        let mut known = VecDeque::with_capacity(jobs.len());
+        for job in jobs {
+            if self.last_seqs.contains_key(job.conversation()) {
+                known.push_back(job);
+                continue;
+            }
+            let error = match &failed {
+                Some(e) => StoreError::backend("finding a conversation", e.clone()),
+                None => StoreError::NotFound(format!("conversation {}", job.conversation())),
+            };
+            job.answer(Err(error));
+        }
+        known
+    }
+
+    /// Inserts the jobs' messages in order, giving each the next seq of its
+    /// conversation; answers the retries and failures, returns the jobs
+    /// whose message it stored (in order).
+    async fn insert(&mut self, mut todo: VecDeque<Job>) -> Vec<Job> {
+        let mut stored = Vec::with_capacity(todo.len());
+        let mut lost_races = 0;
+        while !todo.is_empty() {
+            let docs = match self.number(&mut todo) {
+                Ok(docs) => docs,
+                Err(e) => {
+                    let message = e.to_string();
+                    for job in todo.drain(..) {
+                        job.answer(Err(StoreError::Backend {
+                            message: message.clone(),
+                            source: None,
+                        }));
+                    }
+                    break;
+                }
+            };
+            let inserted = self.messages.insert_many(docs).ordered(true).await;
+            let Err(error) = inserted else {
+                for job in todo.drain(..) {
+                    self.stored(&job);
+                    stored.push(job);
+                }
+                break;
+            };
+            let Some((index, code)) = first_write_error(&error) else {
+                // The outcome is unknown (connection lost, write concern
+                // not met): fail the rest and read their conversations
+                // again next time. A retry with the same client id finds
+                // what was stored.
+                for job in todo.drain(..) {
+                    self.last_seqs.remove(job.conversation());
+                    job.answer(Err(StoreError::backend(
+                        "inserting a message",
+                        error.clone(),
+                    )));
+                }
+                break;
+            };
+            // Everything before `index` is stored, nothing after it.
+            for job in todo.drain(..index.min(todo.len())) {
+                self.stored(&job);
+                stored.push(job);
+            }
+            let Some(failed) = todo.pop_front() else {
+                break;
+            };
+            if code != DUPLICATE_KEY {
+                failed.answer(Err(StoreError::backend("inserting a message", error)));
+                continue;
+            }
+            if let Some(client_id) = failed.message.client_id.clone() {
+                match self
+                    .message_by_client_id(failed.message.sender_id.as_str(), &client_id)
+                    .await
+                {
+                    Ok(Some(original)) => {
+                        failed.answer(Ok((original, false)));
+                        continue;
+                    }
+                    Ok(None) => {}
+                    Err(e) => {
+                        failed.answer(Err(e));
+                        continue;
+                    }
+                }
+            }
+            // Another writer stored this seq: go on above the highest
+            // stored one.
+            lost_races += 1;
+            if lost_races > MAX_SEQ_ATTEMPTS {
+                let conversation = failed.conversation().to_owned();
+                failed.answer(Err(StoreError::Backend {
+                    message: format!(
+                        "appending to conversation {conversation}: lost the race for a seq {MAX_SEQ_ATTEMPTS} times"
+                    ),
+                    source: None,
+                }));
+                continue;
+            }
+            match self.highest_stored_seq(failed.conversation()).await {
+                Ok(highest) => {
+                    let last = self
+                        .last_seqs
+                        .entry(failed.conversation().to_owned())
+                        .or_insert(0);
+                    *last = (*last).max(highest);
+                    todo.push_front(failed);
+                }
+                Err(e) => failed.answer(Err(e)),
+            }
+        }
+        stored
+    }
+
+    /// Gives the jobs their seqs, in order, above the last stored seq of
+    /// their conversation; their documents.
+    fn number(&self, todo: &mut VecDeque<Job>) -> StoreResult<Vec<MessageDoc>> {
+        let mut next: HashMap<&str, i64> = HashMap::new();
+        let mut docs = Vec::with_capacity(todo.len());
+        for job in todo.iter_mut() {
+            let id = job.message.conversation_id.as_str();
+            let seq = next
+                .entry(id)
+                .or_insert_with(|| self.last_seqs.get(id).copied().unwrap_or(0));
+            *seq += 1;
+            job.message.seq = from_stored_seq(*seq)?;
+            docs.push(MessageDoc::from_message(&job.message)?);
+        }
+        Ok(docs)
+    }
+
+    /// Notes that the job's message is stored.
+    fn stored(&mut self, job: &Job) {
+        let seq = i64::try_from(job.message.seq).unwrap_or(i64::MAX);
+        let last = self
+            .last_seqs
+            .entry(job.conversation().to_owned())
+            .or_insert(0);
+        *last = (*last).max(seq);
+    }
+
+    /// Raises each conversation's `lastSeq` to the highest seq the batch
+    /// stored in it, in one command. A failure is logged, not reported: the
+    /// messages are stored, and `lastSeq` lags as after a crash between the
+    /// insert and the update (the module above), until the conversation's
+    /// next append raises it.
+    async fn raise_last_seqs(&self, stored: &[Job]) {
+        let mut highest: HashMap<&str, i64> = HashMap::new();
+        for job in stored {
+            let seq = i64::try_from(job.message.seq).unwrap_or(i64::MAX);
+            let entry = highest.entry(job.conversation()).or_insert(seq);
+            *entry = (*entry).max(seq);
+        }
+        let updates: Vec<Document> = highest
+            .into_iter()
+            .map(|(id, seq)| doc! { "q": { "_id": id }, "u": { "$max": { "lastSeq": seq } } })
+            .collect();
+        let count = updates.len();
+        let command = doc! { "update": CONVERSATIONS, "updates": updates, "ordered": false };
+        match self.db.run_command(command).await {
+            Ok(reply) => {
+                if let Ok(errors) = reply.get_array("writeErrors") {
+                    log::warn!(
+                        target: "huddle::store",
+                        "raising lastSeq of {count} conversation(s): {} failed: {errors:?}",
+                        errors.len()
+                    );
+                }
+            }
+            Err(e) => log::warn!(
+                target: "huddle::store",
+                "raising lastSeq of {count} conversation(s) failed (it lags until their next message): {e}"
+            ),
+        }
+    }
+
+    async fn message_by_client_id(
+        &self,
+        sender: &str,
+        client_id: &str,
+    ) -> StoreResult<Option<Message>> {
+        self.messages
+            .find_one(doc! { "senderId": sender, "clientId": client_id })
+            .await
+            .ctx("finding a message by client id")?
+            .map(Message::try_from)
+            .transpose()
+    }
+
+    /// The highest seq stored in the conversation (0 when empty), through
+    /// the `(conversationId, seq)` index.
+    async fn highest_stored_seq(&self, conversation: &str) -> StoreResult<i64> {
+        let last = self
+            .messages
+            .find_one(doc! { "conversationId": conversation })
+            .sort(doc! { "seq": -1 })
+            .await
+            .ctx("reading the highest seq")?;
+        Ok(last.map_or(0, |m| m.seq))
+    }
+}
+
+/// The first failed insert of an ordered `insert` (its index in the batch
+/// and error code), when the server reported one.
+fn first_write_error(error: &MongoError) -> Option<(usize, i32)> {
+    match error.kind.as_ref() {
+        ErrorKind::InsertMany(InsertManyError {
+            write_errors: Some(errors),
+            write_concern_error: None,
+            ..
+        }) => errors.iter().map(|e| (e.index, e.code)).min_by_key(|e| e.0),
+        _ => None,
+    }
+}
