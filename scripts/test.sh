@@ -35,6 +35,8 @@ apt_install() {
 }
 
 log "checking tools"
+# make builds jemalloc, the binary's allocator (tikv-jemalloc-sys).
+command -v make >/dev/null 2>&1 || apt_install make
 command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 || apt_install nodejs npm
 # Headless Chromium for the real-browser test of the page (browser.test.mjs);
 # playwright-core drives this system browser, it downloads none.
