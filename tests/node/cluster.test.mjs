@@ -30,17 +30,22 @@ async function joinConversation(socket, conv) {
   assert.equal(res.ok, true, JSON.stringify(res));
 }
 
+// Ann on node 1 and Bob on node 2 in one conversation, both joined, each
+// socket's new_message recorded.
+async function conversationAcross(n1, n2) {
+  const ann = await api.externalUser(n1.url, "Ann");
+  const bob = await api.externalUser(n2.url, "Bob");
+  const conv = await api.createConversation(n1.url, ann, [bob]);
+  const a = await connectAs(n1, ann);
+  const b = await connectAs(n2, bob);
+  await joinConversation(a, conv);
+  await joinConversation(b, conv);
+  return { conv, a, b, ra: new Recorder(a, ["new_message"]), rb: new Recorder(b, ["new_message"]) };
+}
+
 test("a chat message from a client on node 1 reaches a client on node 2, and back", T, () =>
   withCluster(async ({ nodes: [n1, n2] }) => {
-    const ann = await api.externalUser(n1.url, "Ann");
-    const bob = await api.externalUser(n2.url, "Bob");
-    const conv = await api.createConversation(n1.url, ann, [bob]);
-    const a = await connectAs(n1, ann);
-    const b = await connectAs(n2, bob);
-    await joinConversation(a, conv);
-    await joinConversation(b, conv);
-    const ra = new Recorder(a, ["new_message"]);
-    const rb = new Recorder(b, ["new_message"]);
+    const { conv, a, b, ra, rb } = await conversationAcross(n1, n2);
 
     const m1 = await send(a, conv, "hello from node 1");
     const m2 = await send(b, conv, "hello from node 2");
@@ -62,6 +67,49 @@ test("a chat message from a client on node 1 reaches a client on node 2, and bac
     assert.equal(rb.of("new_message").length, 2, "no duplicate on node 2");
   }),
 );
+
+test("members on both nodes sending at once into one conversation: every seq once, each sender's in order, retries answered", T, () =>
+  withCluster(async ({ nodes: [n1, n2] }) => {
+    const { conv, a, b, ra, rb } = await conversationAcross(n1, n2);
+    const EACH = 40;
+    // Every send goes out at once (the server pipelines them); every
+    // eighth repeats the client id of the one before it, as a retry does.
+    const burst = (socket, who) => {
+      const ids = [];
+      for (let i = 0; i < EACH; i++) ids.push(i % 8 === 7 ? ids[i - 1] : `${who}-${i}-${api.randomId("c")}`);
+      return Promise.all(
+        ids.map((clientId, i) => ack(socket, "send_message", { conversationId: conv.id, text: `${who} ${i}`, clientId })),
+      ).then((replies) => ({ ids, replies }));
+    };
+    const results = await Promise.all([burst(a, "ann"), burst(b, "bob")]);
+    const fresh = EACH - EACH / 8;
+    const total = 2 * fresh;
+    for (const { ids, replies } of results) {
+      for (const r of replies) assert.equal(r.ok, true, JSON.stringify(r));
+      const seqs = [];
+      for (let i = 0; i < EACH; i++) {
+        if (ids[i] === ids[i - 1]) {
+          // The retry is answered with the message its first send stored.
+          assert.deepEqual(replies[i].message, replies[i - 1].message);
+        } else {
+          seqs.push(replies[i].message.seq);
+        }
+      }
+      assert.equal(seqs.length, fresh);
+      // One client's messages take seqs in the order it sent them.
+      assert.deepEqual([...seqs].sort((x, y) => x - y), seqs);
+    }
+    await ra.count("new_message", total);
+    await rb.count("new_message", total);
+    await sleep(300);
+    for (const rec of [ra, rb]) {
+      const seqs = rec.payloads("new_message").map((m) => m.seq);
+      assert.equal(seqs.length, total, "each message once");
+      assert.deepEqual([...seqs].sort((x, y) => x - y), Array.from({ length: total }, (_, i) => i + 1));
+    }
+    const joined = await ack(b, "conversation:join", { conversationId: conv.id });
+    assert.equal(joined.lastSeq, total);
+  }));
 
 test("a task created through the API of node 2 reaches a project room on node 1", T, () =>
   withCluster(async ({ nodes: [n1, n2] }) => {

@@ -173,9 +173,9 @@ impl Batches {
             return;
         }
         self.raise_last_seqs(&stored).await;
-        for job in stored {
-            let message = job.message.clone();
-            job.answer(Ok((message, true)));
+        for Job { message, reply } in stored {
+            // The caller may have gone; the message is stored all the same.
+            let _ = reply.send(Ok((message, true)));
         }
     }
 
@@ -183,6 +183,11 @@ impl Batches {
     /// know yet; answers the jobs whose conversation does not exist (or
     /// could not be read) and returns the others.
     async fn known_conversations(&mut self, jobs: Vec<Job>) -> VecDeque<Job> {
+        if self.last_seqs.len() + jobs.len() > SEQ_CACHE_MAX {
+            // Forget them all before listing what to read, so every
+            // conversation of this batch is read again.
+            self.last_seqs.clear();
+        }
         let mut unknown: Vec<&str> = jobs
             .iter()
             .map(Job::conversation)
@@ -193,9 +198,6 @@ impl Batches {
         }
         unknown.sort_unstable();
         unknown.dedup();
-        if self.last_seqs.len() + unknown.len() > SEQ_CACHE_MAX {
-            self.last_seqs.clear();
-        }
         // Only `_id` and `lastSeq`: a conversation's member list may be long.
         let found: Result<Vec<Document>, _> = match self
             .conversations
