@@ -51,6 +51,8 @@ const SEQ_CACHE_MAX: usize = 100_000;
 /// message was stored, so this is never reached by correct servers under
 /// sane load; it turns a misbehaving server into an error instead of a spin.
 const MAX_SEQ_ATTEMPTS: usize = 1_000;
+/// A batch slower than this is logged (with where its time went).
+const SLOW_BATCH: std::time::Duration = std::time::Duration::from_millis(500);
 /// MongoDB's duplicate key error code.
 const DUPLICATE_KEY: i32 = 11000;
 
@@ -167,12 +169,26 @@ impl Batches {
 
     /// Stores the batch and answers every job in it.
     async fn append(&mut self, jobs: impl Iterator<Item = Job>) {
-        let jobs = self.known_conversations(jobs.collect()).await;
+        let started = std::time::Instant::now();
+        let jobs: Vec<Job> = jobs.collect();
+        let size = jobs.len();
+        let jobs = self.known_conversations(jobs).await;
+        let looked_up = started.elapsed();
         let stored = self.insert(jobs).await;
-        if stored.is_empty() {
-            return;
+        let inserted = started.elapsed();
+        if !stored.is_empty() {
+            self.raise_last_seqs(&stored).await;
         }
-        self.raise_last_seqs(&stored).await;
+        let took = started.elapsed();
+        if took >= SLOW_BATCH {
+            log::warn!(
+                target: "huddle::store",
+                "a batch of {size} message append(s) took {took:?} (conversations looked up \
+                 after {looked_up:?}, {} stored after {inserted:?}); every message sent \
+                 meanwhile waited for it",
+                stored.len()
+            );
+        }
         for Job { message, reply } in stored {
             // The caller may have gone; the message is stored all the same.
             let _ = reply.send(Ok((message, true)));
