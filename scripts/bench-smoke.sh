@@ -9,6 +9,8 @@
 #
 # Usage: scripts/bench-smoke.sh   (HUDDLE_BIN / BENCH_BIN override the binaries)
 set -euo pipefail
+# A plain node on its embedded defaults, whatever the caller's shell exports.
+unset REDIS_URL MONGODB_URI MONGODB_DB
 cd "$(dirname "$0")/.."
 target_dir="${CARGO_TARGET_DIR:-$PWD/target}"
 huddle="${HUDDLE_BIN:-$target_dir/debug/huddle}"
