@@ -53,8 +53,6 @@ const SEQ_CACHE_MAX: usize = 100_000;
 const MAX_SEQ_ATTEMPTS: usize = 1_000;
 /// A batch slower than this is logged (with where its time went).
 const SLOW_BATCH: std::time::Duration = std::time::Duration::from_millis(500);
-/// MongoDB's duplicate key error code.
-const DUPLICATE_KEY: i32 = 11000;
 
 type Reply = oneshot::Sender<StoreResult<(Message, bool)>>;
 
@@ -95,7 +93,7 @@ impl Appender {
     pub(super) fn start(
         db: Database,
         messages: Collection<MessageDoc>,
-        conversations: Collection<ConversationDoc>,
+        conversations: Collection<Document>,
     ) -> Self {
         let (jobs, rx) = mpsc::channel(QUEUE);
         let task = Batches {
@@ -152,7 +150,9 @@ fn job(new: NewMessage) -> (Job, oneshot::Receiver<StoreResult<(Message, bool)>>
 struct Batches {
     db: Database,
     messages: Collection<MessageDoc>,
-    conversations: Collection<ConversationDoc>,
+    /// Only `_id` and `lastSeq` are read: a conversation's member list may
+    /// be long.
+    conversations: Collection<Document>,
     /// Per conversation, the highest seq known to be stored (by this node,
     /// or read from the database). Another node may have stored more: the
     /// insert finds out.
@@ -214,10 +214,8 @@ impl Batches {
         }
         unknown.sort_unstable();
         unknown.dedup();
-        // Only `_id` and `lastSeq`: a conversation's member list may be long.
         let found: Result<Vec<Document>, _> = match self
             .conversations
-            .clone_with_type::<Document>()
             .find(doc! { "_id": { "$in": unknown } })
             .projection(doc! { "_id": 1, "lastSeq": 1 })
             .await

@@ -658,10 +658,12 @@ pub(super) fn stored_last_seq(doc: &Document) -> i64 {
     }
 }
 
+/// MongoDB's error code for a duplicate key in a unique index.
+pub(super) const DUPLICATE_KEY: i32 = 11000;
+
 /// Whether the driver error is a duplicate key (E11000) from a unique index,
 /// however the command reported it (write error, command error, bulk write).
 pub(super) fn is_duplicate_key(error: &MongoError) -> bool {
-    const DUPLICATE_KEY: i32 = 11000;
     match error.kind.as_ref() {
         ErrorKind::Write(WriteFailure::WriteError(e)) => e.code == DUPLICATE_KEY,
         ErrorKind::Command(e) => e.code == DUPLICATE_KEY,
