@@ -208,6 +208,35 @@ pub struct EngineSettings {
     pub connect_timeout_ms: u64,
     /// Packets queued toward one client before it is disconnected as too slow.
     pub outbound_queue_max: usize,
+    /// Whether deliveries are written straight to a sleeping WebSocket writer's
+    /// socket (see the README's "How writes leave a connection").
+    pub write_through: WriteThrough,
+}
+
+/// `engine.write_through`: when a delivery may write to the client's socket
+/// itself instead of waking the connection's writer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WriteThrough {
+    /// When the process may run on one CPU only (affinity or cgroup quota):
+    /// there the writer's thread and the rooms' share the core, and the
+    /// wake-up between them is pure cost.
+    Auto,
+    /// Always.
+    On,
+    /// Never: the HTTP workers do every write, beside the rooms' thread.
+    Off,
+}
+
+impl WriteThrough {
+    /// Whether to write through on this machine.
+    pub fn enabled(self) -> bool {
+        match self {
+            WriteThrough::Auto => std::thread::available_parallelism().is_ok_and(|n| n.get() == 1),
+            WriteThrough::On => true,
+            WriteThrough::Off => false,
+        }
+    }
 }
 
 /// `[recovery]`: connection state recovery.
@@ -802,6 +831,21 @@ mod tests {
         assert_eq!(s.mongodb.db, "other");
         assert_eq!(s.engine.max_payload, 4096);
         assert_eq!(s.chat.history_default_limit, 20);
+    }
+
+    #[test]
+    fn write_through_is_auto_by_default_and_can_be_forced() {
+        let load = |v: &[(&str, &str)]| Settings::load_from(&crate_config(), &env(v));
+        let s = load(&[]).unwrap();
+        assert_eq!(s.engine.write_through, WriteThrough::Auto);
+        let on = load(&[("HUDDLE__ENGINE__WRITE_THROUGH", "on")]).unwrap();
+        assert!(on.engine.write_through.enabled());
+        let off = load(&[("HUDDLE__ENGINE__WRITE_THROUGH", "off")]).unwrap();
+        assert!(!off.engine.write_through.enabled());
+        assert!(load(&[("HUDDLE__ENGINE__WRITE_THROUGH", "sometimes")]).is_err());
+        // The tests' layer turns it on whatever the machine.
+        let test = load(&[("HUDDLE_ENV", "test")]).unwrap();
+        assert_eq!(test.engine.write_through, WriteThrough::On);
     }
 
     #[test]

@@ -42,6 +42,7 @@ pub fn engine_config(settings: &Settings) -> EngineConfig {
         max_payload: settings.engine.max_payload,
         connect_timeout: Duration::from_millis(settings.engine.connect_timeout_ms),
         outbound_queue_max: settings.engine.outbound_queue_max,
+        write_through: settings.engine.write_through.enabled(),
         max_events_pending: settings.limits.max_events_pending_per_connection as usize,
         events_per_second: settings.rate_limits.socket_events_per_second,
         max_connections_per_user: settings.limits.max_connections_per_user as usize,

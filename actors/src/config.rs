@@ -18,6 +18,10 @@ pub struct EngineConfig {
     pub connect_timeout: Duration,
     /// Packets queued toward one client before it is disconnected as too slow.
     pub outbound_queue_max: usize,
+    /// Whether a delivery writes to the WebSocket itself when the
+    /// connection's writer sleeps with nothing queued (see
+    /// [`Outbox::deliver`](crate::outbox::Outbox::deliver)).
+    pub write_through: bool,
     /// Incoming events waiting for their handler before new ones are refused.
     pub max_events_pending: usize,
     /// Incoming events per second per connection (0: unlimited).
@@ -40,6 +44,7 @@ impl Default for EngineConfig {
             max_payload: 1_000_000,
             connect_timeout: Duration::from_millis(45_000),
             outbound_queue_max: 1024,
+            write_through: true,
             max_events_pending: 64,
             events_per_second: 100,
             max_connections_per_user: 10,

@@ -7,7 +7,10 @@
 //! during a namespace CONNECT live here for that reason). The transport drains
 //! them: the WebSocket writer takes everything waiting (up to a bound) under
 //! one lock and writes it in one vectored write, a long-polling `GET` takes
-//! everything queued as one payload. The queue is bounded in packets: a client
+//! everything queued as one payload. When the WebSocket's writer sleeps with
+//! nothing in hand and nothing is queued, a packet is written to the socket
+//! by whoever pushes it (when the engine writes through: see
+//! `EngineConfig::write_through`), so the writer is neither woken nor polled. The queue is bounded in packets: a client
 //! that does not drain fast enough is reported as too slow, and the connection
 //! closes it rather than buffering without limit. Control packets (pings,
 //! close) bypass the bound, so a full queue never prevents a clean close.
@@ -16,8 +19,10 @@ use crate::encoded::{close_frame, Encoded};
 use bytes::{Bytes, BytesMut};
 use futures_util::task::AtomicWaker;
 use std::collections::{HashSet, VecDeque};
-use std::sync::Mutex;
+use std::io::IoSlice;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
+use tokio::net::TcpStream;
 
 /// The queue is full: the client is not keeping up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -89,6 +94,9 @@ struct State {
     replayed: HashSet<u64>,
     /// The queue overflowed and the connection was told.
     too_slow: bool,
+    /// The WebSocket's socket while its writer runs, for writing through
+    /// (see [`Outbox::deliver`]).
+    socket: Option<Arc<TcpStream>>,
 }
 
 impl State {
@@ -114,6 +122,69 @@ impl State {
     fn wakers(&mut self) -> Wakers {
         Wakers(self.poll_waker.take(), self.ws_waker.take())
     }
+
+    /// Writes `packet` straight to the WebSocket when nothing else is on its
+    /// way there: the WebSocket drains, its writer sleeps with nothing in
+    /// hand (its waker is here) and nothing waits in the queue. A delivery
+    /// then costs one system call on the caller's thread instead of a wake,
+    /// a poll of the writer and the same system call on its thread; order is
+    /// kept because nothing was before it. What the socket did not take goes
+    /// to the front (as raw frames) and the writer is woken for it.
+    fn write_through(&mut self, packet: &Encoded) -> WriteThrough {
+        let Some(socket) = &self.socket else {
+            return WriteThrough::Queue;
+        };
+        if self.drain != Drain::WebSocket
+            || self.closed
+            || self.ws_waker.is_none()
+            || !self.queue.is_empty()
+            || !self.ws_direct.is_empty()
+            || packet.frame_count() > WRITE_THROUGH_FRAMES
+        {
+            return WriteThrough::Queue;
+        }
+        let mut slices = [IoSlice::new(&[]); WRITE_THROUGH_FRAMES];
+        let mut n = 0;
+        for (slice, frame) in slices.iter_mut().zip(packet.frames()) {
+            *slice = IoSlice::new(frame.ws_bytes());
+            n += 1;
+        }
+        let written = match socket.try_write_vectored(&slices[..n]) {
+            Ok(written) => written,
+            // Full, or failing: the writer takes it from the queue (and
+            // meets the error itself).
+            Err(_) => return WriteThrough::Queue,
+        };
+        let mut skip = written;
+        for frame in packet.frames() {
+            let bytes = frame.ws_bytes();
+            if skip >= bytes.len() {
+                skip -= bytes.len();
+            } else {
+                self.ws_direct.push_back(bytes.slice(skip..));
+                skip = 0;
+            }
+        }
+        if self.ws_direct.is_empty() {
+            WriteThrough::Written
+        } else {
+            WriteThrough::Partly
+        }
+    }
+}
+
+/// Most frames a packet may have to be written through (a broadcast with
+/// more binary attachments is queued).
+const WRITE_THROUGH_FRAMES: usize = 4;
+
+/// What [`State::write_through`] did.
+enum WriteThrough {
+    /// Nothing: queue the packet.
+    Queue,
+    /// All of it is on the socket.
+    Written,
+    /// Part of it is; the rest waits in `ws_direct` for the writer.
+    Partly,
 }
 
 /// Wakers taken under the lock, woken after it is released.
@@ -156,6 +227,7 @@ impl Outbox {
                 held: None,
                 replayed: HashSet::new(),
                 too_slow: false,
+                socket: None,
             }),
             capacity: capacity.max(1),
         }
@@ -175,11 +247,17 @@ impl Outbox {
             if s.closed {
                 return Ok(());
             }
-            if s.queue.len() >= self.capacity {
-                return Err(OutboxFull);
+            match s.write_through(&packet) {
+                WriteThrough::Written => return Ok(()),
+                WriteThrough::Partly => s.wakers(),
+                WriteThrough::Queue => {
+                    if s.queue.len() >= self.capacity {
+                        return Err(OutboxFull);
+                    }
+                    s.queue.push_back(packet);
+                    s.wakers()
+                }
             }
-            s.queue.push_back(packet);
-            s.wakers()
         };
         waker.wake();
         Ok(())
@@ -204,14 +282,33 @@ impl Outbox {
                 held.push((id, packet.clone()));
                 return Delivery::Queued;
             }
-            if s.queue.len() >= self.capacity {
-                return s.overflow();
+            match s.write_through(packet) {
+                WriteThrough::Written => return Delivery::Queued,
+                WriteThrough::Partly => s.wakers(),
+                WriteThrough::Queue => {
+                    if s.queue.len() >= self.capacity {
+                        return s.overflow();
+                    }
+                    s.queue.push_back(packet.clone());
+                    s.wakers()
+                }
             }
-            s.queue.push_back(packet.clone());
-            s.wakers()
         };
         waker.wake();
         Delivery::Queued
+    }
+
+    /// Lets deliveries write to the WebSocket's `socket` directly while its
+    /// writer sleeps (the transport calls it when the writer starts).
+    pub fn attach_socket(&self, socket: Arc<TcpStream>) {
+        self.lock().socket = Some(socket);
+    }
+
+    /// Ends writing through (the WebSocket's writer has stopped): from now
+    /// on the outbox does not hold the socket open.
+    pub fn detach_socket(&self) {
+        let socket = self.lock().socket.take();
+        drop(socket);
     }
 
     /// Holds broadcasts back (a namespace CONNECT is being answered) until
@@ -746,5 +843,147 @@ mod tests {
         assert_eq!(out.len(), 2);
         out.clear();
         assert!(o.poll_websocket(&mut cx, &mut out, 64).is_pending());
+    }
+
+    /// A waker that counts its wakes.
+    struct Count(std::sync::atomic::AtomicUsize);
+
+    impl std::task::Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    impl Count {
+        fn get(&self) -> usize {
+            self.0.load(std::sync::atomic::Ordering::SeqCst)
+        }
+    }
+
+    fn counting_waker() -> (Waker, Arc<Count>) {
+        let count = Arc::new(Count(Default::default()));
+        (Waker::from(count.clone()), count)
+    }
+
+    /// A connected pair on loopback: the server's end (for the outbox) and
+    /// the client's.
+    async fn socket_pair() -> (Arc<TcpStream>, TcpStream) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap());
+        let (client, accepted) = tokio::join!(client, listener.accept());
+        (Arc::new(accepted.unwrap().0), client.unwrap())
+    }
+
+    /// Reads exactly `n` bytes (what the outbox wrote through).
+    async fn read_exactly(client: &mut TcpStream, n: usize) -> Vec<u8> {
+        use tokio::io::AsyncReadExt;
+        let mut got = vec![0; n];
+        tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            client.read_exact(&mut got),
+        )
+        .await
+        .expect("the bytes arrive")
+        .unwrap();
+        got
+    }
+
+    #[tokio::test]
+    async fn a_sleeping_writer_is_written_through_and_a_busy_one_is_queued() {
+        let (server, mut client) = socket_pair().await;
+        let o = Outbox::new(8, Drain::WebSocket);
+        o.attach_socket(server);
+        let (waker, woken) = counting_waker();
+        let mut cx = Context::from_waker(&waker);
+        let mut out = VecDeque::new();
+
+        // The writer is busy (it has not gone to sleep yet): queued.
+        o.push(pkt("4a")).unwrap();
+        assert_eq!(o.len(), 1);
+        assert_eq!(
+            o.poll_websocket(&mut cx, &mut out, 64),
+            Poll::Ready(WsBatch::Frames)
+        );
+        assert_eq!(out.len(), 1);
+        out.clear();
+
+        // The writer sleeps with nothing in hand: straight to the socket,
+        // in order, with no wake and nothing queued.
+        assert!(o.poll_websocket(&mut cx, &mut out, 64).is_pending());
+        o.push(pkt("4b")).unwrap();
+        assert_eq!(o.deliver(&pkt("4c"), 1), Delivery::Queued);
+        assert_eq!(o.deliver(&pkt("4c"), 1), Delivery::Dropped);
+        assert_eq!(o.len(), 0);
+        assert_eq!(woken.get(), 0);
+        let b = pkt("4b").ws_len();
+        let mut expected = pkt("4b").frames().next().unwrap().ws_bytes().to_vec();
+        expected.extend_from_slice(pkt("4c").frames().next().unwrap().ws_bytes());
+        assert_eq!(read_exactly(&mut client, b * 2).await, expected);
+
+        // Held broadcasts (a namespace CONNECT in progress) are not written.
+        o.hold();
+        assert_eq!(o.deliver(&pkt("4d"), 2), Delivery::Queued);
+        o.release_held(HashSet::new()).unwrap();
+        assert_eq!(o.len(), 1);
+
+        // Nor after the writer stopped.
+        let o = Outbox::new(8, Drain::WebSocket);
+        let (server, _client) = socket_pair().await;
+        o.attach_socket(server);
+        assert!(o.poll_websocket(&mut cx, &mut out, 64).is_pending());
+        o.detach_socket();
+        o.push(pkt("4e")).unwrap();
+        assert_eq!(o.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn what_the_socket_does_not_take_goes_first_to_the_writer() {
+        let (server, mut client) = socket_pair().await;
+        let o = Outbox::new(8, Drain::WebSocket);
+        o.attach_socket(server.clone());
+        let (waker, woken) = counting_waker();
+        let mut cx = Context::from_waker(&waker);
+        let mut out = VecDeque::new();
+        assert!(o.poll_websocket(&mut cx, &mut out, 64).is_pending());
+
+        // Far more than a loopback socket buffers while nobody reads.
+        let big: Vec<u8> = (0..16 << 20).map(|i| (i % 251) as u8).collect();
+        let packet = Encoded::single(Frame::binary(&big));
+        let wire = packet.frames().next().unwrap().ws_bytes().clone();
+        o.push(packet).unwrap();
+        assert_eq!(woken.get(), 1, "the writer is woken for the rest");
+        // The next packet waits behind the rest.
+        o.push(pkt("4z")).unwrap();
+        assert_eq!(o.len(), 1);
+
+        // The writer sends the rest, then the next packet.
+        let total = wire.len() + pkt("4z").ws_len();
+        let reading = tokio::spawn(async move { read_exactly(&mut client, total).await });
+        let mut sent = Vec::new();
+        while let Poll::Ready(WsBatch::Frames) = o.poll_websocket(&mut cx, &mut out, 64) {
+            for f in out.drain(..) {
+                sent.extend_from_slice(&f);
+            }
+        }
+        assert!(sent.len() < wire.len(), "part went through");
+        let mut at = 0;
+        while at < sent.len() {
+            server.writable().await.unwrap();
+            match server.try_write(&sent[at..]) {
+                Ok(n) => at += n,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(e) => panic!("{e}"),
+            }
+        }
+        let got = reading.await.unwrap();
+        let mut expected = Encoded::single(Frame::binary(&big))
+            .frames()
+            .next()
+            .unwrap()
+            .ws_bytes()
+            .to_vec();
+        expected.extend_from_slice(pkt("4z").frames().next().unwrap().ws_bytes());
+        assert_eq!(got.len(), expected.len());
+        assert!(got == expected, "bytes arrive whole and in order");
     }
 }

@@ -23,7 +23,7 @@ use crate::connection::{Inbound, TransportClosed};
 use crate::encoded::{pong_frame, Encoded, Frame};
 use crate::engine::{Engine, SessionEntry};
 use crate::namespace::DisconnectReason;
-use crate::outbox::{Drain, WsBody, WsEnd};
+use crate::outbox::{Drain, Outbox, WsBody, WsEnd};
 use crate::protocol::engineio;
 use crate::transport::{self, Refusal};
 use actix_codec::Framed;
@@ -38,8 +38,6 @@ use std::io::IoSlice;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncWrite, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 
 /// Most frames gathered into one vectored write.
@@ -184,7 +182,8 @@ async fn respond(
 }
 
 /// Runs an accepted WebSocket until it ends: reading and writing side by
-/// side in one future.
+/// side in one future. While it runs, the outbox may write to the socket
+/// itself when the writer has nothing in hand (see `Outbox::deliver`).
 async fn serve(
     io: TcpStream,
     leftover: BytesMut,
@@ -192,11 +191,22 @@ async fn serve(
     upgrading: bool,
     engine: Engine,
 ) {
+    let io = Arc::new(io);
+    let _attached = engine
+        .config()
+        .write_through
+        .then(|| Attached::new(&session.outbox, &io));
     let body = WsBody::new(session.outbox.clone());
     let end = body.end_handle();
-    let (rh, wh) = io.into_split();
-    let reading = read_frames(rh, leftover, session.clone(), upgrading, end, engine);
-    let writing = write_frames(wh, body);
+    let reading = read_frames(
+        io.clone(),
+        leftover,
+        session.clone(),
+        upgrading,
+        end,
+        engine,
+    );
+    let writing = write_frames(io, body);
     tokio::pin!(reading, writing);
     tokio::select! {
         () = &mut reading => {
@@ -210,6 +220,23 @@ async fn serve(
                 abandon(&session, session.outbox.drain() != Drain::WebSocket, 1006);
             }
         }
+    }
+}
+
+/// The socket as the outbox's to write through, for as long as this lives
+/// (however `serve` ends, the outbox lets the socket go).
+struct Attached(Arc<Outbox>);
+
+impl Attached {
+    fn new(outbox: &Arc<Outbox>, io: &Arc<TcpStream>) -> Self {
+        outbox.attach_socket(io.clone());
+        Attached(outbox.clone())
+    }
+}
+
+impl Drop for Attached {
+    fn drop(&mut self) {
+        self.0.detach_socket();
     }
 }
 
@@ -227,30 +254,36 @@ fn abandon(session: &SessionEntry, upgrading: bool, code: u16) {
 }
 
 /// Writes the body's frames, gathering what is waiting into one vectored
-/// write, until the body ends (after its close frame) or the socket fails.
-async fn write_frames(mut wh: OwnedWriteHalf, mut body: WsBody) -> std::io::Result<()> {
+/// write, until the body ends (after its close frame) or the socket fails;
+/// then ends the socket's sending side.
+async fn write_frames(io: Arc<TcpStream>, mut body: WsBody) -> std::io::Result<()> {
     let mut queued: VecDeque<Bytes> = VecDeque::new();
     while std::future::poll_fn(|cx| body.poll_frames(cx, &mut queued, MAX_GATHER)).await {
-        write_all(&mut wh, &mut queued).await?;
+        write_all(&io, &mut queued).await?;
         if queued.capacity() > IDLE_QUEUE {
             // A burst's room is given back until the next burst.
             queued = VecDeque::new();
         }
     }
-    wh.shutdown().await
+    socket2::SockRef::from(&*io).shutdown(std::net::Shutdown::Write)
 }
 
 /// Writes every queued frame, as few system calls as the socket allows.
-async fn write_all(wh: &mut OwnedWriteHalf, queued: &mut VecDeque<Bytes>) -> std::io::Result<()> {
+async fn write_all(io: &TcpStream, queued: &mut VecDeque<Bytes>) -> std::io::Result<()> {
     while !queued.is_empty() {
         // The slices live on the stack of one poll, not in the future.
-        let mut written = std::future::poll_fn(|cx| {
+        let mut written = std::future::poll_fn(|cx| loop {
+            std::task::ready!(io.poll_write_ready(cx))?;
             let mut slices = [IoSlice::new(&[]); MAX_GATHER];
             let n = queued.len().min(MAX_GATHER);
             for (slice, frame) in slices.iter_mut().zip(queued.iter()) {
                 *slice = IoSlice::new(frame);
             }
-            std::pin::Pin::new(&mut *wh).poll_write_vectored(cx, &slices[..n])
+            match io.try_write_vectored(&slices[..n]) {
+                // Not writable after all: readiness is cleared, wait again.
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                other => return std::task::Poll::Ready(other),
+            }
         })
         .await?;
         if written == 0 {
@@ -272,7 +305,7 @@ async fn write_all(wh: &mut OwnedWriteHalf, queued: &mut VecDeque<Bytes>) -> std
 
 /// Reads WebSocket frames and hands Engine.IO packets to the connection.
 async fn read_frames(
-    rh: OwnedReadHalf,
+    rh: Arc<TcpStream>,
     mut buf: BytesMut,
     session: Arc<SessionEntry>,
     mut upgrading: bool,
@@ -420,7 +453,7 @@ fn own_small(payload: Bytes) -> Bytes {
 /// Waits until the socket has bytes, then appends what it has to `buf`.
 /// `Ok(false)` at the end of the stream. Memory is taken only for bytes that
 /// are there: a readiness that turns out stale gives back what it took.
-async fn read_some(rh: &OwnedReadHalf, buf: &mut BytesMut) -> std::io::Result<bool> {
+async fn read_some(rh: &TcpStream, buf: &mut BytesMut) -> std::io::Result<bool> {
     loop {
         rh.readable().await?;
         let was_empty = buf.is_empty();
