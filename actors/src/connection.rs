@@ -861,7 +861,7 @@ impl Connection {
                     room: r.clone(),
                 })
                 .collect(),
-            member: self.member(ctx),
+            member: self.member(),
         });
         let recovered = missed.is_some();
         let joined_rooms = rooms.clone();
@@ -937,10 +937,9 @@ impl Connection {
     }
 
     /// How rooms reach this connection.
-    fn member(&self, ctx: &mut Context<Self>) -> Member {
+    fn member(&self) -> Member {
         Member {
             outbox: self.outbox.clone(),
-            conn: ctx.address().recipient(),
         }
     }
 
@@ -985,6 +984,7 @@ impl Actor for Connection {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(self.engine.config().outbound_queue_max.max(16));
+        self.outbox.report_overflow_to(&ctx.address().recipient());
         self.heartbeat(ctx);
         ctx.run_later(self.engine.config().connect_timeout, |act, ctx| {
             if act.sockets.is_empty() && act.engine.raw().is_none() {
@@ -1077,7 +1077,7 @@ impl Handler<TooSlow> for Connection {
 
 impl Handler<JoinRooms> for Connection {
     type Result = ResponseActFuture<Self, Result<(), EventError>>;
-    fn handle(&mut self, msg: JoinRooms, ctx: &mut Self::Context) -> Self::Result {
+    fn handle(&mut self, msg: JoinRooms, _: &mut Self::Context) -> Self::Result {
         let Some(state) = self.sockets.get_mut(&msg.nsp) else {
             return Box::pin(fut::ready(Err(EventError::new(
                 "internal",
@@ -1101,7 +1101,7 @@ impl Handler<JoinRooms> for Connection {
                     room: r,
                 })
                 .collect(),
-            member: self.member(ctx),
+            member: self.member(),
         });
         Box::pin(
             async move {

@@ -16,6 +16,8 @@
 //! close) bypass the bound, so a full queue never prevents a clean close.
 
 use crate::encoded::{close_frame, Encoded};
+use crate::room::TooSlow;
+use actix::{Recipient, WeakRecipient};
 use bytes::{Bytes, BytesMut};
 use futures_util::task::AtomicWaker;
 use std::collections::{HashSet, VecDeque};
@@ -97,6 +99,9 @@ struct State {
     /// The WebSocket's socket while its writer runs, for writing through
     /// (see [`Outbox::deliver`]).
     socket: Option<Arc<TcpStream>>,
+    /// Who hears of an overflow of a delivery (the connection actor; weak,
+    /// as the actor holds this outbox).
+    overflow_to: Option<WeakRecipient<TooSlow>>,
 }
 
 impl State {
@@ -110,11 +115,14 @@ impl State {
         false
     }
 
-    /// Reports an overflow once.
+    /// Reports an overflow once, to `overflow_to` too.
     fn overflow(&mut self) -> Delivery {
         if std::mem::replace(&mut self.too_slow, true) {
             Delivery::Dropped
         } else {
+            if let Some(to) = self.overflow_to.as_ref().and_then(WeakRecipient::upgrade) {
+                to.do_send(TooSlow);
+            }
             Delivery::TooSlow
         }
     }
@@ -213,7 +221,7 @@ impl Outbox {
     pub fn new(capacity: usize, drain: Drain) -> Self {
         Outbox {
             state: Mutex::new(State {
-                queue: VecDeque::with_capacity(4),
+                queue: VecDeque::new(),
                 drain,
                 closed: false,
                 close_code: 1000,
@@ -228,6 +236,7 @@ impl Outbox {
                 replayed: HashSet::new(),
                 too_slow: false,
                 socket: None,
+                overflow_to: None,
             }),
             capacity: capacity.max(1),
         }
@@ -296,6 +305,11 @@ impl Outbox {
         };
         waker.wake();
         Delivery::Queued
+    }
+
+    /// Tells `to` (once) when a delivery finds the queue full.
+    pub fn report_overflow_to(&self, to: &Recipient<TooSlow>) {
+        self.lock().overflow_to = Some(to.downgrade());
     }
 
     /// Lets deliveries write to the WebSocket's `socket` directly while its

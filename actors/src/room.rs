@@ -15,18 +15,19 @@ use std::sync::Arc;
 
 /// Sent to a connection whose outbound queue overflowed while a room
 /// delivered to it: the client is too slow and the connection closes it.
+/// The outbox sends it (see [`Outbox::report_overflow_to`]).
 #[derive(Message, Clone, Copy)]
 #[rtype(result = "()")]
 pub struct TooSlow;
 
 /// How a room reaches one member: broadcasts go straight into the
 /// connection's outbox (no hop through its actor's mailbox, so a delivery is
-/// one lock and at most one wake of the transport); the actor hears only of
-/// an overflow.
+/// one lock and at most one wake of the transport, or a write of its own);
+/// the actor hears only of an overflow, from the outbox. A membership is
+/// one reference, however many rooms the connection is in.
 #[derive(Clone)]
 pub struct Member {
     pub outbox: Arc<Outbox>,
-    pub conn: Recipient<TooSlow>,
 }
 
 /// A connection joins.
@@ -106,10 +107,9 @@ impl Handler<Publish> for Room {
             if Some(*conn) == msg.except {
                 continue;
             }
-            match member.outbox.deliver(&msg.packet, msg.id) {
-                Delivery::Queued => queued += 1,
-                Delivery::Dropped => {}
-                Delivery::TooSlow => member.conn.do_send(TooSlow),
+            // An overflow is reported to the connection by the outbox.
+            if member.outbox.deliver(&msg.packet, msg.id) == Delivery::Queued {
+                queued += 1;
             }
         }
         if queued > 0 {
