@@ -224,6 +224,10 @@ pub struct Connection {
     last_pong: Instant,
     rate: RateWindow,
     close_reason: Option<DisconnectReason>,
+    /// The timer that closes a session joining no namespace in time; gone
+    /// with the first socket (an idle connection keeps no timer it does not
+    /// need).
+    connect_timer: Option<SpawnHandle>,
 }
 
 impl Connection {
@@ -253,6 +257,7 @@ impl Connection {
             last_pong: Instant::now(),
             rate: RateWindow::new(Instant::now()),
             close_reason: None,
+            connect_timer: None,
         }
     }
 
@@ -843,6 +848,9 @@ impl Connection {
         // Broadcasts wait until the CONNECT (and what a recovery replays)
         // has gone out.
         self.outbox.hold();
+        if let Some(timer) = self.connect_timer.take() {
+            ctx.cancel_future(timer);
+        }
         self.sockets.insert(
             nsp.clone(),
             SocketState {
@@ -986,12 +994,14 @@ impl Actor for Connection {
         ctx.set_mailbox_capacity(self.engine.config().outbound_queue_max.max(16));
         self.outbox.report_overflow_to(&ctx.address().recipient());
         self.heartbeat(ctx);
-        ctx.run_later(self.engine.config().connect_timeout, |act, ctx| {
+        let timer = ctx.run_later(self.engine.config().connect_timeout, |act, ctx| {
+            act.connect_timer = None;
             if act.sockets.is_empty() && act.engine.raw().is_none() {
                 log::debug!("connection {}: no namespace joined in time", act.sid);
                 act.close(ctx, DisconnectReason::TransportClose, 1000);
             }
         });
+        self.connect_timer = Some(timer);
         self.engine.metrics().connection_opened();
     }
 

@@ -303,6 +303,17 @@ describe("Socket.IO CONNECT", () => {
     socket.close();
   });
 
+  it("keeps a session that joined a namespace and left it, past the connect timeout", T, async () => {
+    // As the reference server: the timeout is only for the first CONNECT.
+    const socket = await connectMain();
+    socket.send("41");
+    await sleep(CONNECT_TIMEOUT + 200);
+    assert.equal(socket.isClosed, false);
+    socket.send("40");
+    assertConnectAnswer(await socket.next(), "40");
+    socket.close();
+  });
+
   it("connects over long-polling", T, async () => {
     const sid = await newSession();
     assert.equal((await post(sid, '40{"token":"p"}')).status, 200);
