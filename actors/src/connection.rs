@@ -221,7 +221,10 @@ pub struct Connection {
     pipelined: usize,
     /// The last pipelined event has not fixed its order yet.
     ordering: bool,
-    last_pong: Instant,
+    /// The heartbeat's one timer: the next ping, or the wait for its pong.
+    heartbeat_timer: Option<SpawnHandle>,
+    /// A ping went out and its pong has not come.
+    awaiting_pong: bool,
     rate: RateWindow,
     close_reason: Option<DisconnectReason>,
     /// The timer that closes a session joining no namespace in time; gone
@@ -254,7 +257,8 @@ impl Connection {
             beside: 0,
             pipelined: 0,
             ordering: false,
-            last_pong: Instant::now(),
+            heartbeat_timer: None,
+            awaiting_pong: false,
             rate: RateWindow::new(Instant::now()),
             close_reason: None,
             connect_timer: None,
@@ -291,21 +295,38 @@ impl Connection {
         ctx.stop();
     }
 
-    fn heartbeat(&mut self, ctx: &mut Context<Self>) {
-        let cfg = self.engine.config();
-        let interval = cfg.ping_interval;
-        let timeout = cfg.ping_timeout;
-        ctx.run_interval(interval, move |act, ctx| {
-            let sent = Instant::now();
+    /// The heartbeat, as the reference server runs it: a ping
+    /// `ping_interval` after the last pong (or the start), then a wait of
+    /// `ping_timeout` for its pong. One timer at a time, either way.
+    fn schedule_ping(&mut self, ctx: &mut Context<Self>) {
+        let interval = self.engine.config().ping_interval;
+        let timer = ctx.run_later(interval, |act, ctx| {
             act.outbox
                 .push_control(Encoded::engine(&engineio::Packet::Ping(Bytes::new())));
-            ctx.run_later(timeout, move |act, ctx| {
-                if act.last_pong < sent {
+            act.awaiting_pong = true;
+            let timeout = act.engine.config().ping_timeout;
+            let timer = ctx.run_later(timeout, |act, ctx| {
+                act.heartbeat_timer = None;
+                if act.awaiting_pong {
                     log::debug!("connection {}: ping timeout", act.sid);
                     act.close(ctx, DisconnectReason::PingTimeout, 1000);
                 }
             });
+            act.heartbeat_timer = Some(timer);
         });
+        self.heartbeat_timer = Some(timer);
+    }
+
+    /// The client answered the ping: the next one follows in `ping_interval`.
+    /// A pong nobody asked for changes nothing.
+    fn on_pong(&mut self, ctx: &mut Context<Self>) {
+        if !std::mem::take(&mut self.awaiting_pong) {
+            return;
+        }
+        if let Some(timer) = self.heartbeat_timer.take() {
+            ctx.cancel_future(timer);
+        }
+        self.schedule_ping(ctx);
     }
 
     fn on_engine_packet(&mut self, ctx: &mut Context<Self>, packet: engineio::Packet) {
@@ -319,7 +340,7 @@ impl Connection {
             return;
         }
         match packet {
-            engineio::Packet::Pong(_) => self.last_pong = Instant::now(),
+            engineio::Packet::Pong(_) => self.on_pong(ctx),
             engineio::Packet::Ping(data) => self
                 .outbox
                 .push_control(Encoded::engine(&engineio::Packet::Pong(data))),
@@ -993,7 +1014,7 @@ impl Actor for Connection {
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(self.engine.config().outbound_queue_max.max(16));
         self.outbox.report_overflow_to(&ctx.address().recipient());
-        self.heartbeat(ctx);
+        self.schedule_ping(ctx);
         let timer = ctx.run_later(self.engine.config().connect_timeout, |act, ctx| {
             act.connect_timer = None;
             if act.sockets.is_empty() && act.engine.raw().is_none() {
