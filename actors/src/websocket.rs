@@ -211,8 +211,10 @@ async fn serve(
     tokio::select! {
         () = &mut reading => {
             // The session has been told (or the upgrade given up): what is
-            // queued and the close frame still go out, within a bound.
-            let _ = tokio::time::timeout(CLOSE_GRACE, writing).await;
+            // queued and the close frame still go out, within a bound (its
+            // timer boxed: every idle connection's task is sized for its
+            // largest state).
+            let _ = Box::pin(tokio::time::timeout(CLOSE_GRACE, writing)).await;
         }
         written = &mut writing => {
             if let Err(e) = written {
@@ -329,85 +331,92 @@ async fn read_frames(
         abandon(&session, upgrading, code);
     };
     loop {
-        let frame = match actix_codec::Decoder::decode(&mut codec, &mut buf) {
-            Ok(Some(f)) => f,
-            Ok(None) => {
-                if buf.is_empty() {
-                    // Hold no memory while the client is quiet.
-                    buf = BytesMut::new();
-                }
-                match read_some(&rh, &mut buf).await {
-                    Ok(true) => continue,
-                    Ok(false) | Err(_) => {
-                        gone(upgrading, 1006);
-                        return;
+        // Decoded in a block of its own, so that only the packet is kept in
+        // the task while the connection takes it (the task is sized for
+        // its largest state).
+        let packet = {
+            let frame = match actix_codec::Decoder::decode(&mut codec, &mut buf) {
+                Ok(Some(f)) => f,
+                Ok(None) => {
+                    if buf.is_empty() {
+                        // Hold no memory while the client is quiet.
+                        buf = BytesMut::new();
                     }
-                }
-            }
-            Err(ProtocolError::Overflow) => {
-                close(DisconnectReason::ParseError, 1009);
-                return;
-            }
-            Err(e) => {
-                log::debug!("websocket protocol error: {e}");
-                close(DisconnectReason::ParseError, 1002);
-                return;
-            }
-        };
-        let message = match frame {
-            WsFrame::Text(b) => Some((false, own_small(b))),
-            WsFrame::Binary(b) => Some((true, own_small(b))),
-            WsFrame::Continuation(item) => {
-                let (first, b, last) = match item {
-                    Item::FirstText(b) => (Some(false), b, false),
-                    Item::FirstBinary(b) => (Some(true), b, false),
-                    Item::Continue(b) => (None, b, false),
-                    Item::Last(b) => (None, b, true),
-                };
-                if let Some(binary) = first {
-                    partial = Some((binary, BytesMut::from(&b[..])));
-                } else {
-                    match partial.as_mut() {
-                        Some((_, acc)) if acc.len() + b.len() <= max => acc.extend_from_slice(&b),
-                        Some(_) => {
-                            close(DisconnectReason::ParseError, 1009);
-                            return;
-                        }
-                        None => {
-                            close(DisconnectReason::ParseError, 1002);
+                    match read_some(&rh, &mut buf).await {
+                        Ok(true) => continue,
+                        Ok(false) | Err(_) => {
+                            gone(upgrading, 1006);
                             return;
                         }
                     }
                 }
-                if last {
-                    partial.take().map(|(bin, acc)| (bin, acc.freeze()))
-                } else {
-                    None
+                Err(ProtocolError::Overflow) => {
+                    close(DisconnectReason::ParseError, 1009);
+                    return;
                 }
-            }
-            WsFrame::Ping(data) => {
-                session.outbox.push_ws_direct(pong_frame(&data));
-                None
-            }
-            WsFrame::Pong(_) => None,
-            WsFrame::Close(_) => {
-                gone(upgrading, 1000);
-                return;
-            }
-        };
-        let Some((binary, data)) = message else {
-            continue;
-        };
-        engine.metrics().bytes_in(data.len());
-        let packet = if binary {
-            engineio::Packet::decode_binary(data)
-        } else {
-            match engineio::Packet::decode_text(data) {
-                Ok(p) => p,
                 Err(e) => {
-                    log::debug!("websocket: bad engine.io packet: {e}");
+                    log::debug!("websocket protocol error: {e}");
                     close(DisconnectReason::ParseError, 1002);
                     return;
+                }
+            };
+            let message = match frame {
+                WsFrame::Text(b) => Some((false, own_small(b))),
+                WsFrame::Binary(b) => Some((true, own_small(b))),
+                WsFrame::Continuation(item) => {
+                    let (first, b, last) = match item {
+                        Item::FirstText(b) => (Some(false), b, false),
+                        Item::FirstBinary(b) => (Some(true), b, false),
+                        Item::Continue(b) => (None, b, false),
+                        Item::Last(b) => (None, b, true),
+                    };
+                    if let Some(binary) = first {
+                        partial = Some((binary, BytesMut::from(&b[..])));
+                    } else {
+                        match partial.as_mut() {
+                            Some((_, acc)) if acc.len() + b.len() <= max => {
+                                acc.extend_from_slice(&b)
+                            }
+                            Some(_) => {
+                                close(DisconnectReason::ParseError, 1009);
+                                return;
+                            }
+                            None => {
+                                close(DisconnectReason::ParseError, 1002);
+                                return;
+                            }
+                        }
+                    }
+                    if last {
+                        partial.take().map(|(bin, acc)| (bin, acc.freeze()))
+                    } else {
+                        None
+                    }
+                }
+                WsFrame::Ping(data) => {
+                    session.outbox.push_ws_direct(pong_frame(&data));
+                    None
+                }
+                WsFrame::Pong(_) => None,
+                WsFrame::Close(_) => {
+                    gone(upgrading, 1000);
+                    return;
+                }
+            };
+            let Some((binary, data)) = message else {
+                continue;
+            };
+            engine.metrics().bytes_in(data.len());
+            if binary {
+                engineio::Packet::decode_binary(data)
+            } else {
+                match engineio::Packet::decode_text(data) {
+                    Ok(p) => p,
+                    Err(e) => {
+                        log::debug!("websocket: bad engine.io packet: {e}");
+                        close(DisconnectReason::ParseError, 1002);
+                        return;
+                    }
                 }
             }
         };
@@ -455,7 +464,8 @@ fn own_small(payload: Bytes) -> Bytes {
 /// are there: a readiness that turns out stale gives back what it took.
 async fn read_some(rh: &TcpStream, buf: &mut BytesMut) -> std::io::Result<bool> {
     loop {
-        rh.readable().await?;
+        // Registers the waker directly: no readiness future in the task.
+        std::future::poll_fn(|cx| rh.poll_read_ready(cx)).await?;
         let was_empty = buf.is_empty();
         buf.reserve(READ_CHUNK);
         match rh.try_read_buf(buf) {
