@@ -10,9 +10,10 @@
 //! everything queued as one payload. When the WebSocket's writer sleeps with
 //! nothing in hand and nothing is queued, a packet is written to the socket
 //! by whoever pushes it (when the engine writes through: see
-//! `EngineConfig::write_through`), so the writer is neither woken nor polled. The queue is bounded in packets: a client
-//! that does not drain fast enough is reported as too slow, and the connection
-//! closes it rather than buffering without limit. Control packets (pings,
+//! `EngineConfig::write_through`), so the writer is neither woken nor polled.
+//! The queue is bounded in packets: a client that does not drain fast enough
+//! is reported as too slow (to the connection, by the outbox itself), and
+//! the connection closes it rather than buffering without limit. Control packets (pings,
 //! close) bypass the bound, so a full queue never prevents a clean close.
 
 use crate::encoded::{close_frame, Encoded};
@@ -274,7 +275,9 @@ impl Outbox {
 
     /// Queues broadcast `id` for this connection (called by the rooms it is
     /// in): dropped when a copy already came through another room or was
-    /// replayed by a recovery, held while a namespace CONNECT is answered.
+    /// replayed by a recovery, held while a namespace CONNECT is answered,
+    /// written to the socket at once when the WebSocket's writer sleeps with
+    /// nothing queued and a socket is attached ([`attach_socket`](Self::attach_socket)).
     pub fn deliver(&self, packet: &Encoded, id: u64) -> Delivery {
         let waker = {
             let mut s = self.lock();
