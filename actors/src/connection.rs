@@ -163,6 +163,68 @@ enum Mode {
     Pipelined,
 }
 
+/// What of a connection's events runs now, and whether the next may start:
+/// events that run beside each other share at most [`MAX_BESIDE`] places,
+/// a pipelined one also waits for the one before it to fix its order, and
+/// anything else (CONNECT, DISCONNECT, an event of its own) runs alone,
+/// after all of them.
+#[derive(Debug, Default)]
+struct Lanes {
+    /// Something runs alone.
+    alone: bool,
+    /// Events running beside each other (see `Namespace::runs_beside`).
+    beside: usize,
+    /// Pipelined events running (see `Namespace::pipelines`).
+    pipelined: usize,
+    /// The last pipelined event has not fixed its order yet.
+    ordering: bool,
+}
+
+impl Lanes {
+    /// Whether nothing runs alone (the pipeline may look at its next packet).
+    fn open(&self) -> bool {
+        !self.alone
+    }
+
+    /// Whether work of `mode` may start now.
+    fn admits(&self, mode: Mode) -> bool {
+        if self.alone {
+            return false;
+        }
+        match mode {
+            Mode::Beside => self.beside < MAX_BESIDE && self.pipelined == 0,
+            Mode::Pipelined => !self.ordering && self.pipelined < MAX_BESIDE && self.beside == 0,
+            Mode::Alone => self.beside == 0 && self.pipelined == 0,
+        }
+    }
+
+    /// Work of `mode` starts (it was admitted).
+    fn start(&mut self, mode: Mode) {
+        match mode {
+            Mode::Beside => self.beside += 1,
+            Mode::Pipelined => {
+                self.pipelined += 1;
+                self.ordering = true;
+            }
+            Mode::Alone => self.alone = true,
+        }
+    }
+
+    /// The last pipelined event has fixed its order: the next may start.
+    fn order_fixed(&mut self) {
+        self.ordering = false;
+    }
+
+    /// Work of `mode` is done.
+    fn finish(&mut self, mode: Mode) {
+        match mode {
+            Mode::Beside => self.beside -= 1,
+            Mode::Pipelined => self.pipelined -= 1,
+            Mode::Alone => self.alone = false,
+        }
+    }
+}
+
 /// The sockets of a connection by namespace. A connection has one or two
 /// (a handful at most: one per namespace), so a vector searched in order
 /// beats a hash map, and holds a few hundred bytes less per connection.
@@ -214,13 +276,7 @@ pub struct Connection {
     sockets: Sockets,
     reassembler: Reassembler,
     pending: VecDeque<Work>,
-    busy: bool,
-    /// Events running beside each other now (see `Namespace::runs_beside`).
-    beside: usize,
-    /// Pipelined events running now (see `Namespace::pipelines`).
-    pipelined: usize,
-    /// The last pipelined event has not fixed its order yet.
-    ordering: bool,
+    lanes: Lanes,
     /// The heartbeat's one timer: the next ping, or the wait for its pong.
     heartbeat_timer: Option<SpawnHandle>,
     /// A ping went out and its pong has not come.
@@ -253,10 +309,7 @@ impl Connection {
             sockets: Sockets::default(),
             reassembler: Reassembler::default(),
             pending: VecDeque::new(),
-            busy: false,
-            beside: 0,
-            pipelined: 0,
-            ordering: false,
+            lanes: Lanes::default(),
             heartbeat_timer: None,
             awaiting_pong: false,
             rate: RateWindow::new(Instant::now()),
@@ -442,7 +495,6 @@ impl Connection {
         self.rate.hit(Instant::now(), limit)
     }
 
-    /// Starts the next packet of the pipeline when idle.
     /// How its namespace lets `work` run among the connection's events.
     fn mode(&self, work: &Work) -> Mode {
         if !matches!(
@@ -464,8 +516,10 @@ impl Connection {
         }
     }
 
+    /// Starts the packets waiting in the pipeline, in order, as far as the
+    /// lanes admit them.
     fn pump(&mut self, ctx: &mut Context<Self>) {
-        while !self.busy {
+        while self.lanes.open() {
             let Some(next) = self.pending.front() else {
                 if self.pending.capacity() > 0 {
                     // An idle connection holds no queue (a few hundred
@@ -475,15 +529,7 @@ impl Connection {
                 return;
             };
             let mode = self.mode(next);
-            // Events that run beside each other wait for a free place, a
-            // pipelined one also for the one before it to fix its order;
-            // any other work waits until they are all done.
-            let waits = match mode {
-                Mode::Beside => self.beside >= MAX_BESIDE || self.pipelined > 0,
-                Mode::Pipelined => self.ordering || self.pipelined >= MAX_BESIDE || self.beside > 0,
-                Mode::Alone => self.beside > 0 || self.pipelined > 0,
-            };
-            if waits {
+            if !self.lanes.admits(mode) {
                 return;
             }
             let Some(work) = self.pending.pop_front() else {
@@ -495,12 +541,12 @@ impl Connection {
             }
             match work.packet.kind {
                 PacketKind::Connect => {
-                    self.busy = true;
+                    self.lanes.start(Mode::Alone);
                     self.start_connect(ctx, work.packet);
                 }
                 PacketKind::Disconnect => {
                     if let Some(state) = self.sockets.remove(work.packet.nsp.as_str()) {
-                        self.busy = true;
+                        self.lanes.start(Mode::Alone);
                         self.drop_socket_rooms(&state);
                         let fut = async move {
                             state
@@ -512,7 +558,7 @@ impl Connection {
                                 .await;
                         };
                         ctx.spawn(fut.into_actor(self).map(|_, act, ctx| {
-                            act.busy = false;
+                            act.lanes.finish(Mode::Alone);
                             act.pump(ctx);
                         }));
                     }
@@ -574,14 +620,7 @@ impl Connection {
             wants_ack: ack_id.is_some(),
             ordered,
         };
-        match mode {
-            Mode::Beside => self.beside += 1,
-            Mode::Pipelined => {
-                self.pipelined += 1;
-                self.ordering = true;
-            }
-            Mode::Alone => self.busy = true,
-        }
+        self.lanes.start(mode);
         if let Some(fixed) = order_fixed {
             ctx.spawn(
                 async move {
@@ -589,18 +628,14 @@ impl Connection {
                 }
                 .into_actor(self)
                 .map(|(), act, ctx| {
-                    act.ordering = false;
+                    act.lanes.order_fixed();
                     act.pump(ctx);
                 }),
             );
         }
         let fut = async move { namespace.on_event(&socket, event).await };
         ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| {
-            match mode {
-                Mode::Beside => act.beside -= 1,
-                Mode::Pipelined => act.pipelined -= 1,
-                Mode::Alone => act.busy = false,
-            }
+            act.lanes.finish(mode);
             act.answer(ctx, &nsp, ack_id, res);
             act.pump(ctx);
         }));
@@ -677,7 +712,7 @@ impl Connection {
         let nsp: Arc<str> = Arc::from(packet.nsp.as_str());
         let Some(namespace) = self.engine.namespace(&nsp) else {
             self.connect_error(&nsp, "Invalid namespace", None);
-            self.busy = false;
+            self.lanes.finish(Mode::Alone);
             return;
         };
         if self.sockets.contains_key(&nsp) {
@@ -685,7 +720,7 @@ impl Connection {
             let state = self.sockets.get(&nsp).expect("checked above");
             let answer = self.connect_answer(&nsp, state.socket.sid(), &state.pid);
             self.outbox.push_control(answer);
-            self.busy = false;
+            self.lanes.finish(Mode::Alone);
             return;
         }
         let auth = packet.data.unwrap_or(Value::Null);
@@ -723,7 +758,7 @@ impl Connection {
                 Ok(identity) => act.finish_connect(ctx, nsp, namespace, identity, auth),
                 Err((message, code)) => {
                     act.connect_error(&nsp, &message, Some(code));
-                    act.busy = false;
+                    act.lanes.finish(Mode::Alone);
                     act.pump(ctx);
                 }
             }
@@ -951,7 +986,7 @@ impl Connection {
                     act.release_held(ctx, HashSet::new());
                 }
             }
-            act.busy = false;
+            act.lanes.finish(Mode::Alone);
             act.pump(ctx);
         }));
     }
@@ -1179,8 +1214,63 @@ impl Handler<InRoom> for Connection {
 
 #[cfg(test)]
 mod tests {
-    use super::RateWindow;
+    use super::{Lanes, Mode, RateWindow, MAX_BESIDE};
     use std::time::{Duration, Instant};
+
+    #[test]
+    fn events_beside_each_other_share_their_places_and_keep_others_out() {
+        let mut lanes = Lanes::default();
+        for _ in 0..MAX_BESIDE {
+            assert!(lanes.admits(Mode::Beside));
+            lanes.start(Mode::Beside);
+        }
+        assert!(!lanes.admits(Mode::Beside), "no place left");
+        assert!(!lanes.admits(Mode::Pipelined));
+        assert!(!lanes.admits(Mode::Alone));
+        lanes.finish(Mode::Beside);
+        assert!(lanes.admits(Mode::Beside));
+        for _ in 1..MAX_BESIDE {
+            lanes.finish(Mode::Beside);
+        }
+        assert!(lanes.admits(Mode::Alone) && lanes.admits(Mode::Pipelined));
+    }
+
+    #[test]
+    fn a_pipelined_event_starts_once_the_one_before_fixed_its_order() {
+        let mut lanes = Lanes::default();
+        lanes.start(Mode::Pipelined);
+        assert!(
+            !lanes.admits(Mode::Pipelined),
+            "the first has not fixed its order"
+        );
+        lanes.order_fixed();
+        assert!(lanes.admits(Mode::Pipelined));
+        assert!(!lanes.admits(Mode::Beside) && !lanes.admits(Mode::Alone));
+        for _ in 1..MAX_BESIDE {
+            lanes.start(Mode::Pipelined);
+            lanes.order_fixed();
+        }
+        assert!(
+            !lanes.admits(Mode::Pipelined),
+            "at most MAX_BESIDE in flight"
+        );
+        for _ in 0..MAX_BESIDE {
+            lanes.finish(Mode::Pipelined);
+        }
+        assert!(lanes.admits(Mode::Alone));
+    }
+
+    #[test]
+    fn work_alone_closes_the_pipeline_until_it_is_done() {
+        let mut lanes = Lanes::default();
+        assert!(lanes.open() && lanes.admits(Mode::Alone));
+        lanes.start(Mode::Alone);
+        assert!(!lanes.open());
+        assert!(!lanes.admits(Mode::Beside) && !lanes.admits(Mode::Pipelined));
+        assert!(!lanes.admits(Mode::Alone));
+        lanes.finish(Mode::Alone);
+        assert!(lanes.open() && lanes.admits(Mode::Beside));
+    }
 
     #[test]
     fn sliding_window_allows_the_limit_then_refuses() {
