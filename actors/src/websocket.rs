@@ -281,7 +281,10 @@ async fn write_all(io: &TcpStream, queued: &mut VecDeque<Bytes>) -> std::io::Res
             for (slice, frame) in slices.iter_mut().zip(queued.iter()) {
                 *slice = IoSlice::new(frame);
             }
-            match io.try_write_vectored(&slices[..n]) {
+            let sent = io.try_io(tokio::io::Interest::WRITABLE, || {
+                crate::outbox::send_frames(io, &slices[..n])
+            });
+            match sent {
                 // Not writable after all: readiness is cleared, wait again.
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
                 other => return std::task::Poll::Ready(other),
