@@ -11,7 +11,7 @@
 //!   socket to be readable and only then takes memory for what arrived
 //!   (whole frames are handed on, a partial one waits for the rest).
 //! - **Writing** takes every frame that is waiting in the outbox (at most
-//!   [`MAX_GATHER`]) and writes them with one vectored write, straight from
+//!   [`MAX_GATHER`]) and sends them with one `sendmsg`, straight from
 //!   the shared bytes of each broadcast: a burst that arrives faster than the
 //!   socket drains goes out in one system call, and no frame is copied.
 //!
@@ -40,7 +40,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpStream;
 
-/// Most frames gathered into one vectored write.
+/// Most frames gathered into one `sendmsg`.
 pub const MAX_GATHER: usize = 64;
 /// Frame slots the writer keeps between bursts.
 const IDLE_QUEUE: usize = 4;
@@ -255,7 +255,7 @@ fn abandon(session: &SessionEntry, upgrading: bool, code: u16) {
     }
 }
 
-/// Writes the body's frames, gathering what is waiting into one vectored
+/// Writes the body's frames, gathering what is waiting into one `sendmsg`
 /// write, until the body ends (after its close frame) or the socket fails;
 /// then ends the socket's sending side.
 async fn write_frames(io: Arc<TcpStream>, mut body: WsBody) -> std::io::Result<()> {
