@@ -255,8 +255,8 @@ fn abandon(session: &SessionEntry, upgrading: bool, code: u16) {
     }
 }
 
-/// Writes the body's frames, gathering what is waiting into one `sendmsg`
-/// write, until the body ends (after its close frame) or the socket fails;
+/// Writes the body's frames, gathering what is waiting into one
+/// `sendmsg`, until the body ends (after its close frame) or the socket fails;
 /// then ends the socket's sending side.
 async fn write_frames(io: Arc<TcpStream>, mut body: WsBody) -> std::io::Result<()> {
     let mut queued: VecDeque<Bytes> = VecDeque::new();
