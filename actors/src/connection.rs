@@ -172,10 +172,11 @@ enum Mode {
 struct Lanes {
     /// Something runs alone.
     alone: bool,
-    /// Events running beside each other (see `Namespace::runs_beside`).
-    beside: usize,
+    /// Events running beside each other (see `Namespace::runs_beside`; at
+    /// most [`MAX_BESIDE`], hence the small type).
+    beside: u8,
     /// Pipelined events running (see `Namespace::pipelines`).
-    pipelined: usize,
+    pipelined: u8,
     /// The last pipelined event has not fixed its order yet.
     ordering: bool,
 }
@@ -192,8 +193,10 @@ impl Lanes {
             return false;
         }
         match mode {
-            Mode::Beside => self.beside < MAX_BESIDE && self.pipelined == 0,
-            Mode::Pipelined => !self.ordering && self.pipelined < MAX_BESIDE && self.beside == 0,
+            Mode::Beside => usize::from(self.beside) < MAX_BESIDE && self.pipelined == 0,
+            Mode::Pipelined => {
+                !self.ordering && usize::from(self.pipelined) < MAX_BESIDE && self.beside == 0
+            }
             Mode::Alone => self.beside == 0 && self.pipelined == 0,
         }
     }

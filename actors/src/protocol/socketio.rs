@@ -430,7 +430,8 @@ struct Pending {
 /// connection, as the reference server does).
 #[derive(Debug, Default)]
 pub struct Reassembler {
-    pending: Option<Pending>,
+    /// Boxed: every connection holds a reassembler, few hold a packet in it.
+    pending: Option<Box<Pending>>,
 }
 
 impl Reassembler {
@@ -456,10 +457,10 @@ impl Reassembler {
         if p.attachments == 0 {
             return Ok(Some((p, Vec::new())));
         }
-        self.pending = Some(Pending {
+        self.pending = Some(Box::new(Pending {
             attachments: Vec::with_capacity(p.attachments),
             packet: p,
-        });
+        }));
         Ok(None)
     }
 
@@ -473,7 +474,13 @@ impl Reassembler {
         if pending.attachments.len() < pending.packet.attachments {
             return Ok(None);
         }
-        Ok(self.pending.take().map(|p| (p.packet, p.attachments)))
+        Ok(self.pending.take().map(|p| {
+            let Pending {
+                packet,
+                attachments,
+            } = *p;
+            (packet, attachments)
+        }))
     }
 
     /// Whether a binary packet is waiting for attachments.
