@@ -57,6 +57,7 @@ pub enum Delivery {
 /// How many recent broadcast ids are remembered to drop duplicates when a
 /// broadcast names several rooms the connection is in.
 const RECENT_IDS: usize = 16;
+const _: () = assert!(RECENT_IDS <= 256, "recent_pos is a u8");
 
 /// What a long-polling `GET` gets.
 #[derive(Debug)]
@@ -88,13 +89,19 @@ struct State {
     ws_waker: Option<Waker>,
     /// Ids of the last broadcasts delivered (a ring).
     recent: [u64; RECENT_IDS],
-    recent_pos: usize,
+    /// Where the next id goes (below [`RECENT_IDS`]; small, so the
+    /// outbox fits a smaller allocation).
+    recent_pos: u8,
     /// While a namespace CONNECT is being answered, broadcasts wait here so
     /// they reach the client after the CONNECT (and after recovered packets).
     held: Option<Vec<(u64, Encoded)>>,
     /// Offsets just replayed by a recovery: a live copy of one may still be
     /// on its way, so it is dropped once when it comes.
-    replayed: HashSet<u64>,
+    /// Boxed: every connection has an outbox, few have just recovered, and
+    /// an empty set still takes 48 bytes inline (the extra allocation is
+    /// made only after a recovery).
+    #[allow(clippy::box_collection)]
+    replayed: Option<Box<HashSet<u64>>>,
     /// The queue overflowed and the connection was told.
     too_slow: bool,
     /// The WebSocket's socket while its writer runs, for writing through
@@ -111,8 +118,9 @@ impl State {
         if self.recent.contains(&id) {
             return true;
         }
-        self.recent[self.recent_pos] = id;
-        self.recent_pos = (self.recent_pos + 1) % RECENT_IDS;
+        let pos = usize::from(self.recent_pos);
+        self.recent[pos] = id;
+        self.recent_pos = ((pos + 1) % RECENT_IDS) as u8;
         false
     }
 
@@ -247,7 +255,7 @@ impl Outbox {
                 recent: [u64::MAX; RECENT_IDS],
                 recent_pos: 0,
                 held: None,
-                replayed: HashSet::new(),
+                replayed: None,
                 too_slow: false,
                 socket: None,
                 overflow_to: None,
@@ -297,7 +305,7 @@ impl Outbox {
             if s.closed || s.too_slow || s.seen_recently(id) {
                 return Delivery::Dropped;
             }
-            if !s.replayed.is_empty() && s.replayed.remove(&id) {
+            if s.replayed.as_mut().is_some_and(|r| r.remove(&id)) {
                 return Delivery::Dropped;
             }
             if let Some(held) = &mut s.held {
@@ -371,7 +379,11 @@ impl Outbox {
                 bytes += packet.ws_len();
                 s.queue.push_back(packet);
             }
-            s.replayed.extend(replayed);
+            if !replayed.is_empty() {
+                s.replayed
+                    .get_or_insert_with(Default::default)
+                    .extend(replayed);
+            }
             (s.wakers(), result.map(|()| (count, bytes)))
         };
         waker.wake();
@@ -380,7 +392,7 @@ impl Outbox {
 
     /// Forgets the replayed offsets (their live copies have come by now).
     pub fn forget_replayed(&self) {
-        self.lock().replayed = HashSet::new();
+        self.lock().replayed = None;
     }
 
     /// Queues a control packet (ping, noop, close) regardless of the bound.
