@@ -21,6 +21,7 @@ use crate::room::TooSlow;
 use actix::{Recipient, WeakRecipient};
 use bytes::{Bytes, BytesMut};
 use futures_util::task::AtomicWaker;
+use std::borrow::Cow;
 use std::collections::{HashSet, VecDeque};
 use std::io::IoSlice;
 use std::sync::{Arc, Mutex};
@@ -138,6 +139,25 @@ impl State {
 
     fn wakers(&mut self) -> Wakers {
         Wakers(self.poll_waker.take(), self.ws_waker.take())
+    }
+
+    /// Writes `packet` through when it can, else queues it within
+    /// `capacity` (cloned only then): the wakers to wake, none when it went
+    /// out whole.
+    fn send_or_queue(
+        &mut self,
+        packet: Cow<'_, Encoded>,
+        capacity: usize,
+    ) -> Result<Option<Wakers>, OutboxFull> {
+        match self.write_through(&packet) {
+            WriteThrough::Written => Ok(None),
+            WriteThrough::Partly => Ok(Some(self.wakers())),
+            WriteThrough::Queue if self.queue.len() >= capacity => Err(OutboxFull),
+            WriteThrough::Queue => {
+                self.queue.push_back(packet.into_owned());
+                Ok(Some(self.wakers()))
+            }
+        }
     }
 
     /// Writes `packet` straight to the WebSocket when nothing else is on its
@@ -278,16 +298,9 @@ impl Outbox {
             if s.closed {
                 return Ok(());
             }
-            match s.write_through(&packet) {
-                WriteThrough::Written => return Ok(()),
-                WriteThrough::Partly => s.wakers(),
-                WriteThrough::Queue => {
-                    if s.queue.len() >= self.capacity {
-                        return Err(OutboxFull);
-                    }
-                    s.queue.push_back(packet);
-                    s.wakers()
-                }
+            match s.send_or_queue(Cow::Owned(packet), self.capacity)? {
+                Some(wakers) => wakers,
+                None => return Ok(()),
             }
         };
         waker.wake();
@@ -315,16 +328,10 @@ impl Outbox {
                 held.push((id, packet.clone()));
                 return Delivery::Queued;
             }
-            match s.write_through(packet) {
-                WriteThrough::Written => return Delivery::Queued,
-                WriteThrough::Partly => s.wakers(),
-                WriteThrough::Queue => {
-                    if s.queue.len() >= self.capacity {
-                        return s.overflow();
-                    }
-                    s.queue.push_back(packet.clone());
-                    s.wakers()
-                }
+            match s.send_or_queue(Cow::Borrowed(packet), self.capacity) {
+                Ok(Some(wakers)) => wakers,
+                Ok(None) => return Delivery::Queued,
+                Err(OutboxFull) => return s.overflow(),
             }
         };
         waker.wake();

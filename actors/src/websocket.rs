@@ -363,63 +363,16 @@ async fn read_frames(
                     return;
                 }
             };
-            let message = match frame {
-                WsFrame::Text(b) => Some((false, own_small(b))),
-                WsFrame::Binary(b) => Some((true, own_small(b))),
-                WsFrame::Continuation(item) => {
-                    let (first, b, last) = match item {
-                        Item::FirstText(b) => (Some(false), b, false),
-                        Item::FirstBinary(b) => (Some(true), b, false),
-                        Item::Continue(b) => (None, b, false),
-                        Item::Last(b) => (None, b, true),
-                    };
-                    if let Some(binary) = first {
-                        partial = Some((binary, BytesMut::from(&b[..])));
-                    } else {
-                        match partial.as_mut() {
-                            Some((_, acc)) if acc.len() + b.len() <= max => {
-                                acc.extend_from_slice(&b)
-                            }
-                            Some(_) => {
-                                close(DisconnectReason::ParseError, 1009);
-                                return;
-                            }
-                            None => {
-                                close(DisconnectReason::ParseError, 1002);
-                                return;
-                            }
-                        }
-                    }
-                    if last {
-                        partial.take().map(|(bin, acc)| (bin, acc.freeze()))
-                    } else {
-                        None
-                    }
-                }
-                WsFrame::Ping(data) => {
-                    session.outbox.push_ws_direct(pong_frame(&data));
-                    None
-                }
-                WsFrame::Pong(_) => None,
-                WsFrame::Close(_) => {
+            match on_frame(frame, &mut partial, max, &session, &engine) {
+                Step::Packet(p) => p,
+                Step::Nothing => continue,
+                Step::Closed => {
                     gone(upgrading, 1000);
                     return;
                 }
-            };
-            let Some((binary, data)) = message else {
-                continue;
-            };
-            engine.metrics().bytes_in(data.len());
-            if binary {
-                engineio::Packet::decode_binary(data)
-            } else {
-                match engineio::Packet::decode_text(data) {
-                    Ok(p) => p,
-                    Err(e) => {
-                        log::debug!("websocket: bad engine.io packet: {e}");
-                        close(DisconnectReason::ParseError, 1002);
-                        return;
-                    }
+                Step::Fail(code) => {
+                    close(DisconnectReason::ParseError, code);
+                    return;
                 }
             }
         };
@@ -448,6 +401,72 @@ async fn read_frames(
             .is_err()
         {
             return;
+        }
+    }
+}
+
+/// What one WebSocket frame means for the reader.
+enum Step {
+    /// An Engine.IO packet for the connection.
+    Packet(engineio::Packet),
+    /// Nothing to hand on: a control frame, or part of a message.
+    Nothing,
+    /// The client sent a close frame.
+    Closed,
+    /// The client broke the protocol: the session closes with this code.
+    Fail(u16),
+}
+
+/// Interprets one frame: data frames (whole, or reassembled from
+/// continuations in `partial` within `max` bytes) become Engine.IO
+/// packets; a ping is answered at once.
+fn on_frame(
+    frame: WsFrame,
+    partial: &mut Option<(bool, BytesMut)>,
+    max: usize,
+    session: &SessionEntry,
+    engine: &Engine,
+) -> Step {
+    let (binary, data) = match frame {
+        WsFrame::Text(b) => (false, own_small(b)),
+        WsFrame::Binary(b) => (true, own_small(b)),
+        WsFrame::Continuation(item) => {
+            let (first, b, last) = match item {
+                Item::FirstText(b) => (Some(false), b, false),
+                Item::FirstBinary(b) => (Some(true), b, false),
+                Item::Continue(b) => (None, b, false),
+                Item::Last(b) => (None, b, true),
+            };
+            match (first, partial.as_mut()) {
+                (Some(binary), _) => *partial = Some((binary, BytesMut::from(&b[..]))),
+                (None, Some((_, acc))) if acc.len() + b.len() <= max => acc.extend_from_slice(&b),
+                (None, Some(_)) => return Step::Fail(1009),
+                (None, None) => return Step::Fail(1002),
+            }
+            if !last {
+                return Step::Nothing;
+            }
+            match partial.take() {
+                Some((binary, acc)) => (binary, acc.freeze()),
+                None => return Step::Nothing,
+            }
+        }
+        WsFrame::Ping(data) => {
+            session.outbox.push_ws_direct(pong_frame(&data));
+            return Step::Nothing;
+        }
+        WsFrame::Pong(_) => return Step::Nothing,
+        WsFrame::Close(_) => return Step::Closed,
+    };
+    engine.metrics().bytes_in(data.len());
+    if binary {
+        return Step::Packet(engineio::Packet::decode_binary(data));
+    }
+    match engineio::Packet::decode_text(data) {
+        Ok(p) => Step::Packet(p),
+        Err(e) => {
+            log::debug!("websocket: bad engine.io packet: {e}");
+            Step::Fail(1002)
         }
     }
 }
