@@ -8,7 +8,11 @@ use huddle::startup::Application;
 /// keeps; glibc's arenas keep the holes, jemalloc's size classes do not:
 /// idle connections 12.3 -> 9.2 KiB each on the embedded store, 24.3 ->
 /// 8.0 KiB on MongoDB, and about 14 % less CPU per delivery in small rooms
-/// (see the README's Performance section).
+/// (see the README's Performance section). Built with `background_thread`
+/// on: a thread's arena that goes quiet after a burst (10,000 handshakes)
+/// would otherwise keep its freed pages until that thread allocates again —
+/// one node of a 2-node pair kept about 50 MB that way in three of five
+/// runs. `_RJEM_MALLOC_CONF` still overrides it.
 #[global_allocator]
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
