@@ -41,6 +41,10 @@ pub struct Common {
     /// Server process whose CPU and memory are counted; repeat (Redis too).
     #[arg(long = "server-pid", global = true)]
     server_pids: Vec<u32>,
+    /// A database process (the 2-node runs' MongoDB) whose CPU is reported
+    /// apart, as `db_cpu`, and not counted in `server_cpu`; repeatable.
+    #[arg(long = "db-pid", global = true)]
+    db_pids: Vec<u32>,
     /// The target is the Node.js peer: no HTTP setup, synthetic conversation ids.
     #[arg(long, global = true)]
     peer: bool,

@@ -646,6 +646,7 @@ fn round(x: f64, digits: i32) -> f64 {
 pub async fn conns(common: &Common, connections: usize, hold: f64) -> Result<Value, String> {
     let pids = &common.server_pids;
     let rss_before = procstat::rss_kb(pids);
+    let by_pid_before: Vec<u64> = pids.iter().map(|p| procstat::rss_kb(&[*p])).collect();
     let rooms = connections.div_ceil(256).max(1);
     let plan = Plan::new(common, connections, rooms, 0, 1.0, 0)?;
     let run = start(common, plan).await?;
@@ -656,6 +657,12 @@ pub async fn conns(common: &Common, connections: usize, hold: f64) -> Result<Val
     );
     sleep(Duration::from_secs_f64(hold)).await;
     let rss_after = procstat::rss_kb(pids);
+    // Each process apart: [pid, before, after] (which node, or Redis, grew).
+    let by_pid: Vec<[u64; 3]> = pids
+        .iter()
+        .zip(by_pid_before)
+        .map(|(p, before)| [u64::from(*p), before, procstat::rss_kb(&[*p])])
+        .collect();
     let _ = run.phase.send(PROBE);
     let expect = s.joined.get();
     wait_for(
@@ -695,6 +702,7 @@ pub async fn conns(common: &Common, connections: usize, hold: f64) -> Result<Val
         "hold_s": hold,
         "server_rss_before_kb": rss_before,
         "server_rss_after_kb": rss_after,
+        "server_rss_kb_by_pid": by_pid,
         "rss_per_connection_kb": per_conn,
         "bench_rss_kb": procstat::rss_kb(&[std::process::id()]),
         "errors": s.error_count.get(),
@@ -747,9 +755,18 @@ pub async fn fanout(common: &Common, a: &FanoutArgs) -> Result<Value, String> {
     );
     let at = |ns: u64| tokio::time::Instant::from_std(s.epoch + Duration::from_nanos(ns));
     tokio::time::sleep_until(at(w_start)).await;
-    let (cpu0, own0) = (procstat::cpu_of(pids), procstat::own_cpu());
+    let db_pids = &common.db_pids;
+    let (cpu0, db0, own0) = (
+        procstat::cpu_of(pids),
+        procstat::cpu_of(db_pids),
+        procstat::own_cpu(),
+    );
     tokio::time::sleep_until(at(w_end)).await;
-    let (cpu1, own1) = (procstat::cpu_of(pids), procstat::own_cpu());
+    let (cpu1, db1, own1) = (
+        procstat::cpu_of(pids),
+        procstat::cpu_of(db_pids),
+        procstat::own_cpu(),
+    );
     let received_in_window = s.received_in_window.get();
     let _ = run.phase.send(DRAIN);
     // Deliveries still in flight get a bounded time to arrive.
@@ -763,6 +780,7 @@ pub async fn fanout(common: &Common, a: &FanoutArgs) -> Result<Value, String> {
 
     let secs = duration.as_secs_f64();
     let cpu = cpu0.until(cpu1);
+    let db = db0.until(db1);
     let own = own0.until(own1);
     let (expected, delivered) = (s.expected.get(), s.delivered.get());
     let loss = if expected > 0 {
@@ -815,6 +833,11 @@ pub async fn fanout(common: &Common, a: &FanoutArgs) -> Result<Value, String> {
             "system_us_per_delivery": per(cpu.system_us()),
             "total_us_per_delivery": per(cpu.user_us() + cpu.system_us()),
         },
+        "db_cpu": (!db_pids.is_empty()).then(|| json!({
+            "pids": db_pids,
+            "busy_pct": round((db.user_us() + db.system_us()) / 1e4 / secs, 1),
+            "total_us_per_delivery": per(db.user_us() + db.system_us()),
+        })),
         "bench_cpu": {
             "user_s": round(own.user_us() / 1e6, 3),
             "system_s": round(own.system_us() / 1e6, 3),
