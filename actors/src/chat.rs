@@ -618,6 +618,14 @@ impl Namespace for ChatNamespace {
         event == "send_message" && self.store.orders_appends()
     }
 
+    /// Nothing in the chat contract is addressed to a user's `/chat`
+    /// sockets as a whole (mentions notify through `/`): a chat socket is in
+    /// the conversation rooms it joins and no room of its user, which spares
+    /// every connected user a room actor (and a Redis subscription).
+    fn joins_user_room(&self) -> bool {
+        false
+    }
+
     async fn on_disconnect(&self, socket: &Socket, _reason: DisconnectReason) {
         let mine: Vec<String> = {
             let mut t = self.typing.lock().unwrap_or_else(|e| e.into_inner());

@@ -890,9 +890,11 @@ impl Connection {
                 None,
             ),
         };
-        let user_room = RoomName(format!("user:{}", identity.user_id));
-        if !rooms.contains(&user_room) {
-            rooms.push(user_room);
+        if namespace.joins_user_room() {
+            let user_room = RoomName(format!("user:{}", identity.user_id));
+            if !rooms.contains(&user_room) {
+                rooms.push(user_room);
+            }
         }
         let socket = Socket::new(
             self.engine.clone(),

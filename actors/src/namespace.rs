@@ -173,7 +173,8 @@ impl DisconnectReason {
 /// namespace on every worker thread.
 #[async_trait(?Send)]
 pub trait Namespace: Send + Sync + 'static {
-    /// Called once the socket is authenticated and in its `user:{id}` room,
+    /// Called once the socket is authenticated and in its rooms (its
+    /// `user:{id}` room, when [`joins_user_room`](Self::joins_user_room)),
     /// before the CONNECT is answered. An error refuses the connection with
     /// CONNECT_ERROR.
     async fn on_connect(&self, _socket: &Socket, _auth: &Value) -> Result<(), EventError> {
@@ -201,6 +202,15 @@ pub trait Namespace: Send + Sync + 'static {
     /// starts) and whose wait is long (the disk).
     fn pipelines(&self, _event: &str) -> bool {
         false
+    }
+
+    /// Whether the namespace's sockets join `user:{id}` on connect, so that
+    /// one broadcast reaches every device of the user on every node. A room
+    /// costs a room actor on each node the user is connected to (about
+    /// 1.2 KiB per connected user) and, in a cluster, a Redis subscription:
+    /// a namespace that never addresses its users that way says `false`.
+    fn joins_user_room(&self) -> bool {
+        true
     }
 
     /// Called when the socket leaves (its rooms are left by the engine).

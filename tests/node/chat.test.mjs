@@ -592,6 +592,34 @@ test("accounts, conversations and messages survive a restart on the same DATA_DI
     assert.equal(same.body.id, conv.id);
   }));
 
+test("a /chat socket is in the conversations it joined, not in its user's room; / and /file-upload sockets are", T, () =>
+  withServer({ env: { SERVICE_KEYS: "chat-test-service-key" } }, async (server) => {
+    const { ann, conv } = await setup(server);
+    const chat = await connectAs(server, ann, "/chat");
+    const root = await connectAs(server, ann, "/");
+    const files = await connectAs(server, ann, "/file-upload");
+    await joined(chat, conv);
+    const recs = [chat, root, files].map((s) => new Recorder(s, ["to-user", "marker"]));
+    const publish = async (namespace, rooms, event) => {
+      const res = await api.request(server.url, "POST", "/api/v1/publish", {
+        headers: { authorization: "Bearer chat-test-service-key" },
+        body: { namespace, rooms, event, data: { namespace } },
+      });
+      assert.equal(res.status, 202, JSON.stringify(res.body));
+    };
+    for (const nsp of ["/chat", "/", "/file-upload"]) await publish(nsp, [`user:${ann.id}`], "to-user");
+    // Broadcasts keep their order: once the conversation's marker is in,
+    // anything for the user's /chat room would have come before it.
+    await publish("/chat", [`conversation:${conv.id}`], "marker");
+    await recs[0].count("marker", 1);
+    await recs[1].count("to-user", 1);
+    await recs[2].count("to-user", 1);
+    assert.deepEqual(recs[0].payloads("to-user"), []);
+    assert.deepEqual(recs[1].payloads("to-user"), [{ namespace: "/" }]);
+    assert.deepEqual(recs[2].payloads("to-user"), [{ namespace: "/file-upload" }]);
+    for (const s of [chat, root, files]) s.disconnect();
+  }));
+
 test("a client that stops reading is closed as too slow; the others miss nothing", () =>
   withServer(
     { env: { SERVICE_KEYS: "chat-test-service-key", HUDDLE__ENGINE__OUTBOUND_QUEUE_MAX: "8" } },
