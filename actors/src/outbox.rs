@@ -141,6 +141,19 @@ impl State {
         Wakers(self.poll_waker.take(), self.ws_waker.take())
     }
 
+    /// A transport goes to sleep: the queues it drained give back what they
+    /// grew to (the OPEN and CONNECT of a handshake, a burst), so an idle
+    /// connection keeps no capacity it does not use (224 bytes for the
+    /// handshake's four packets); the next burst allocates again.
+    fn release_idle(&mut self) {
+        if self.queue.is_empty() && self.queue.capacity() > 0 {
+            self.queue = VecDeque::new();
+        }
+        if self.ws_direct.is_empty() && self.ws_direct.capacity() > 0 {
+            self.ws_direct = VecDeque::new();
+        }
+    }
+
     /// Writes `packet` through when it can, else queues it within
     /// `capacity` (cloned only then): the wakers to wake, none when it went
     /// out whole.
@@ -546,6 +559,7 @@ impl Outbox {
         if s.closed {
             return Poll::Ready(PollOutcome::Closed);
         }
+        s.release_idle();
         s.poll_waker = Some(cx.waker().clone());
         s.poll_pending = true;
         Poll::Pending
@@ -583,6 +597,7 @@ impl Outbox {
         if s.closed {
             return Poll::Ready(WsBatch::Close(s.close_code));
         }
+        s.release_idle();
         s.ws_waker = Some(cx.waker().clone());
         Poll::Pending
     }
@@ -696,6 +711,37 @@ mod tests {
         assert_eq!(o.push(pkt("4c")), Err(OutboxFull));
         o.push_control(pkt("2"));
         assert_eq!(o.len(), 3);
+    }
+
+    #[test]
+    fn a_drained_queue_gives_its_memory_back_when_the_transport_sleeps() {
+        let o = Outbox::new(8, Drain::WebSocket);
+        let w = noop_waker();
+        let mut cx = Context::from_waker(&w);
+        let mut out = VecDeque::new();
+        for p in ["0{}", "40{}", "2", "3"] {
+            o.push_control(pkt(p));
+        }
+        o.push_ws_direct(Frame::text(b"3probe").ws_bytes().clone());
+        assert!(o.lock().queue.capacity() >= 4);
+        assert_eq!(
+            o.poll_websocket(&mut cx, &mut out, 64),
+            Poll::Ready(WsBatch::Frames)
+        );
+        assert_eq!(out.len(), 5);
+        // Drained, but the writer has not slept yet: nothing is given back.
+        assert!(o.lock().queue.capacity() >= 4);
+        out.clear();
+        assert!(o.poll_websocket(&mut cx, &mut out, 64).is_pending());
+        assert_eq!(o.lock().queue.capacity(), 0);
+        assert_eq!(o.lock().ws_direct.capacity(), 0);
+        // Long-polling likewise.
+        let o = Outbox::new(8, Drain::Polling);
+        o.push(pkt("4a")).unwrap();
+        assert!(o.poll_polling(&mut cx).is_ready());
+        assert!(o.lock().queue.capacity() > 0);
+        assert!(o.poll_polling(&mut cx).is_pending());
+        assert_eq!(o.lock().queue.capacity(), 0);
     }
 
     #[test]

@@ -42,8 +42,6 @@ use tokio::net::TcpStream;
 
 /// Most frames gathered into one `sendmsg`.
 pub const MAX_GATHER: usize = 64;
-/// Frame slots the writer keeps between bursts.
-const IDLE_QUEUE: usize = 4;
 /// Bytes asked of the socket per read.
 const READ_CHUNK: usize = 4096;
 /// How long the queued frames and the close frame may take to go out after
@@ -260,12 +258,17 @@ fn abandon(session: &SessionEntry, upgrading: bool, code: u16) {
 /// then ends the socket's sending side.
 async fn write_frames(io: Arc<TcpStream>, mut body: WsBody) -> std::io::Result<()> {
     let mut queued: VecDeque<Bytes> = VecDeque::new();
-    while std::future::poll_fn(|cx| body.poll_frames(cx, &mut queued, MAX_GATHER)).await {
-        write_all(&io, &mut queued).await?;
-        if queued.capacity() > IDLE_QUEUE {
-            // A burst's room is given back until the next burst.
-            queued = VecDeque::new();
+    let mut next = |cx: &mut std::task::Context<'_>, queued: &mut VecDeque<Bytes>| {
+        let polled = body.poll_frames(cx, queued, MAX_GATHER);
+        if polled.is_pending() {
+            // Asleep with nothing in hand: the last burst's room is given
+            // back (an idle connection keeps none).
+            *queued = VecDeque::new();
         }
+        polled
+    };
+    while std::future::poll_fn(|cx| next(cx, &mut queued)).await {
+        write_all(&io, &mut queued).await?;
     }
     socket2::SockRef::from(&*io).shutdown(std::net::Shutdown::Write)
 }
