@@ -302,17 +302,34 @@ impl Application {
     }
 }
 
+/// How long a drain waits for connections to close and their cleanups to
+/// finish.
+const DRAIN_WAIT: Duration = Duration::from_secs(5);
+
 /// Stops accepting sessions, tells every client to reconnect elsewhere, lets
-/// queued packets go out, then stops the HTTP server gracefully.
+/// queued packets go out and closed connections finish their cleanups, then
+/// stops the HTTP server gracefully.
 pub async fn drain(engine: &Engine, handle: ServerHandle) {
     log::info!(
         "draining: closing {} connections so clients reconnect elsewhere",
         engine.session_count()
     );
     engine.close_all();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    while engine.session_count() > 0 && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    // A closed connection leaves the session map before its cleanup (the
+    // recovery record that lets its client recover on another node, the
+    // presence and slot releases) is done: wait for both.
+    let busy = || engine.session_count() > 0 || engine.cleanups_in_flight() > 0;
+    let deadline = tokio::time::Instant::now() + DRAIN_WAIT;
+    while busy() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    if busy() {
+        log::warn!(
+            "draining: {} connections still open and {} closed connections still writing their \
+             recovery records and presence after {DRAIN_WAIT:?}; stopping anyway",
+            engine.session_count(),
+            engine.cleanups_in_flight()
+        );
     }
     handle.stop(true).await;
     log::info!("drained, stopped");

@@ -1085,20 +1085,23 @@ impl Actor for Connection {
                         rooms: state.rooms.iter().cloned().collect(),
                         at: Instant::now(),
                     };
-                    actix::spawn(async move { recovery.save(pid, snapshot).await });
+                    self.engine
+                        .spawn_cleanup(async move { recovery.save(pid, snapshot).await });
                 }
             }
             let SocketState {
                 socket, namespace, ..
             } = state;
-            actix::spawn(async move { namespace.on_disconnect(&socket, reason).await });
+            self.engine
+                .spawn_cleanup(async move { namespace.on_disconnect(&socket, reason).await });
         }
         if self.holds_user_slot {
             if let Some(identity) = &self.identity {
                 let engine = self.engine.clone();
                 let user = identity.user_id.clone();
                 let slot = self.sid.clone();
-                actix::spawn(async move { engine.release_user_slot(&user, &slot).await });
+                self.engine
+                    .spawn_cleanup(async move { engine.release_user_slot(&user, &slot).await });
             }
         }
         self.engine.metrics().connection_closed();

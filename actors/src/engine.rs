@@ -22,7 +22,7 @@ use actix::prelude::*;
 use bytes::Bytes;
 use serde::Serialize;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -81,6 +81,9 @@ struct Inner {
     next_conn: AtomicU64,
     next_broadcast: AtomicU64,
     draining: AtomicBool,
+    /// Work closed connections left behind that is still running (see
+    /// [`Engine::spawn_cleanup`]).
+    cleanups: AtomicUsize,
 }
 
 /// Where the registry and the engine find the bus, once there is one.
@@ -105,6 +108,22 @@ struct ClusterState {
 #[derive(Clone)]
 pub struct Engine {
     inner: Arc<Inner>,
+}
+
+/// One running cleanup, counted while it lives.
+struct Cleanup(Engine);
+
+impl Cleanup {
+    fn new(engine: Engine) -> Self {
+        engine.inner.cleanups.fetch_add(1, Ordering::AcqRel);
+        Cleanup(engine)
+    }
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        self.0.inner.cleanups.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// A handle to the engine that does not keep it alive, for parts the engine
@@ -199,6 +218,7 @@ impl EngineBuilder {
                 next_conn: AtomicU64::new(1),
                 next_broadcast: AtomicU64::new(epoch),
                 draining: AtomicBool::new(false),
+                cleanups: AtomicUsize::new(0),
             }),
         };
         if engine.inner.recovery.is_some() {
@@ -332,6 +352,26 @@ impl Engine {
     /// Whether the node is draining (no new sessions).
     pub fn is_draining(&self) -> bool {
         self.inner.draining.load(Ordering::Relaxed)
+    }
+
+    /// Runs, on the current arbiter, work a closed connection leaves behind
+    /// (its recovery record, its namespaces' `on_disconnect`, its user
+    /// slot), counted in [`cleanups_in_flight`](Self::cleanups_in_flight)
+    /// until it ends or is dropped. A connection leaves the session map
+    /// before this work is done, so a drain waits for both: otherwise the
+    /// node would stop (and its Redis connection with it) while the records
+    /// that let clients recover on another node are still being written.
+    pub fn spawn_cleanup(&self, work: impl std::future::Future<Output = ()> + 'static) {
+        let counted = Cleanup::new(self.clone());
+        actix::spawn(async move {
+            work.await;
+            drop(counted);
+        });
+    }
+
+    /// How many cleanups of closed connections are still running.
+    pub fn cleanups_in_flight(&self) -> usize {
+        self.inner.cleanups.load(Ordering::Acquire)
     }
 
     pub(crate) fn next_conn_id(&self) -> ConnId {
@@ -491,4 +531,43 @@ pub fn encode_packet(packet: &socketio::Packet, attachments: &[Bytes]) -> Encode
         packet.encode_into(buf);
     });
     Encoded::with_attachments(head, attachments.iter().map(|a| Frame::binary(a)).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Polls `f` for up to a second.
+    async fn eventually(f: impl Fn() -> bool) -> bool {
+        for _ in 0..100 {
+            if f() {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        f()
+    }
+
+    #[actix::test]
+    async fn cleanups_are_counted_until_they_end_or_are_dropped() {
+        let engine = Engine::builder(EngineConfig::default()).build();
+        assert_eq!(engine.cleanups_in_flight(), 0);
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        engine.spawn_cleanup(async move {
+            let _ = rx.await;
+        });
+        assert_eq!(engine.cleanups_in_flight(), 1);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert_eq!(engine.cleanups_in_flight(), 1, "still running");
+        tx.send(()).unwrap();
+        assert!(eventually(|| engine.cleanups_in_flight() == 0).await);
+
+        // A cleanup whose arbiter stops before it ends is not counted after.
+        let arbiter = actix::Arbiter::new();
+        let e = engine.clone();
+        assert!(arbiter.spawn_fn(move || e.spawn_cleanup(std::future::pending())));
+        assert!(eventually(|| engine.cleanups_in_flight() == 1).await);
+        arbiter.stop();
+        assert!(eventually(|| engine.cleanups_in_flight() == 0).await);
+    }
 }

@@ -278,6 +278,53 @@ test("a client that drops from node 1 and reconnects to node 2 recovers what it 
   }),
 );
 
+test("every client of a node that drains (SIGTERM) recovers on the other node what it missed", T, () =>
+  withCluster(async ({ nodes: [n1, n2], cleanups }) => {
+    const lb = await new Balancer(n1).start();
+    cleanups.push(() => lb.close());
+    const ann = await api.externalUser(n2.url, "Ann");
+    const users = [];
+    for (let i = 0; i < 40; i++) users.push(await api.externalUser(n1.url, `U${i}`));
+    const conv = await api.createConversation(n2.url, ann, users);
+    const a = await connectAs(n2, ann);
+    await joinConversation(a, conv);
+    const clients = [];
+    for (const u of users) {
+      const c = await connectAs({ url: lb.url, cleanups }, u, "/chat", {
+        transports: ["websocket"],
+        reconnection: true,
+        reconnectionDelay: 1500,
+        reconnectionDelayMax: 1500,
+        randomizationFactor: 0,
+      });
+      await joinConversation(c, conv);
+      clients.push({ c, rec: new Recorder(c, ["new_message"]) });
+    }
+    await send(a, conv, "before");
+    await Promise.all(clients.map(({ rec }) => rec.count("new_message", 1)));
+
+    // The node drains: it closes every connection ("going away") and keeps
+    // running until each one's recovery record is written, so the other
+    // node can restore them.
+    lb.switchTo(n2);
+    const gone = clients.map(({ c }) => once(c, "disconnect", 10_000));
+    const stopped = n1.stop();
+    await Promise.all(gone);
+    const missed = [await send(a, conv, "missed 0"), await send(a, conv, "missed 1")];
+    await stopped;
+    await Promise.all(clients.map(({ c }) => (c.connected ? null : once(c, "connect", 15_000))));
+    for (const [i, { c, rec }] of clients.entries()) {
+      assert.equal(c.recovered, true, `client ${i} recovered on node 2`);
+      await rec.count("new_message", 3);
+      assert.deepEqual(
+        rec.payloads("new_message").map((m) => m.text),
+        ["before", ...missed.map((m) => m.text)],
+        `client ${i}`,
+      );
+    }
+  }),
+);
+
 /** A counter of the node's GET /metrics (Prometheus text), 0 when absent. */
 async function metric(node, name) {
   const res = await fetch(`${node.url}/metrics`);
