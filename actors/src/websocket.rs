@@ -34,9 +34,12 @@ use actix_http::{Request, Response, StatusCode};
 use bytes::{Buf, Bytes, BytesMut};
 use futures_util::SinkExt;
 use std::collections::VecDeque;
+use std::future::Future;
 use std::io::IoSlice;
+use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::net::TcpStream;
 
@@ -182,15 +185,19 @@ async fn respond(
 /// Runs an accepted WebSocket until it ends: reading and writing side by
 /// side in one future. While it runs, the outbox may write to the socket
 /// itself when the writer has nothing in hand (see `Outbox::deliver`).
-async fn serve(
+///
+/// Not an `async fn`: every idle connection is this future, and an `async`
+/// body keeps the slots of what it captured beside the pinned reader and
+/// writer; [`Both`] holds only them.
+fn serve(
     io: TcpStream,
     leftover: BytesMut,
     session: Arc<SessionEntry>,
     upgrading: bool,
     engine: Engine,
-) {
+) -> impl Future<Output = ()> {
     let io = Arc::new(io);
-    let _attached = engine
+    let attached = engine
         .config()
         .write_through
         .then(|| Attached::new(&session.outbox, &io));
@@ -204,21 +211,59 @@ async fn serve(
         end,
         engine,
     );
-    let writing = write_frames(io, body);
-    tokio::pin!(reading, writing);
-    tokio::select! {
-        () = &mut reading => {
-            // The session has been told (or the upgrade given up): what is
-            // queued and the close frame still go out, within a bound (its
-            // timer boxed: every idle connection's task is sized for its
-            // largest state).
-            let _ = Box::pin(tokio::time::timeout(CLOSE_GRACE, writing)).await;
+    Both {
+        reading,
+        writing: write_frames(io, body),
+        session,
+        _attached: attached,
+        reading_done: false,
+        grace: None,
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The reader and the writer of one WebSocket. When the reader ends
+    /// (the session has been told, or the upgrade given up) what is queued
+    /// and the close frame still go out, within [`CLOSE_GRACE`]; when the
+    /// writer ends first (after the close frame, or failing) it is over.
+    struct Both<R, W> {
+        #[pin]
+        reading: R,
+        #[pin]
+        writing: W,
+        session: Arc<SessionEntry>,
+        _attached: Option<Attached>,
+        reading_done: bool,
+        // Boxed and made only at the end: every idle connection is sized
+        // for its largest state.
+        grace: Option<Pin<Box<tokio::time::Sleep>>>,
+    }
+}
+
+impl<R, W> Future for Both<R, W>
+where
+    R: Future<Output = ()>,
+    W: Future<Output = std::io::Result<()>>,
+{
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.project();
+        if !*this.reading_done && this.reading.poll(cx).is_ready() {
+            *this.reading_done = true;
+            *this.grace = Some(Box::pin(tokio::time::sleep(CLOSE_GRACE)));
         }
-        written = &mut writing => {
-            if let Err(e) = written {
+        if let Poll::Ready(written) = this.writing.poll(cx) {
+            if let (Err(e), false) = (written, *this.reading_done) {
                 log::debug!("websocket write failed: {e}");
-                abandon(&session, session.outbox.drain() != Drain::WebSocket, 1006);
+                let upgrading = this.session.outbox.drain() != Drain::WebSocket;
+                abandon(this.session, upgrading, 1006);
             }
+            return Poll::Ready(());
+        }
+        match this.grace.as_mut() {
+            Some(grace) => grace.as_mut().poll(cx),
+            None => Poll::Pending,
         }
     }
 }
@@ -256,21 +301,29 @@ fn abandon(session: &SessionEntry, upgrading: bool, code: u16) {
 /// Writes the body's frames, gathering what is waiting into one
 /// `sendmsg`, until the body ends (after its close frame) or the socket fails;
 /// then ends the socket's sending side.
-async fn write_frames(io: Arc<TcpStream>, mut body: WsBody) -> std::io::Result<()> {
-    let mut queued: VecDeque<Bytes> = VecDeque::new();
-    let mut next = |cx: &mut std::task::Context<'_>, queued: &mut VecDeque<Bytes>| {
-        let polled = body.poll_frames(cx, queued, MAX_GATHER);
-        if polled.is_pending() {
-            // Asleep with nothing in hand: the last burst's room is given
-            // back (an idle connection keeps none).
-            *queued = VecDeque::new();
+///
+/// (A function returning an `async` block rather than an `async fn`, here
+/// and in [`read_frames`]: an `async fn` keeps a second slot for each of its
+/// arguments, and every idle connection carries this future.)
+// Not an `async fn` on purpose (its arguments would take a second slot each).
+#[allow(clippy::manual_async_fn)]
+fn write_frames(io: Arc<TcpStream>, mut body: WsBody) -> impl Future<Output = std::io::Result<()>> {
+    async move {
+        let mut queued: VecDeque<Bytes> = VecDeque::new();
+        let mut next = |cx: &mut Context<'_>, queued: &mut VecDeque<Bytes>| {
+            let polled = body.poll_frames(cx, queued, MAX_GATHER);
+            if polled.is_pending() {
+                // Asleep with nothing in hand: the last burst's room is
+                // given back (an idle connection keeps none).
+                *queued = VecDeque::new();
+            }
+            polled
+        };
+        while std::future::poll_fn(|cx| next(cx, &mut queued)).await {
+            write_all(&io, &mut queued).await?;
         }
-        polled
-    };
-    while std::future::poll_fn(|cx| next(cx, &mut queued)).await {
-        write_all(&io, &mut queued).await?;
+        socket2::SockRef::from(&*io).shutdown(std::net::Shutdown::Write)
     }
-    socket2::SockRef::from(&*io).shutdown(std::net::Shutdown::Write)
 }
 
 /// Writes every queued frame, as few system calls as the socket allows.
@@ -312,100 +365,111 @@ async fn write_all(io: &TcpStream, queued: &mut VecDeque<Bytes>) -> std::io::Res
 }
 
 /// Reads WebSocket frames and hands Engine.IO packets to the connection.
-async fn read_frames(
+// Not an `async fn` on purpose (its arguments would take a second slot each).
+#[allow(clippy::manual_async_fn)]
+fn read_frames(
     rh: Arc<TcpStream>,
     mut buf: BytesMut,
     session: Arc<SessionEntry>,
     mut upgrading: bool,
     end: Arc<WsEnd>,
     engine: Engine,
-) {
-    let max = engine.config().max_payload;
-    let mut codec = Codec::new().max_size(max);
-    // A message split over continuation frames: (is_binary, bytes so far).
-    let mut partial: Option<(bool, BytesMut)> = None;
-    let close = |reason, code| {
-        session.conn.do_send(TransportClosed { reason, code });
-    };
-    // The client went away or closed: the session closes with `code`; an
-    // upgrade in progress is given up instead (its close is answered, the
-    // session stays on polling).
-    let gone = |upgrading: bool, code: u16| {
-        if upgrading {
-            end.end(1000);
-        }
-        abandon(&session, upgrading, code);
-    };
-    loop {
-        // Decoded in a block of its own, so that only the packet is kept in
-        // the task while the connection takes it (the task is sized for
-        // its largest state).
-        let packet = {
-            let frame = match actix_codec::Decoder::decode(&mut codec, &mut buf) {
-                Ok(Some(f)) => f,
-                Ok(None) => {
-                    if buf.is_empty() {
-                        // Hold no memory while the client is quiet.
-                        buf = BytesMut::new();
+) -> impl Future<Output = ()> {
+    async move {
+        let max = engine.config().max_payload;
+        let mut codec = Codec::new().max_size(max);
+        // A message split over continuation frames: (is_binary, bytes so far).
+        let mut partial: Option<(bool, BytesMut)> = None;
+        let close = |reason, code| {
+            session.conn.do_send(TransportClosed { reason, code });
+        };
+        // Whether the buffer holds no whole frame: read before decoding.
+        let mut starved = false;
+        loop {
+            if starved {
+                // Waited for here, with nothing of the last decode kept in
+                // the task (it is sized for its largest state).
+                match read_some(&rh, &mut buf).await {
+                    Ok(true) => starved = false,
+                    Ok(false) | Err(_) => {
+                        gone(&end, &session, upgrading, 1006);
+                        return;
                     }
-                    match read_some(&rh, &mut buf).await {
-                        Ok(true) => continue,
-                        Ok(false) | Err(_) => {
-                            gone(upgrading, 1006);
-                            return;
+                }
+            }
+            // Decoded in a block of its own, so that only the packet is kept in
+            // the task while the connection takes it.
+            let packet = {
+                let frame = match actix_codec::Decoder::decode(&mut codec, &mut buf) {
+                    Ok(Some(f)) => f,
+                    Ok(None) => {
+                        if buf.is_empty() {
+                            // Hold no memory while the client is quiet.
+                            buf = BytesMut::new();
                         }
+                        starved = true;
+                        continue;
                     }
-                }
-                Err(ProtocolError::Overflow) => {
-                    close(DisconnectReason::ParseError, 1009);
-                    return;
-                }
-                Err(e) => {
-                    log::debug!("websocket protocol error: {e}");
-                    close(DisconnectReason::ParseError, 1002);
-                    return;
+                    Err(ProtocolError::Overflow) => {
+                        close(DisconnectReason::ParseError, 1009);
+                        return;
+                    }
+                    Err(e) => {
+                        log::debug!("websocket protocol error: {e}");
+                        close(DisconnectReason::ParseError, 1002);
+                        return;
+                    }
+                };
+                match on_frame(frame, &mut partial, max, &session, &engine) {
+                    Step::Packet(p) => p,
+                    Step::Nothing => continue,
+                    Step::Closed => {
+                        gone(&end, &session, upgrading, 1000);
+                        return;
+                    }
+                    Step::Fail(code) => {
+                        close(DisconnectReason::ParseError, code);
+                        return;
+                    }
                 }
             };
-            match on_frame(frame, &mut partial, max, &session, &engine) {
-                Step::Packet(p) => p,
-                Step::Nothing => continue,
-                Step::Closed => {
-                    gone(upgrading, 1000);
-                    return;
-                }
-                Step::Fail(code) => {
-                    close(DisconnectReason::ParseError, code);
-                    return;
+            if upgrading {
+                match &packet {
+                    engineio::Packet::Ping(d) if &d[..] == b"probe" => {
+                        let probe = Frame::text(b"3probe");
+                        session.outbox.push_ws_direct(probe.ws_bytes().clone());
+                        session.outbox.wake_poll_with_noop();
+                        continue;
+                    }
+                    engineio::Packet::Upgrade => {
+                        session.outbox.switch_to_websocket();
+                        upgrading = false;
+                        continue;
+                    }
+                    _ => {}
                 }
             }
-        };
-        if upgrading {
-            match &packet {
-                engineio::Packet::Ping(d) if &d[..] == b"probe" => {
-                    let probe = Frame::text(b"3probe");
-                    session.outbox.push_ws_direct(probe.ws_bytes().clone());
-                    session.outbox.wake_poll_with_noop();
-                    continue;
-                }
-                engineio::Packet::Upgrade => {
-                    session.outbox.switch_to_websocket();
-                    upgrading = false;
-                    continue;
-                }
-                _ => {}
-            }
-        }
-        if session
-            .conn
-            .send(Inbound {
+            // The request lives on the heap while the connection takes the
+            // packet: inline it would size every idle connection's task for
+            // this one state (176 bytes of it).
+            let handing = Box::pin(session.conn.send(Inbound {
                 packets: vec![packet],
-            })
-            .await
-            .is_err()
-        {
-            return;
+            }));
+            if handing.await.is_err() {
+                return;
+            }
         }
     }
+}
+
+/// The client went away or closed: the session closes with `code`; an
+/// upgrade in progress is given up instead (its close is answered, the
+/// session stays on polling).
+fn gone(end: &WsEnd, session: &SessionEntry, upgrading: bool, code: u16) {
+    if upgrading {
+        end.end(1000);
+    }
+    abandon(session, upgrading, code);
 }
 
 /// What one WebSocket frame means for the reader.
