@@ -274,7 +274,8 @@ pub struct Connection {
     outbox: Arc<Outbox>,
     /// `?token=` from the handshake query.
     query_token: Option<String>,
-    identity: Option<Identity>,
+    /// Who the session authenticated as; its sockets share it.
+    identity: Option<Arc<Identity>>,
     holds_user_slot: bool,
     sockets: Sockets,
     reassembler: Reassembler,
@@ -776,7 +777,7 @@ impl Connection {
         nsp: &str,
         res: Result<Identity, AuthFailure>,
         slot: Option<bool>,
-    ) -> Result<Identity, (String, &'static str)> {
+    ) -> Result<Arc<Identity>, (String, &'static str)> {
         let identity = match res {
             Ok(i) => i,
             Err(f) => {
@@ -791,7 +792,12 @@ impl Connection {
                     "unauthorized",
                 ));
             }
-            return Ok(identity);
+            // The sockets of one session share one record unless this
+            // token names the user differently.
+            if current.name == identity.name {
+                return Ok(current.clone());
+            }
+            return Ok(Arc::new(identity));
         }
         match slot {
             Some(false) => {
@@ -803,6 +809,7 @@ impl Connection {
             Some(true) => self.holds_user_slot = true,
             None => {}
         }
+        let identity = Arc::new(identity);
         self.identity = Some(identity.clone());
         Ok(identity)
     }
@@ -830,7 +837,7 @@ impl Connection {
         ctx: &mut Context<Self>,
         nsp: Arc<str>,
         namespace: Arc<dyn Namespace>,
-        identity: Identity,
+        identity: Arc<Identity>,
         auth: Value,
     ) {
         let device_id = auth
@@ -873,7 +880,7 @@ impl Connection {
         ctx: &mut Context<Self>,
         nsp: Arc<str>,
         namespace: Arc<dyn Namespace>,
-        identity: Identity,
+        identity: Arc<Identity>,
         auth: Value,
         device_id: Option<String>,
         restored: Option<Restored>,
@@ -902,8 +909,7 @@ impl Connection {
             self.id,
             nsp.clone(),
             sid.clone(),
-            identity.user_id.clone(),
-            identity.name.clone(),
+            identity,
             device_id,
         );
         // Broadcasts wait until the CONNECT (and what a recovery replays)

@@ -7,6 +7,7 @@
 //! [`Socket`] handle given to it joins and leaves rooms, emits to the socket,
 //! and broadcasts through the engine.
 
+use crate::auth::Identity;
 use crate::connection::{Connection, JoinRooms, LeaveRooms, SendPacket};
 use crate::engine::Engine;
 use crate::ids::{RoomName, UserId};
@@ -223,8 +224,8 @@ struct SocketInner {
     conn_id: ConnId,
     nsp: Arc<str>,
     sid: String,
-    user_id: UserId,
-    name: String,
+    /// Shared with the connection (and its other sockets).
+    identity: Arc<Identity>,
     device_id: Option<String>,
 }
 
@@ -239,7 +240,7 @@ impl std::fmt::Debug for Socket {
         f.debug_struct("Socket")
             .field("nsp", &self.inner.nsp)
             .field("sid", &self.inner.sid)
-            .field("user", &self.inner.user_id)
+            .field("user", &self.inner.identity.user_id)
             .finish()
     }
 }
@@ -252,8 +253,7 @@ impl Socket {
         conn_id: ConnId,
         nsp: Arc<str>,
         sid: String,
-        user_id: UserId,
-        name: String,
+        identity: Arc<Identity>,
         device_id: Option<String>,
     ) -> Self {
         Socket {
@@ -263,8 +263,7 @@ impl Socket {
                 conn_id,
                 nsp,
                 sid,
-                user_id,
-                name,
+                identity,
                 device_id,
             }),
         }
@@ -288,11 +287,11 @@ impl Socket {
     }
     /// The authenticated user.
     pub fn user_id(&self) -> &UserId {
-        &self.inner.user_id
+        &self.inner.identity.user_id
     }
     /// The user's display name.
     pub fn name(&self) -> &str {
-        &self.inner.name
+        &self.inner.identity.name
     }
     /// The `deviceId` from the auth payload.
     pub fn device_id(&self) -> Option<&str> {
