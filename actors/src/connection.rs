@@ -1054,7 +1054,8 @@ type Restored = (String, Snapshot, Vec<(u64, Encoded)>, u64);
 /// its way, the task gives the slot back instead of leaking it.
 async fn take_slot(engine: Engine, user: UserId, sid: String) -> bool {
     let (tx, rx) = tokio::sync::oneshot::channel();
-    actix::spawn(async move {
+    // Counted as a cleanup: a drain waits for a slot given back this way too.
+    engine.clone().spawn_cleanup(async move {
         let ok = engine.acquire_user_slot(&user, &sid).await;
         if tx.send(ok).is_err() && ok {
             engine.release_user_slot(&user, &sid).await;

@@ -305,7 +305,6 @@ fn abandon(session: &SessionEntry, upgrading: bool, code: u16) {
 /// (A function returning an `async` block rather than an `async fn`, here
 /// and in [`read_frames`]: an `async fn` keeps a second slot for each of its
 /// arguments, and every idle connection carries this future.)
-// Not an `async fn` on purpose (its arguments would take a second slot each).
 #[allow(clippy::manual_async_fn)]
 fn write_frames(io: Arc<TcpStream>, mut body: WsBody) -> impl Future<Output = std::io::Result<()>> {
     async move {
