@@ -188,6 +188,41 @@ async fn publish_reaches_sockets_in_the_rooms() {
         .await;
 }
 
+/// A broadcast naming several rooms reaches each socket in them once; its
+/// rooms hold their deliveries back until the last of them is done (the test
+/// node writes through, so it batches) and then write them out together.
+#[actix_web::test]
+async fn a_broadcast_to_several_rooms_is_batched_and_reaches_each_socket_once() {
+    let app = spawn_app(&[("SERVICE_KEYS", KEY)]).await;
+    let alice = app.register("Alice").await;
+    let bob = app.register("Bob").await;
+    let mut a = SioClient::connect(app.port, "/chat", &alice.token).await;
+    let mut b = SioClient::connect(app.port, "/chat", &bob.token).await;
+    let mut conversations = Vec::new();
+    for _ in 0..3 {
+        let conversation = app.conversation(&alice, &[&bob]).await;
+        join_conversation(&mut a, &conversation).await;
+        conversations.push(conversation);
+    }
+    // Bob is in the first room only.
+    join_conversation(&mut b, &conversations[0]).await;
+    let rooms: Vec<String> = conversations
+        .iter()
+        .map(|c| format!("conversation:{c}"))
+        .collect();
+    let held = |m: &HashMap<String, f64>| m["huddle_deliveries_held_total"];
+    assert_eq!(held(&scrape(&app).await.1), 0.0);
+
+    let body = json!({ "namespace": "/chat", "rooms": rooms, "event": "notice", "data": 1 });
+    assert_eq!(publish(&app, Some(KEY), &body.to_string()).await.0, 202);
+    assert_eq!(a.expect_event("/chat", "notice").await, json!(1));
+    assert_eq!(b.expect_event("/chat", "notice").await, json!(1));
+    let quiet = std::time::Duration::from_millis(300);
+    a.expect_no_event("/chat", "notice", quiet).await;
+    // Alice's one delivery and Bob's, both held until the third room.
+    assert_eq!(held(&scrape(&app).await.1), 2.0);
+}
+
 #[actix_web::test]
 async fn publish_refuses_bad_requests() {
     let app = spawn_app(&[("SERVICE_KEYS", KEY)]).await;

@@ -200,9 +200,13 @@ impl EngineBuilder {
         let epoch = (chrono::Utc::now().timestamp_millis().max(0) as u64) << 10;
         let bus: BusSlot = Arc::default();
         let metrics = Arc::new(Metrics::default());
+        let mut registry = Registry::new(bus.clone(), metrics.clone());
+        if self.config.write_through {
+            registry = registry.batching();
+        }
         let engine = Engine {
             inner: Arc::new(Inner {
-                registry: Registry::new(bus.clone(), metrics.clone()).start(),
+                registry: registry.start(),
                 bus,
                 cluster: OnceLock::new(),
                 signals: self.signals,

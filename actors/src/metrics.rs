@@ -94,6 +94,7 @@ pub struct Metrics {
     packets_out: AtomicU64,
     bytes_out: AtomicU64,
     slow_clients: AtomicU64,
+    deliveries_held: AtomicU64,
     upload_bytes: AtomicU64,
     bridge_published: AtomicU64,
     bridge_received: AtomicU64,
@@ -114,6 +115,7 @@ impl Default for Metrics {
             packets_out: AtomicU64::new(0),
             bytes_out: AtomicU64::new(0),
             slow_clients: AtomicU64::new(0),
+            deliveries_held: AtomicU64::new(0),
             upload_bytes: AtomicU64::new(0),
             bridge_published: AtomicU64::new(0),
             bridge_received: AtomicU64::new(0),
@@ -145,6 +147,9 @@ pub struct MetricsSnapshot {
     pub bytes_out: u64,
     /// Clients closed for not keeping up.
     pub slow_clients: u64,
+    /// Deliveries the rooms held back for a batched write because more
+    /// broadcasts waited behind theirs (see [`Batch`](crate::room::Batch)).
+    pub deliveries_held: u64,
     /// Bytes of upload chunks stored.
     pub upload_bytes: u64,
     /// Broadcasts published to the other nodes.
@@ -189,6 +194,9 @@ impl Metrics {
     pub(crate) fn slow_client(&self) {
         self.slow_clients.fetch_add(1, Ordering::Relaxed);
     }
+    pub(crate) fn deliveries_held(&self, count: u64) {
+        self.deliveries_held.fetch_add(count, Ordering::Relaxed);
+    }
     pub(crate) fn upload_bytes(&self, bytes: usize) {
         self.upload_bytes.fetch_add(bytes as u64, Ordering::Relaxed);
     }
@@ -228,6 +236,7 @@ impl Metrics {
             packets_out: get(&self.packets_out),
             bytes_out: get(&self.bytes_out),
             slow_clients: get(&self.slow_clients),
+            deliveries_held: get(&self.deliveries_held),
             upload_bytes: get(&self.upload_bytes),
             bridge_published: get(&self.bridge_published),
             bridge_received: get(&self.bridge_received),

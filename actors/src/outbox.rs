@@ -18,6 +18,7 @@
 
 use crate::encoded::{close_frame, Encoded};
 use crate::room::TooSlow;
+use crate::websocket::MAX_GATHER;
 use actix::{Recipient, WeakRecipient};
 use bytes::{Bytes, BytesMut};
 use futures_util::task::AtomicWaker;
@@ -105,6 +106,9 @@ struct State {
     replayed: Option<Box<HashSet<u64>>>,
     /// The queue overflowed and the connection was told.
     too_slow: bool,
+    /// Deliveries were queued without waking the writer (held back by a
+    /// [`Batch`](crate::room::Batch)); [`Outbox::flush`] owes them a write.
+    flush_owed: bool,
     /// The WebSocket's socket while its writer runs, for writing through
     /// (see [`Outbox::deliver`]).
     socket: Option<Arc<TcpStream>>,
@@ -223,6 +227,74 @@ impl State {
     }
 }
 
+impl State {
+    /// Writes the queued packets to the WebSocket when writing through is
+    /// possible (see [`write_through`](Self::write_through)), in system calls
+    /// of whole packets, at most [`MAX_GATHER`] frames each (as the WebSocket
+    /// writer takes them), until the queue is empty or the socket full; what
+    /// the socket took leaves the queue, the rest of a packet it took in part
+    /// goes to `ws_direct`. Whether nothing is left for the writer.
+    fn write_queued(&mut self) -> bool {
+        if self.drain != Drain::WebSocket
+            || self.closed
+            || self.ws_waker.is_none()
+            || !self.ws_direct.is_empty()
+        {
+            return false;
+        }
+        let State {
+            socket: Some(socket),
+            queue,
+            ws_direct,
+            ..
+        } = self
+        else {
+            return false;
+        };
+        while !queue.is_empty() {
+            let mut slices = [IoSlice::new(&[]); MAX_GATHER];
+            let mut n = 0;
+            let mut whole = 0;
+            for packet in queue.iter() {
+                if n + packet.frame_count() > MAX_GATHER {
+                    break;
+                }
+                for frame in packet.frames() {
+                    slices[n] = IoSlice::new(frame.ws_bytes());
+                    n += 1;
+                }
+                whole += packet.ws_len();
+            }
+            if n == 0 {
+                // A packet of more frames than one call takes: the writer's.
+                return false;
+            }
+            let Ok(mut skip) = send_frames(socket, &slices[..n]) else {
+                return false;
+            };
+            let all = skip == whole;
+            while skip > 0 {
+                let Some(packet) = queue.pop_front() else {
+                    break;
+                };
+                for frame in packet.frames() {
+                    let bytes = frame.ws_bytes();
+                    if skip >= bytes.len() {
+                        skip -= bytes.len();
+                    } else {
+                        ws_direct.push_back(bytes.slice(skip..));
+                        skip = 0;
+                    }
+                }
+            }
+            if !all {
+                return false;
+            }
+        }
+        true
+    }
+}
+
 /// Sends `frames` on `socket` without blocking: `send` for one (most
 /// packets), `sendmsg` for several. Both skip the file layer a `writev`
 /// goes through (about a tenth of the kernel's part of a delivery here).
@@ -290,6 +362,7 @@ impl Outbox {
                 held: None,
                 replayed: None,
                 too_slow: false,
+                flush_owed: false,
                 socket: None,
                 overflow_to: None,
             }),
@@ -328,18 +401,8 @@ impl Outbox {
     pub fn deliver(&self, packet: &Encoded, id: u64) -> Delivery {
         let waker = {
             let mut s = self.lock();
-            if s.closed || s.too_slow || s.seen_recently(id) {
-                return Delivery::Dropped;
-            }
-            if s.replayed.as_mut().is_some_and(|r| r.remove(&id)) {
-                return Delivery::Dropped;
-            }
-            if let Some(held) = &mut s.held {
-                if held.len() >= self.capacity {
-                    return s.overflow();
-                }
-                held.push((id, packet.clone()));
-                return Delivery::Queued;
+            if let Some(done) = self.admit(&mut s, packet, id) {
+                return done;
             }
             match s.send_or_queue(Cow::Borrowed(packet), self.capacity) {
                 Ok(Some(wakers)) => wakers,
@@ -349,6 +412,61 @@ impl Outbox {
         };
         waker.wake();
         Delivery::Queued
+    }
+
+    /// Like [`deliver`](Self::deliver), but the packet only joins the queue:
+    /// the writer is neither woken nor written for until
+    /// [`flush`](Self::flush), so the broadcasts of a burst leave together.
+    /// Answers whether a flush is owed that was not before (the caller then
+    /// keeps this outbox for it).
+    pub fn deliver_deferred(&self, packet: &Encoded, id: u64) -> (Delivery, bool) {
+        let mut s = self.lock();
+        if let Some(done) = self.admit(&mut s, packet, id) {
+            return (done, false);
+        }
+        if s.queue.len() >= self.capacity {
+            return (s.overflow(), false);
+        }
+        s.queue.push_back(packet.clone());
+        (
+            Delivery::Queued,
+            !std::mem::replace(&mut s.flush_owed, true),
+        )
+    }
+
+    /// What becomes of broadcast `id` before it reaches the queue: `None`
+    /// when it goes on to the queue.
+    fn admit(&self, s: &mut State, packet: &Encoded, id: u64) -> Option<Delivery> {
+        if s.closed || s.too_slow || s.seen_recently(id) {
+            return Some(Delivery::Dropped);
+        }
+        if s.replayed.as_mut().is_some_and(|r| r.remove(&id)) {
+            return Some(Delivery::Dropped);
+        }
+        if let Some(held) = &mut s.held {
+            if held.len() >= self.capacity {
+                return Some(s.overflow());
+            }
+            held.push((id, packet.clone()));
+            return Some(Delivery::Queued);
+        }
+        None
+    }
+
+    /// Sends what [`deliver_deferred`](Self::deliver_deferred) queued: written
+    /// to the socket in one system call when the writer sleeps with nothing
+    /// in hand (as a single delivery is written through), else the writer
+    /// (or the pending poll) is woken for it.
+    pub fn flush(&self) {
+        let waker = {
+            let mut s = self.lock();
+            s.flush_owed = false;
+            if s.queue.is_empty() || s.write_queued() {
+                return;
+            }
+            s.wakers()
+        };
+        waker.wake();
     }
 
     /// Tells `to` (once) when a delivery finds the queue full.
@@ -1032,52 +1150,164 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn what_the_socket_does_not_take_goes_first_to_the_writer() {
+    async fn deferred_deliveries_wait_for_the_flush_and_leave_in_one_write() {
         let (server, mut client) = socket_pair().await;
         let o = Outbox::new(8, Drain::WebSocket);
-        o.attach_socket(server.clone());
+        o.attach_socket(server);
         let (waker, woken) = counting_waker();
         let mut cx = Context::from_waker(&waker);
         let mut out = VecDeque::new();
         assert!(o.poll_websocket(&mut cx, &mut out, 64).is_pending());
 
-        // Far more than a loopback socket buffers while nobody reads.
+        // Queued, the writer left asleep; only the first asks for a flush.
+        assert_eq!(o.deliver_deferred(&pkt("4a"), 1), (Delivery::Queued, true));
+        assert_eq!(o.deliver_deferred(&pkt("4b"), 2), (Delivery::Queued, false));
+        assert_eq!(
+            o.deliver_deferred(&pkt("4b"), 2),
+            (Delivery::Dropped, false)
+        );
+        assert_eq!((o.len(), woken.get()), (2, 0));
+
+        // The flush writes both (and owes nothing more); a later deferral
+        // asks again.
+        o.flush();
+        assert_eq!((o.len(), woken.get()), (0, 0));
+        let frame = |s: &str| pkt(s).frames().next().unwrap().ws_bytes().to_vec();
+        let n = pkt("4a").ws_len() * 2;
+        assert_eq!(
+            read_exactly(&mut client, n).await,
+            [frame("4a"), frame("4b")].concat()
+        );
+        assert_eq!(o.deliver_deferred(&pkt("4c"), 3), (Delivery::Queued, true));
+
+        // The connection's own packet queues behind a deferred one and wakes
+        // the writer, which takes both; the flush then has nothing to do.
+        o.push(pkt("4d")).unwrap();
+        assert_eq!((o.len(), woken.get()), (2, 1));
+        assert_eq!(
+            o.poll_websocket(&mut cx, &mut out, 64),
+            Poll::Ready(WsBatch::Frames)
+        );
+        assert_eq!(out.len(), 2);
+        o.flush();
+        assert_eq!(woken.get(), 1);
+
+        // A busy writer (not asleep) is neither written for nor woken: it
+        // comes back for the queue itself.
+        assert_eq!(o.deliver_deferred(&pkt("4e"), 4), (Delivery::Queued, true));
+        o.flush();
+        assert_eq!((o.len(), woken.get()), (1, 1));
+
+        // The bound holds for deferred deliveries too.
+        let small = Outbox::new(1, Drain::Polling);
+        assert_eq!(
+            small.deliver_deferred(&pkt("4f"), 5),
+            (Delivery::Queued, true)
+        );
+        assert_eq!(
+            small.deliver_deferred(&pkt("4g"), 6),
+            (Delivery::TooSlow, false)
+        );
+
+        // Long-polling: the flush wakes the pending poll, which gets both.
+        let p = Outbox::new(8, Drain::Polling);
+        assert!(p.poll_polling(&mut cx).is_pending());
+        p.deliver_deferred(&pkt("4h"), 7);
+        p.deliver_deferred(&pkt("4i"), 8);
+        assert_eq!(woken.get(), 1);
+        p.flush();
+        assert_eq!(woken.get(), 2);
+        match p.poll_polling(&mut cx) {
+            Poll::Ready(PollOutcome::Payload(b)) => assert_eq!(&b[..], b"4h\x1e4i"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// An outbox on a loopback socket whose writer sleeps with nothing in
+    /// hand, and what sees the writer woken.
+    async fn sleeping_writer() -> (Outbox, Arc<TcpStream>, TcpStream, Waker, Arc<Count>) {
+        let (server, client) = socket_pair().await;
+        let o = Outbox::new(8, Drain::WebSocket);
+        o.attach_socket(server.clone());
+        let (waker, woken) = counting_waker();
+        let mut out = VecDeque::new();
+        let asleep = o.poll_websocket(&mut Context::from_waker(&waker), &mut out, 64);
+        assert!(asleep.is_pending());
+        (o, server, client, waker, woken)
+    }
+
+    /// A packet far bigger than a loopback socket buffers while nobody reads.
+    fn big_packet() -> Encoded {
         let big: Vec<u8> = (0..16 << 20).map(|i| (i % 251) as u8).collect();
-        let packet = Encoded::single(Frame::binary(&big));
-        let wire = packet.frames().next().unwrap().ws_bytes().clone();
-        o.push(packet).unwrap();
+        Encoded::single(Frame::binary(&big))
+    }
+
+    fn wire_of(packets: &[&Encoded]) -> Vec<u8> {
+        packets
+            .iter()
+            .flat_map(|p| p.frames().flat_map(|f| f.ws_bytes().to_vec()))
+            .collect()
+    }
+
+    /// Does what the woken writer does: writes everything the outbox hands
+    /// it to `server`; the bytes it wrote.
+    async fn write_as_the_writer(o: &Outbox, waker: &Waker, server: &TcpStream) -> usize {
+        let mut cx = Context::from_waker(waker);
+        let mut out = VecDeque::new();
+        let mut sent = 0;
+        while let Poll::Ready(WsBatch::Frames) = o.poll_websocket(&mut cx, &mut out, 64) {
+            for f in out.drain(..) {
+                let mut at = 0;
+                while at < f.len() {
+                    server.writable().await.unwrap();
+                    match server.try_write(&f[at..]) {
+                        Ok(n) => at += n,
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                        Err(e) => panic!("{e}"),
+                    }
+                }
+                sent += f.len();
+            }
+        }
+        sent
+    }
+
+    #[tokio::test]
+    async fn a_flush_the_socket_does_not_take_whole_goes_on_with_the_writer() {
+        let (o, server, mut client, waker, woken) = sleeping_writer().await;
+        let (big, x, y) = (big_packet(), pkt("4x"), pkt("4y"));
+        let expected = wire_of(&[&big, &x, &y]);
+        o.deliver_deferred(&big, 1);
+        o.deliver_deferred(&x, 2);
+        o.deliver_deferred(&y, 3);
+        o.flush();
+        assert_eq!(woken.get(), 1, "the writer is woken for the rest");
+
+        let total = expected.len();
+        let reading = tokio::spawn(async move { read_exactly(&mut client, total).await });
+        let sent = write_as_the_writer(&o, &waker, &server).await;
+        assert!(sent < total, "part went out with the flush");
+        let got = reading.await.unwrap();
+        assert!(got == expected, "bytes arrive whole and in order");
+    }
+
+    #[tokio::test]
+    async fn what_the_socket_does_not_take_goes_first_to_the_writer() {
+        let (o, server, mut client, waker, woken) = sleeping_writer().await;
+        let (big, z) = (big_packet(), pkt("4z"));
+        let expected = wire_of(&[&big, &z]);
+        o.push(big).unwrap();
         assert_eq!(woken.get(), 1, "the writer is woken for the rest");
         // The next packet waits behind the rest.
-        o.push(pkt("4z")).unwrap();
+        o.push(z).unwrap();
         assert_eq!(o.len(), 1);
 
         // The writer sends the rest, then the next packet.
-        let total = wire.len() + pkt("4z").ws_len();
+        let total = expected.len();
         let reading = tokio::spawn(async move { read_exactly(&mut client, total).await });
-        let mut sent = Vec::new();
-        while let Poll::Ready(WsBatch::Frames) = o.poll_websocket(&mut cx, &mut out, 64) {
-            for f in out.drain(..) {
-                sent.extend_from_slice(&f);
-            }
-        }
-        assert!(sent.len() < wire.len(), "part went through");
-        let mut at = 0;
-        while at < sent.len() {
-            server.writable().await.unwrap();
-            match server.try_write(&sent[at..]) {
-                Ok(n) => at += n,
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                Err(e) => panic!("{e}"),
-            }
-        }
+        let sent = write_as_the_writer(&o, &waker, &server).await;
+        assert!(sent < total - pkt("4z").ws_len(), "part went through");
         let got = reading.await.unwrap();
-        let mut expected = Encoded::single(Frame::binary(&big))
-            .frames()
-            .next()
-            .unwrap()
-            .ws_bytes()
-            .to_vec();
-        expected.extend_from_slice(pkt("4z").frames().next().unwrap().ws_bytes());
         assert_eq!(got.len(), expected.len());
         assert!(got == expected, "bytes arrive whole and in order");
     }

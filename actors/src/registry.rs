@@ -18,7 +18,7 @@ use crate::encoded::Encoded;
 use crate::engine::BusSlot;
 use crate::ids::RoomKey;
 use crate::metrics::Metrics;
-use crate::room::{Enter, Exit, Member, Publish, Room};
+use crate::room::{Batch, Enter, Exit, Member, Publish, Room};
 use actix::prelude::*;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -44,6 +44,8 @@ pub struct Registry {
     rooms: HashMap<RoomKey, RoomEntry>,
     bus: BusSlot,
     metrics: Arc<Metrics>,
+    /// Batches the rooms' deliveries under load (when they write through).
+    batch: Option<Arc<Batch>>,
 }
 
 impl Registry {
@@ -54,7 +56,16 @@ impl Registry {
             rooms: HashMap::new(),
             bus,
             metrics,
+            batch: None,
         }
+    }
+
+    /// Lets the rooms hold deliveries back while more broadcasts wait for
+    /// them and write them out together (see [`Batch`]); for a node whose
+    /// deliveries write through to the sockets.
+    pub fn batching(mut self) -> Self {
+        self.batch = Some(Arc::default());
+        self
     }
 }
 
@@ -180,6 +191,7 @@ impl Handler<Broadcast> for Registry {
                         packet: p,
                         id: msg.id,
                         except: msg.except,
+                        pending: self.batch.as_ref().map(Batch::enter),
                     });
                 }
             }

@@ -11,7 +11,8 @@ use crate::outbox::{Delivery, Outbox};
 use crate::registry::ConnId;
 use actix::prelude::*;
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 /// Sent to a connection whose outbound queue overflowed while a room
 /// delivered to it: the client is too slow and the connection closes it.
@@ -52,6 +53,97 @@ pub struct Publish {
     pub packet: Encoded,
     pub id: u64,
     pub except: Option<ConnId>,
+    /// Its place in the node's [`Batch`], when deliveries are batched.
+    pub pending: Option<Pending>,
+}
+
+/// Deliveries held back while more broadcasts wait for the rooms of this
+/// node, then written out together: one system call per connection for a
+/// burst, instead of one per delivery.
+///
+/// When deliveries write through to the sockets (`EngineConfig::write_through`,
+/// a node on one CPU) every delivery is a `send` of its own on the rooms'
+/// thread, however fast broadcasts come. Under a load that thread cannot
+/// keep up with, broadcasts queue up in the rooms' mailboxes; a room that
+/// knows others wait behind its broadcast only queues it
+/// ([`Outbox::deliver_deferred`]) and the last broadcast of the burst
+/// flushes every outbox it touched ([`Outbox::flush`]): a connection that
+/// got five broadcasts meanwhile gets them in one `sendmsg`. A broadcast
+/// with nothing waiting behind it is written through as before, so a node
+/// under a load it keeps up with is unchanged. A burst that does not end is
+/// flushed every [`FLUSH_EVERY`] held deliveries.
+#[derive(Default)]
+pub struct Batch {
+    /// Publishes handed to rooms and not yet handled (or dropped).
+    pending: AtomicUsize,
+    held: Mutex<Held>,
+}
+
+#[derive(Default)]
+struct Held {
+    /// Outboxes owed a flush, each once.
+    outboxes: Vec<Arc<Outbox>>,
+    /// Deliveries held since the last flush.
+    deliveries: usize,
+}
+
+/// Most deliveries held before a flush, however long the burst: at about a
+/// microsecond each, a few milliseconds of work at the most.
+pub const FLUSH_EVERY: usize = 4096;
+
+impl Batch {
+    /// A publish is on its way to a room; its token ends its place in the
+    /// batch when dropped.
+    pub fn enter(self: &Arc<Self>) -> Pending {
+        self.pending.fetch_add(1, Ordering::AcqRel);
+        Pending(self.clone())
+    }
+
+    /// Whether a broadcast should hold its deliveries back: others wait
+    /// behind it, or earlier ones were held and are not yet flushed.
+    fn defer(&self) -> bool {
+        self.pending.load(Ordering::Acquire) > 1 || lock(&self.held).deliveries > 0
+    }
+
+    /// Records what a room held back; flushes when that makes too many.
+    fn held(&self, outboxes: impl IntoIterator<Item = Arc<Outbox>>, deliveries: usize) {
+        let flush = {
+            let mut held = lock(&self.held);
+            held.outboxes.extend(outboxes);
+            held.deliveries += deliveries;
+            held.deliveries >= FLUSH_EVERY
+        };
+        if flush {
+            self.flush();
+        }
+    }
+
+    /// Writes out (or wakes the writers of) every outbox owed a flush.
+    fn flush(&self) {
+        let outboxes = {
+            let mut held = lock(&self.held);
+            held.deliveries = 0;
+            std::mem::take(&mut held.outboxes)
+        };
+        for outbox in outboxes {
+            outbox.flush();
+        }
+    }
+}
+
+fn lock(m: &Mutex<Held>) -> std::sync::MutexGuard<'_, Held> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A publish's place in the [`Batch`]: the last one to go flushes.
+pub struct Pending(Arc<Batch>);
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        if self.0.pending.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.flush();
+        }
+    }
 }
 
 /// The room actor.
@@ -103,18 +195,132 @@ impl Handler<Publish> for Room {
     type Result = ();
     fn handle(&mut self, msg: Publish, _: &mut Self::Context) {
         let mut queued = 0;
+        let batch = msg.pending.as_ref().map(|p| &p.0).filter(|b| b.defer());
+        let mut owed = Vec::new();
         for (conn, member) in &self.members {
             if Some(*conn) == msg.except {
                 continue;
             }
             // An overflow is reported to the connection by the outbox.
-            if member.outbox.deliver(&msg.packet, msg.id) == Delivery::Queued {
+            let delivery = if batch.is_some() {
+                let (delivery, newly_owed) = member.outbox.deliver_deferred(&msg.packet, msg.id);
+                if newly_owed {
+                    owed.push(member.outbox.clone());
+                }
+                delivery
+            } else {
+                member.outbox.deliver(&msg.packet, msg.id)
+            };
+            if delivery == Delivery::Queued {
                 queued += 1;
             }
+        }
+        if let Some(batch) = batch {
+            batch.held(owed, queued as usize);
+            self.metrics.deliveries_held(queued);
         }
         if queued > 0 {
             self.metrics
                 .packets_out(queued, queued as usize * msg.packet.ws_len());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::encoded::Frame;
+    use crate::outbox::Drain;
+    use futures_util::task::noop_waker;
+    use std::collections::VecDeque;
+    use std::task::Context as TaskContext;
+    use tokio::io::AsyncReadExt;
+    use tokio::net::{TcpListener, TcpStream};
+
+    fn packet(i: usize) -> Encoded {
+        Encoded::single(Frame::text(format!("4{i:04}").as_bytes()))
+    }
+
+    /// What `packet(from..to)` look like on the wire, in order.
+    fn wire(range: std::ops::Range<usize>) -> Vec<u8> {
+        range
+            .flat_map(|i| packet(i).frames().next().unwrap().ws_bytes().to_vec())
+            .collect()
+    }
+
+    async fn read_exactly(client: &mut TcpStream, n: usize) -> Vec<u8> {
+        let mut got = vec![0; n];
+        let read = client.read_exact(&mut got);
+        tokio::time::timeout(std::time::Duration::from_secs(5), read)
+            .await
+            .expect("the bytes arrive")
+            .unwrap();
+        got
+    }
+
+    #[actix::test]
+    async fn a_burst_is_held_back_until_its_last_broadcast_then_written_together() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let connect = TcpStream::connect(listener.local_addr().unwrap());
+        let (client, accepted) = tokio::join!(connect, listener.accept());
+        let mut client = client.unwrap();
+        // A member whose WebSocket writer sleeps with nothing in hand.
+        let outbox = Arc::new(Outbox::new(2 * FLUSH_EVERY, Drain::WebSocket));
+        outbox.attach_socket(Arc::new(accepted.unwrap().0));
+        let waker = noop_waker();
+        let mut out = VecDeque::new();
+        let sleeping = outbox.poll_websocket(&mut TaskContext::from_waker(&waker), &mut out, 64);
+        assert!(sleeping.is_pending());
+        let room = Room::new(RoomKey::new("/chat", "c"), Arc::default()).start();
+        let member = Member {
+            outbox: outbox.clone(),
+        };
+        room.send(Enter {
+            conn: ConnId(1),
+            member,
+        })
+        .await
+        .unwrap();
+        let batch = Arc::new(Batch::default());
+        let publish = |i: usize| Publish {
+            packet: packet(i),
+            id: i as u64,
+            except: None,
+            pending: Some(batch.enter()),
+        };
+
+        // Three broadcasts with another still on its way: held back.
+        let last = batch.enter();
+        for i in 0..3 {
+            room.send(publish(i)).await.unwrap();
+        }
+        assert_eq!(outbox.len(), 3);
+        // The last one of the burst is done: all three leave.
+        drop(last);
+        assert_eq!(outbox.len(), 0);
+        assert_eq!(
+            read_exactly(&mut client, wire(0..3).len()).await,
+            wire(0..3)
+        );
+
+        // Nothing behind a broadcast: written through at once.
+        room.send(publish(3)).await.unwrap();
+        assert_eq!(outbox.len(), 0);
+        assert_eq!(
+            read_exactly(&mut client, wire(3..4).len()).await,
+            wire(3..4)
+        );
+
+        // A burst that does not end is flushed every FLUSH_EVERY deliveries.
+        let endless = batch.enter();
+        for i in 4..4 + FLUSH_EVERY - 1 {
+            room.send(publish(i)).await.unwrap();
+        }
+        assert_eq!(outbox.len(), FLUSH_EVERY - 1);
+        room.send(publish(4 + FLUSH_EVERY - 1)).await.unwrap();
+        assert_eq!(outbox.len(), 0);
+        let all = wire(4..4 + FLUSH_EVERY);
+        assert!(read_exactly(&mut client, all.len()).await == all);
+        drop(endless);
     }
 }

@@ -240,6 +240,12 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
         m.slow_clients,
     );
     out.single(
+        "huddle_deliveries_held_total",
+        "counter",
+        "Deliveries held back for a batched write because more broadcasts waited behind theirs.",
+        m.deliveries_held,
+    );
+    out.single(
         "huddle_upload_bytes_total",
         "counter",
         "Bytes of upload chunks stored.",
