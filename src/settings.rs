@@ -134,6 +134,8 @@ pub struct ServerSettings {
     pub port: u16,
     /// Embedded store and local blobs live here.
     pub data_dir: PathBuf,
+    /// Page cache of the embedded store's database file, in MiB.
+    pub store_cache_mb: usize,
     /// The HTML test page served at `/`; resolve it with [`ServerSettings::static_root`].
     pub static_dir: PathBuf,
     /// Deployment mode; set through `HUDDLE_ENV`.
@@ -597,6 +599,9 @@ impl Settings {
         if chat.max_message_chars == 0 {
             bail!("chat.max_message_chars must be at least 1");
         }
+        if self.server.store_cache_mb == 0 || self.server.store_cache_mb > 1 << 20 {
+            bail!("server.store_cache_mb must be between 1 and 1048576 (MiB)");
+        }
         if self.collab.offline_grace_ms > 10_000 {
             bail!("collab.offline_grace_ms must be at most 10000 (the contract's bound)");
         }
@@ -846,6 +851,18 @@ mod tests {
         // The tests' layer turns it on whatever the machine.
         let test = load(&[("HUDDLE_ENV", "test")]).unwrap();
         assert_eq!(test.engine.write_through, WriteThrough::On);
+    }
+
+    #[test]
+    fn the_store_cache_is_a_gibibyte_by_default_and_bounded() {
+        let load = |v: &[(&str, &str)]| Settings::load_from(&crate_config(), &env(v));
+        assert_eq!(load(&[]).unwrap().server.store_cache_mb, 1024);
+        let small = load(&[("HUDDLE__SERVER__STORE_CACHE_MB", "64")]).unwrap();
+        assert_eq!(small.server.store_cache_mb, 64);
+        for bad in ["0", "2000000", "-1", "lots"] {
+            let err = load(&[("HUDDLE__SERVER__STORE_CACHE_MB", bad)]);
+            assert!(err.is_err(), "{bad} accepted");
+        }
     }
 
     #[test]

@@ -180,9 +180,13 @@ pub async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn DocumentS
         return Ok(Arc::new(store));
     }
     let dir = &settings.server.data_dir;
-    let store = EmbeddedStore::open(dir)
+    let cache_mb = settings.server.store_cache_mb;
+    let store = EmbeddedStore::open_with_cache(dir, cache_mb << 20)
         .with_context(|| format!("opening the embedded store in {}", dir.display()))?;
-    log::info!("document store: embedded, in {}", dir.display());
+    log::info!(
+        "document store: embedded, in {} (page cache up to {cache_mb} MiB)",
+        dir.display()
+    );
     Ok(Arc::new(store))
 }
 

@@ -455,7 +455,9 @@ async fn two_conversations(store: &EmbeddedStore) -> (UserId, Vec<ConversationId
 /// Messages go through the journal and are checkpointed into the database
 /// every `CHECKPOINT_MESSAGES`: across several checkpoints (and a tail
 /// left over), history, last seqs and the idempotency check stay whole, and
-/// all of it survives a restart.
+/// all of it survives a restart — here with a page cache far smaller than
+/// the data (`server.store_cache_mb`'s floor is 1 MiB; 64 KiB here), so the
+/// pages are read back from the file.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn messages_cross_journal_checkpoints_and_survive_a_restart() {
     let dir = tempfile::tempdir().unwrap();
@@ -474,7 +476,9 @@ async fn messages_cross_journal_checkpoints_and_survive_a_restart() {
         check_history(&store, &ids, &alice, per).await;
         (alice, ids)
     };
-    let store = EmbeddedStore::open(dir.path()).unwrap();
+    let data = std::fs::metadata(dir.path().join(huddle::store::embedded::FILE_NAME)).unwrap();
+    assert!(data.len() > 4 * 64 * 1024, "{} bytes", data.len());
+    let store = EmbeddedStore::open_with_cache(dir.path(), 64 * 1024).unwrap();
     check_history(&store, &ids, &alice, per).await;
 }
 

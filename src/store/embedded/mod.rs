@@ -121,14 +121,28 @@ impl std::fmt::Debug for EmbeddedStore {
     }
 }
 
+/// Page cache of the database file when none is given (redb's default).
+pub const DEFAULT_CACHE_BYTES: usize = 1 << 30;
+
 impl EmbeddedStore {
     /// Opens (or creates) the store in `dir`, creating the directory and
-    /// every table. Blocking: call it at startup or on a blocking thread.
-    /// Only one `EmbeddedStore` per file may be open at a time.
+    /// every table, with a page cache of [`DEFAULT_CACHE_BYTES`]. Blocking:
+    /// call it at startup or on a blocking thread. Only one `EmbeddedStore`
+    /// per file may be open at a time.
     pub fn open(dir: &Path) -> StoreResult<Self> {
+        Self::open_with_cache(dir, DEFAULT_CACHE_BYTES)
+    }
+
+    /// Like [`open`](Self::open), with a page cache of `cache_bytes` (redb's
+    /// own cache of the database file, which the process's memory grows up
+    /// to as pages are read and written; `server.store_cache_mb`).
+    pub fn open_with_cache(dir: &Path, cache_bytes: usize) -> StoreResult<Self> {
         std::fs::create_dir_all(dir).ctx(format!("creating data directory {}", dir.display()))?;
         let path = dir.join(FILE_NAME);
-        let db = Database::create(&path).ctx(format!("opening {}", path.display()))?;
+        let db = redb::Builder::new()
+            .set_cache_size(cache_bytes)
+            .create(&path)
+            .ctx(format!("opening {}", path.display()))?;
         write_txn(&db, "creating tables", Durability::Immediate, |txn| {
             txn.open_table(USERS).ctx("open users")?;
             txn.open_table(USERS_BY_EMAIL).ctx("open users_by_email")?;
