@@ -31,8 +31,9 @@ struct Cli {
 /// Flags every scenario takes.
 #[derive(Args, Clone, Debug)]
 pub struct Common {
-    /// Server URL, `http://HOST:PORT`; repeat for several nodes (connections
-    /// are spread over them round-robin). Default http://127.0.0.1:3000.
+    /// Server URL, `http://HOST:PORT`; repeat for several nodes (each room's
+    /// members alternate between them, so every room spans the nodes; upload
+    /// clients go round-robin). Default http://127.0.0.1:3000.
     #[arg(long = "url", global = true)]
     urls: Vec<String>,
     /// HS256 secret of the tokens the bench signs (the server's JWT_SECRET).

@@ -465,9 +465,15 @@ impl Plan {
                 (j % rooms, Some(publish))
             };
             let user = format!("bench-{run}-{idx}");
+            // The k-th member of room r is on node (r + k) % nodes: every
+            // room spans the nodes, so with several of them each broadcast
+            // crosses between nodes (with `idx % nodes` and an even number
+            // of rooms, a room's members all landed on one node and no
+            // broadcast ever needed the other).
+            let rank = room_lists[room].len();
             members.push(Member {
                 idx,
-                target: targets[idx % targets.len()].clone(),
+                target: targets[(room + rank) % targets.len()].clone(),
                 source: client::source_ip(idx, common.source_ips),
                 token: client::token(&common.jwt_secret, &user),
                 user,
