@@ -185,49 +185,43 @@ impl State {
     /// kept because nothing was before it. What the socket did not take goes
     /// to the front (as raw frames) and the writer is woken for it.
     fn write_through(&mut self, packet: &Encoded) -> WriteThrough {
-        let Some(socket) = &self.socket else {
-            return WriteThrough::Queue;
-        };
-        if self.drain != Drain::WebSocket
-            || self.closed
-            || self.ws_waker.is_none()
-            || !self.queue.is_empty()
-            || !self.ws_direct.is_empty()
-            || packet.frame_count() > WRITE_THROUGH_FRAMES
-        {
+        if !self.queue.is_empty() || packet.frame_count() > WRITE_THROUGH_FRAMES {
             return WriteThrough::Queue;
         }
+        let Some(socket) = self.sleeping_socket() else {
+            return WriteThrough::Queue;
+        };
         let mut slices = [IoSlice::new(&[]); WRITE_THROUGH_FRAMES];
         let mut n = 0;
         for (slice, frame) in slices.iter_mut().zip(packet.frames()) {
             *slice = IoSlice::new(frame.ws_bytes());
             n += 1;
         }
-        let written = match send_frames(socket, &slices[..n]) {
+        let mut written = match send_frames(socket, &slices[..n]) {
             Ok(written) => written,
             // Full, or failing: the writer takes it from the queue (and
             // meets the error itself).
             Err(_) => return WriteThrough::Queue,
         };
-        let mut skip = written;
-        for frame in packet.frames() {
-            let bytes = frame.ws_bytes();
-            if skip >= bytes.len() {
-                skip -= bytes.len();
-            } else {
-                self.ws_direct.push_back(bytes.slice(skip..));
-                skip = 0;
-            }
-        }
+        keep_unsent(packet, &mut written, &mut self.ws_direct);
         if self.ws_direct.is_empty() {
             WriteThrough::Written
         } else {
             WriteThrough::Partly
         }
     }
-}
 
-impl State {
+    /// The socket to write to on the WebSocket writer's behalf: the
+    /// WebSocket drains, its writer sleeps (its waker is here) with nothing
+    /// in hand, and a socket is attached.
+    fn sleeping_socket(&self) -> Option<&Arc<TcpStream>> {
+        let asleep = self.drain == Drain::WebSocket
+            && !self.closed
+            && self.ws_waker.is_some()
+            && self.ws_direct.is_empty();
+        self.socket.as_ref().filter(|_| asleep)
+    }
+
     /// Writes the queued packets to the WebSocket when writing through is
     /// possible (see [`write_through`](Self::write_through)), in system calls
     /// of whole packets, at most [`MAX_GATHER`] frames each (as the WebSocket
@@ -235,27 +229,14 @@ impl State {
     /// the socket took leaves the queue, the rest of a packet it took in part
     /// goes to `ws_direct`. Whether nothing is left for the writer.
     fn write_queued(&mut self) -> bool {
-        if self.drain != Drain::WebSocket
-            || self.closed
-            || self.ws_waker.is_none()
-            || !self.ws_direct.is_empty()
-        {
-            return false;
-        }
-        let State {
-            socket: Some(socket),
-            queue,
-            ws_direct,
-            ..
-        } = self
-        else {
+        let Some(socket) = self.sleeping_socket().cloned() else {
             return false;
         };
-        while !queue.is_empty() {
+        while !self.queue.is_empty() {
             let mut slices = [IoSlice::new(&[]); MAX_GATHER];
             let mut n = 0;
             let mut whole = 0;
-            for packet in queue.iter() {
+            for packet in &self.queue {
                 if n + packet.frame_count() > MAX_GATHER {
                     break;
                 }
@@ -269,29 +250,37 @@ impl State {
                 // A packet of more frames than one call takes: the writer's.
                 return false;
             }
-            let Ok(mut skip) = send_frames(socket, &slices[..n]) else {
+            let Ok(mut written) = send_frames(&socket, &slices[..n]) else {
                 return false;
             };
-            let all = skip == whole;
-            while skip > 0 {
-                let Some(packet) = queue.pop_front() else {
+            let all = written == whole;
+            while written > 0 {
+                let Some(packet) = self.queue.pop_front() else {
                     break;
                 };
-                for frame in packet.frames() {
-                    let bytes = frame.ws_bytes();
-                    if skip >= bytes.len() {
-                        skip -= bytes.len();
-                    } else {
-                        ws_direct.push_back(bytes.slice(skip..));
-                        skip = 0;
-                    }
-                }
+                keep_unsent(&packet, &mut written, &mut self.ws_direct);
             }
             if !all {
                 return false;
             }
         }
         true
+    }
+}
+
+/// Accounts for `written` bytes of `packet`'s frames having gone out: what
+/// is left of a frame the socket took in part, and the frames after it, go
+/// to `ws_direct` (for the writer, ahead of the queue); `written` is reduced
+/// by what this packet took.
+fn keep_unsent(packet: &Encoded, written: &mut usize, ws_direct: &mut VecDeque<Bytes>) {
+    for frame in packet.frames() {
+        let bytes = frame.ws_bytes();
+        if *written >= bytes.len() {
+            *written -= bytes.len();
+        } else {
+            ws_direct.push_back(bytes.slice(*written..));
+            *written = 0;
+        }
     }
 }
 
@@ -812,7 +801,7 @@ impl WsBody {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::encoded::Frame;
     use futures_util::task::noop_waker;
@@ -1059,7 +1048,7 @@ mod tests {
     }
 
     /// A waker that counts its wakes.
-    struct Count(std::sync::atomic::AtomicUsize);
+    pub(crate) struct Count(std::sync::atomic::AtomicUsize);
 
     impl std::task::Wake for Count {
         fn wake(self: Arc<Self>) {
@@ -1088,7 +1077,7 @@ mod tests {
     }
 
     /// Reads exactly `n` bytes (what the outbox wrote through).
-    async fn read_exactly(client: &mut TcpStream, n: usize) -> Vec<u8> {
+    pub(crate) async fn read_exactly(client: &mut TcpStream, n: usize) -> Vec<u8> {
         use tokio::io::AsyncReadExt;
         let mut got = vec![0; n];
         tokio::time::timeout(
@@ -1151,13 +1140,9 @@ mod tests {
 
     #[tokio::test]
     async fn deferred_deliveries_wait_for_the_flush_and_leave_in_one_write() {
-        let (server, mut client) = socket_pair().await;
-        let o = Outbox::new(8, Drain::WebSocket);
-        o.attach_socket(server);
-        let (waker, woken) = counting_waker();
+        let (o, _server, mut client, waker, woken) = sleeping_writer(8).await;
         let mut cx = Context::from_waker(&waker);
         let mut out = VecDeque::new();
-        assert!(o.poll_websocket(&mut cx, &mut out, 64).is_pending());
 
         // Queued, the writer left asleep; only the first asks for a flush.
         assert_eq!(o.deliver_deferred(&pkt("4a"), 1), (Delivery::Queued, true));
@@ -1223,11 +1208,13 @@ mod tests {
         }
     }
 
-    /// An outbox on a loopback socket whose writer sleeps with nothing in
-    /// hand, and what sees the writer woken.
-    async fn sleeping_writer() -> (Outbox, Arc<TcpStream>, TcpStream, Waker, Arc<Count>) {
+    /// An outbox of `capacity` on a loopback socket whose writer sleeps
+    /// with nothing in hand, and what sees the writer woken.
+    pub(crate) async fn sleeping_writer(
+        capacity: usize,
+    ) -> (Outbox, Arc<TcpStream>, TcpStream, Waker, Arc<Count>) {
         let (server, client) = socket_pair().await;
-        let o = Outbox::new(8, Drain::WebSocket);
+        let o = Outbox::new(capacity, Drain::WebSocket);
         o.attach_socket(server.clone());
         let (waker, woken) = counting_waker();
         let mut out = VecDeque::new();
@@ -1274,7 +1261,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_flush_the_socket_does_not_take_whole_goes_on_with_the_writer() {
-        let (o, server, mut client, waker, woken) = sleeping_writer().await;
+        let (o, server, mut client, waker, woken) = sleeping_writer(8).await;
         let (big, x, y) = (big_packet(), pkt("4x"), pkt("4y"));
         let expected = wire_of(&[&big, &x, &y]);
         o.deliver_deferred(&big, 1);
@@ -1293,7 +1280,7 @@ mod tests {
 
     #[tokio::test]
     async fn what_the_socket_does_not_take_goes_first_to_the_writer() {
-        let (o, server, mut client, waker, woken) = sleeping_writer().await;
+        let (o, server, mut client, waker, woken) = sleeping_writer(8).await;
         let (big, z) = (big_packet(), pkt("4z"));
         let expected = wire_of(&[&big, &z]);
         o.push(big).unwrap();

@@ -230,12 +230,7 @@ impl Handler<Publish> for Room {
 mod tests {
     use super::*;
     use crate::encoded::Frame;
-    use crate::outbox::Drain;
-    use futures_util::task::noop_waker;
-    use std::collections::VecDeque;
-    use std::task::Context as TaskContext;
-    use tokio::io::AsyncReadExt;
-    use tokio::net::{TcpListener, TcpStream};
+    use crate::outbox::tests::{read_exactly, sleeping_writer};
 
     fn packet(i: usize) -> Encoded {
         Encoded::single(Frame::text(format!("4{i:04}").as_bytes()))
@@ -248,29 +243,11 @@ mod tests {
             .collect()
     }
 
-    async fn read_exactly(client: &mut TcpStream, n: usize) -> Vec<u8> {
-        let mut got = vec![0; n];
-        let read = client.read_exact(&mut got);
-        tokio::time::timeout(std::time::Duration::from_secs(5), read)
-            .await
-            .expect("the bytes arrive")
-            .unwrap();
-        got
-    }
-
     #[actix::test]
     async fn a_burst_is_held_back_until_its_last_broadcast_then_written_together() {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let connect = TcpStream::connect(listener.local_addr().unwrap());
-        let (client, accepted) = tokio::join!(connect, listener.accept());
-        let mut client = client.unwrap();
         // A member whose WebSocket writer sleeps with nothing in hand.
-        let outbox = Arc::new(Outbox::new(2 * FLUSH_EVERY, Drain::WebSocket));
-        outbox.attach_socket(Arc::new(accepted.unwrap().0));
-        let waker = noop_waker();
-        let mut out = VecDeque::new();
-        let sleeping = outbox.poll_websocket(&mut TaskContext::from_waker(&waker), &mut out, 64);
-        assert!(sleeping.is_pending());
+        let (outbox, _server, mut client, _waker, _woken) = sleeping_writer(2 * FLUSH_EVERY).await;
+        let outbox = Arc::new(outbox);
         let room = Room::new(RoomKey::new("/chat", "c"), Arc::default()).start();
         let member = Member {
             outbox: outbox.clone(),
