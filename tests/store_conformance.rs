@@ -519,3 +519,52 @@ async fn a_crash_loses_no_acknowledged_message() {
         (per + 1, true)
     );
 }
+
+/// Appends alone read a snapshot of the database instead of a write
+/// transaction; every other write replaces it, so an append sees what was
+/// written just before it: a conversation created after the snapshot was
+/// taken (its first message), a checkpoint's messages (the idempotency
+/// check of a retry), and seqs that go on across both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_append_sees_every_write_before_it() {
+    let (_dir, store) = fresh();
+    let (alice, ids) = two_conversations(&store).await;
+    let rounds = huddle::store::embedded::CHECKPOINT_MESSAGES as u64 + 3;
+    for seq in 1..=rounds {
+        assert_eq!(
+            append_numbered(&store, &ids[0], &alice, 0, seq).await,
+            (seq, true)
+        );
+        if seq % 128 == 0 {
+            // Created between two appends, written to at once.
+            let (c, _) = store
+                .create_conversation(NewConversation {
+                    workspace_id: None,
+                    title: Some(format!("late {seq}")),
+                    member_ids: vec![alice.clone()],
+                    created_by: alice.clone(),
+                    direct_key: None,
+                })
+                .await
+                .unwrap();
+            let n = seq as usize;
+            assert_eq!(
+                append_numbered(&store, &c.id, &alice, n, 1).await,
+                (1, true)
+            );
+            assert_eq!(
+                append_numbered(&store, &c.id, &alice, n, 1).await,
+                (1, false)
+            );
+        }
+    }
+    // Message 1 was checkpointed into the database: its retry finds it there.
+    assert_eq!(
+        append_numbered(&store, &ids[0], &alice, 0, 1).await,
+        (1, false)
+    );
+    assert_eq!(
+        append_numbered(&store, &ids[0], &alice, 0, rounds + 1).await,
+        (rounds + 1, true)
+    );
+}

@@ -287,17 +287,16 @@ impl ChatStore for EmbeddedStore {
 /// `journal`); redb is only read.
 fn append_job(
     new: NewMessage,
-) -> impl Fn(&redb::WriteTransaction, &mut journal::Journal) -> StoreResult<(Message, bool)>
-       + Send
-       + 'static {
-    move |txn, journal| {
+) -> impl Fn(&journal::Redb<'_>, &mut journal::Journal) -> StoreResult<(Message, bool)> + Send + 'static
+{
+    move |redb, journal| {
         let conversation = new.conversation_id.as_str();
-        let Some(last_seq) = journal.last_seq(txn, conversation)? else {
+        let Some(last_seq) = journal.last_seq(redb, conversation)? else {
             return Err(StoreError::NotFound(format!("conversation {conversation}")));
         };
         let sender = new.sender_id.as_str();
         if let Some(client_id) = &new.client_id {
-            if let Some(original) = journal.original(txn, sender, client_id)? {
+            if let Some(original) = journal.original(redb, sender, client_id)? {
                 return Ok((decode(&original)?, false));
             }
         }

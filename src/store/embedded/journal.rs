@@ -39,7 +39,9 @@ use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use huddle_actors::model::Message;
 use huddle_actors::store::{StoreError, StoreResult};
-use redb::{Database, Durability, ReadableTable, Table, WriteTransaction};
+use redb::{
+    Database, Durability, ReadOnlyTable, ReadableDatabase, ReadableTable, Table, WriteTransaction,
+};
 
 use super::{decode, Ctx, CONVERSATION_LAST_SEQ, MESSAGES, MESSAGES_BY_CLIENT_ID};
 
@@ -221,7 +223,7 @@ impl Journal {
 
     /// The last seq of `conversation` (pending ones included), from the tail
     /// or else from redb; `None` when the conversation does not exist.
-    pub fn last_seq(&self, txn: &WriteTransaction, conversation: &str) -> StoreResult<Option<u64>> {
+    pub fn last_seq(&self, redb: &Redb<'_>, conversation: &str) -> StoreResult<Option<u64>> {
         if let Some(last) = read(&self.tail)
             .convs
             .get(conversation)
@@ -229,21 +231,21 @@ impl Journal {
         {
             return Ok(Some(last.seq));
         }
-        let last_seqs = txn
-            .open_table(CONVERSATION_LAST_SEQ)
-            .ctx("open conversation_last_seq")?;
-        let seq = last_seqs
-            .get(conversation)
-            .ctx("reading last seq")?
-            .map(|guard| guard.value());
-        Ok(seq)
+        match redb {
+            Redb::Write(txn) => last_seq_in(
+                &txn.open_table(CONVERSATION_LAST_SEQ)
+                    .ctx("open conversation_last_seq")?,
+                conversation,
+            ),
+            Redb::Read(snapshot) => last_seq_in(&snapshot.last_seqs, conversation),
+        }
     }
 
     /// The stored form of the message `sender` sent with `client_id`, if any
     /// (the idempotency check).
     pub fn original(
         &self,
-        txn: &WriteTransaction,
+        redb: &Redb<'_>,
         sender: &str,
         client_id: &str,
     ) -> StoreResult<Option<Vec<u8>>> {
@@ -265,28 +267,26 @@ impl Journal {
                 };
             }
         }
-        let by_client = txn
-            .open_table(MESSAGES_BY_CLIENT_ID)
-            .ctx("open messages_by_client_id")?;
-        let Some((conversation, seq)) = by_client
-            .get((sender, client_id))
-            .ctx("reading idempotency index")?
-            .map(|guard| {
-                let (conversation, seq) = guard.value();
-                (conversation.to_owned(), seq)
-            })
-        else {
+        let indexed = match redb {
+            Redb::Write(txn) => indexed(
+                &txn.open_table(MESSAGES_BY_CLIENT_ID)
+                    .ctx("open messages_by_client_id")?,
+                sender,
+                client_id,
+            )?,
+            Redb::Read(snapshot) => indexed(&snapshot.by_client, sender, client_id)?,
+        };
+        let Some((conversation, seq)) = indexed else {
             return Ok(None);
         };
-        let messages = txn.open_table(MESSAGES).ctx("open messages")?;
-        let bytes = messages
-            .get((conversation.as_str(), seq))
-            .ctx("reading message")?
-            .ok_or_else(|| {
-                StoreError::NotFound(format!("indexed message {conversation}#{seq} is missing"))
-            })?
-            .value()
-            .to_vec();
+        let bytes = match redb {
+            Redb::Write(txn) => stored(
+                &txn.open_table(MESSAGES).ctx("open messages")?,
+                &conversation,
+                seq,
+            )?,
+            Redb::Read(snapshot) => stored(&snapshot.messages, &conversation, seq)?,
+        };
         Ok(Some(bytes))
     }
 
@@ -429,6 +429,84 @@ impl Journal {
         self.offset = 0;
         Ok(())
     }
+}
+
+/// Where an append reads redb. A batch that also changes redb runs in its
+/// write transaction, and an append there sees the writes before it (a
+/// conversation created just before its first message). An append changes
+/// only the journal, so a batch of appends alone needs no write transaction:
+/// it reads a [`Snapshot`] of redb as of its last commit, which the writer
+/// keeps until redb changes (a write transaction and its commit cost more
+/// than the append itself).
+pub(super) enum Redb<'a> {
+    Write(&'a WriteTransaction),
+    Read(&'a Snapshot),
+}
+
+/// redb as of one commit, with the tables an append reads opened once.
+pub(super) struct Snapshot {
+    last_seqs: ReadOnlyTable<&'static str, u64>,
+    by_client: ReadOnlyTable<(&'static str, &'static str), (&'static str, u64)>,
+    messages: ReadOnlyTable<(&'static str, u64), &'static [u8]>,
+}
+
+impl Snapshot {
+    /// redb as of its latest commit.
+    pub fn open(db: &Database) -> StoreResult<Self> {
+        let txn = db.begin_read().ctx("beginning a snapshot for appends")?;
+        Ok(Snapshot {
+            last_seqs: txn
+                .open_table(CONVERSATION_LAST_SEQ)
+                .ctx("open conversation_last_seq")?,
+            by_client: txn
+                .open_table(MESSAGES_BY_CLIENT_ID)
+                .ctx("open messages_by_client_id")?,
+            messages: txn.open_table(MESSAGES).ctx("open messages")?,
+        })
+    }
+}
+
+fn last_seq_in(
+    last_seqs: &impl ReadableTable<&'static str, u64>,
+    conversation: &str,
+) -> StoreResult<Option<u64>> {
+    Ok(last_seqs
+        .get(conversation)
+        .ctx("reading last seq")?
+        .map(|guard| guard.value()))
+}
+
+/// Where the idempotency index puts the message `sender` sent with
+/// `client_id`: (conversation, seq).
+fn indexed(
+    by_client: &impl ReadableTable<(&'static str, &'static str), (&'static str, u64)>,
+    sender: &str,
+    client_id: &str,
+) -> StoreResult<Option<(String, u64)>> {
+    Ok(by_client
+        .get((sender, client_id))
+        .ctx("reading idempotency index")?
+        .map(|guard| {
+            let (conversation, seq) = guard.value();
+            (conversation.to_owned(), seq)
+        }))
+}
+
+/// The stored form of message `seq` of `conversation`, which the index
+/// names.
+fn stored(
+    messages: &impl ReadableTable<(&'static str, u64), &'static [u8]>,
+    conversation: &str,
+    seq: u64,
+) -> StoreResult<Vec<u8>> {
+    Ok(messages
+        .get((conversation, seq))
+        .ctx("reading message")?
+        .ok_or_else(|| {
+            StoreError::NotFound(format!("indexed message {conversation}#{seq} is missing"))
+        })?
+        .value()
+        .to_vec())
 }
 
 /// The tables a message is written to.

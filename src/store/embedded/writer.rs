@@ -24,7 +24,12 @@
 //! with p50 5.1 → 3.7 ms, and 0.5 ms begins to cost CPU). Chat messages are
 //! the exception: they go to the message journal (`journal`), whose
 //! sequential write and flush are cheap enough that a batch of them never
-//! waits (p50 1.7 → 0.6 ms at 2000 messages a second, the same CPU).
+//! waits (p50 1.7 → 0.6 ms at 2000 messages a second, the same CPU). A
+//! batch of chat messages alone changes nothing in redb, so it begins no
+//! write transaction either: it reads a [`Snapshot`] of redb kept from one
+//! change of redb to the next (beginning and aborting a write transaction
+//! and opening the tables for each batch was about a tenth of the server's
+//! user-space CPU at 2000 messages a second).
 //!
 //! A write may also be *lazy* ([`Writer::write_lazy`]): it is answered once
 //! committed (every later read sees it) but without waiting for the disk; a
@@ -46,7 +51,7 @@ use huddle_actors::store::{StoreError, StoreResult};
 use redb::{Database, Durability, WriteTransaction};
 use tokio::sync::{mpsc, oneshot};
 
-use super::journal::Journal;
+use super::journal::{Journal, Redb, Snapshot};
 use super::Ctx;
 
 /// Most writes one batch (one transaction, one `fsync`) takes.
@@ -66,17 +71,18 @@ struct BatchCommitFailed(String);
 
 /// One queued write: run (perhaps twice), then answered once.
 trait Job: Send {
-    /// Runs the write in `txn` (and the journal); whether it succeeded (an
-    /// `Err` result is kept for the answer). A run after a failed one starts
-    /// from scratch.
-    fn run(&mut self, txn: &WriteTransaction, journal: &mut Journal) -> bool;
+    /// Runs the write in `redb` (a write transaction, or for a batch of
+    /// journaled writes alone a snapshot) and the journal; whether it
+    /// succeeded (an `Err` result is kept for the answer). A run after a
+    /// failed one starts from scratch.
+    fn run(&mut self, redb: &Redb<'_>, journal: &mut Journal) -> bool;
     /// Answers the caller with the last run's result, or with the batch's
     /// error when the commit that was to make it durable failed.
     fn answer(self: Box<Self>, batch: Result<(), &str>);
     /// Whether the answer waits for the write to be on disk.
     fn durable(&self) -> bool;
     /// Whether the write goes to the message journal, not to redb (it only
-    /// reads `txn`).
+    /// reads redb).
     fn journaled(&self) -> bool;
 }
 
@@ -92,10 +98,10 @@ struct Write<T, F> {
 impl<T, F> Job for Write<T, F>
 where
     T: Send + 'static,
-    F: Fn(&WriteTransaction, &mut Journal) -> StoreResult<T> + Send + 'static,
+    F: Fn(&Redb<'_>, &mut Journal) -> StoreResult<T> + Send + 'static,
 {
-    fn run(&mut self, txn: &WriteTransaction, journal: &mut Journal) -> bool {
-        let result = (self.f)(txn, journal);
+    fn run(&mut self, redb: &Redb<'_>, journal: &mut Journal) -> bool {
+        let result = (self.f)(redb, journal);
         let ok = result.is_ok();
         self.result = Some(result);
         ok
@@ -157,17 +163,16 @@ impl Writer {
         T: Send + 'static,
         F: Fn(&WriteTransaction) -> StoreResult<T> + Send + 'static,
     {
-        self.queue(what, true, false, move |txn, _: &mut Journal| f(txn))
-            .await
+        self.queue(what, true, false, in_txn(what, f)).await
     }
 
     /// Runs `f` on the writer thread with the message journal: `f` reads
-    /// `txn` (which it must not change) and appends to the journal; answers
+    /// redb (which it must not change) and appends to the journal; answers
     /// once the journal's records are durable.
     pub async fn append<T, F>(&self, what: &'static str, f: F) -> StoreResult<T>
     where
         T: Send + 'static,
-        F: Fn(&WriteTransaction, &mut Journal) -> StoreResult<T> + Send + 'static,
+        F: Fn(&Redb<'_>, &mut Journal) -> StoreResult<T> + Send + 'static,
     {
         self.queue(what, true, true, f).await
     }
@@ -182,7 +187,7 @@ impl Writer {
     ) -> StoreResult<impl std::future::Future<Output = StoreResult<T>> + Send + 'static>
     where
         T: Send + 'static,
-        F: Fn(&WriteTransaction, &mut Journal) -> StoreResult<T> + Send + 'static,
+        F: Fn(&Redb<'_>, &mut Journal) -> StoreResult<T> + Send + 'static,
     {
         let (job, rx) = job(what, true, true, f);
         let jobs = self.jobs.as_ref().ok_or_else(|| closed(what))?;
@@ -203,8 +208,7 @@ impl Writer {
         T: Send + 'static,
         F: Fn(&WriteTransaction) -> StoreResult<T> + Send + 'static,
     {
-        self.queue(what, false, false, move |txn, _: &mut Journal| f(txn))
-            .await
+        self.queue(what, false, false, in_txn(what, f)).await
     }
 
     async fn queue<T, F>(
@@ -216,12 +220,30 @@ impl Writer {
     ) -> StoreResult<T>
     where
         T: Send + 'static,
-        F: Fn(&WriteTransaction, &mut Journal) -> StoreResult<T> + Send + 'static,
+        F: Fn(&Redb<'_>, &mut Journal) -> StoreResult<T> + Send + 'static,
     {
         let (job, rx) = job(what, durable, journaled, f);
         let jobs = self.jobs.as_ref().ok_or_else(|| closed(what))?;
         jobs.send(job).await.map_err(|_| closed(what))?;
         rx.await.map_err(|_| closed(what))?
+    }
+}
+
+/// A redb write as a job: `f` runs in the batch's write transaction (the
+/// writer gives a snapshot only to batches of journaled writes alone).
+fn in_txn<T, F>(
+    what: &'static str,
+    f: F,
+) -> impl Fn(&Redb<'_>, &mut Journal) -> StoreResult<T> + Send + 'static
+where
+    F: Fn(&WriteTransaction) -> StoreResult<T> + Send + 'static,
+{
+    move |redb, _| match redb {
+        Redb::Write(txn) => f(txn),
+        Redb::Read(_) => Err(StoreError::Backend {
+            message: format!("{what}: run outside a write transaction"),
+            source: None,
+        }),
     }
 }
 
@@ -234,7 +256,7 @@ fn job<T, F>(
 ) -> (Box<dyn Job>, oneshot::Receiver<StoreResult<T>>)
 where
     T: Send + 'static,
-    F: Fn(&WriteTransaction, &mut Journal) -> StoreResult<T> + Send + 'static,
+    F: Fn(&Redb<'_>, &mut Journal) -> StoreResult<T> + Send + 'static,
 {
     let (tx, rx) = oneshot::channel();
     let job = Box::new(Write {
@@ -287,6 +309,9 @@ fn run(db: &Database, mut journal: Journal, mut jobs: mpsc::Receiver<Box<dyn Job
     let mut busy = false;
     // Lazy writes committed since the last durable commit.
     let mut undurable = false;
+    // redb as of its last commit, for batches of journaled writes alone;
+    // dropped whenever redb changes.
+    let mut snapshot: Option<Snapshot> = None;
     loop {
         let first = match (&waiter, undurable) {
             (Some(rt), true) => {
@@ -322,35 +347,42 @@ fn run(db: &Database, mut journal: Journal, mut jobs: mpsc::Receiver<Box<dyn Job
             take_queued(&mut jobs, &mut batch);
         }
         busy = batch.len() > 1;
-        // Journaled writes leave redb unchanged: they need no commit there.
+        // Journaled writes leave redb unchanged: a batch of them alone reads
+        // the snapshot and commits nothing there.
         let in_redb = batch.iter().any(|job| !job.journaled());
-        let durable = redb_durable(&batch);
-        let durability = if durable {
-            Durability::Immediate
+        let outcome = if in_redb {
+            // (What the snapshot shows is about to change.)
+            snapshot = None;
+            let durable = redb_durable(&batch);
+            let durability = if durable {
+                Durability::Immediate
+            } else {
+                Durability::None
+            };
+            if !durable {
+                // (At worst nothing commits, and the flush is an empty commit.)
+                undurable = true;
+            }
+            match together(db, &mut journal, &mut batch, durability) {
+                Together::Committed => {
+                    // A durable commit persists every commit before it.
+                    undurable &= !durable;
+                    Ok(())
+                }
+                Together::Failed(e) => {
+                    log::error!("embedded store: committing a batch failed: {e}");
+                    Err(e)
+                }
+                // One write alone: its own error is its answer (nothing was
+                // committed, so lazy writes before it are still not durable).
+                Together::WriteFailed if batch.len() == 1 => Ok(()),
+                Together::WriteFailed => {
+                    journal.discard();
+                    apart(db, &mut journal, &mut batch, durability)
+                }
+            }
         } else {
-            Durability::None
-        };
-        if in_redb && !durable {
-            // (At worst nothing commits, and the flush is an empty commit.)
-            undurable = true;
-        }
-        let outcome = match together(db, &mut journal, &mut batch, durability, in_redb) {
-            Together::Committed => {
-                // A durable commit persists every commit before it.
-                undurable &= !durable;
-                Ok(())
-            }
-            Together::Failed(e) => {
-                log::error!("embedded store: committing a batch failed: {e}");
-                Err(e)
-            }
-            // One write alone: its own error is its answer (nothing was
-            // committed, so lazy writes before it are still not durable).
-            Together::WriteFailed if batch.len() == 1 => Ok(()),
-            Together::WriteFailed => {
-                journal.discard();
-                apart(db, &mut journal, &mut batch, durability)
-            }
+            appends(db, &mut snapshot, &mut journal, &mut batch)
         };
         // The journal's records are written once redb's part is done, and
         // only when it succeeded.
@@ -370,6 +402,7 @@ fn run(db: &Database, mut journal: Journal, mut jobs: mpsc::Receiver<Box<dyn Job
             job.answer(outcome.as_ref().map(|_| ()).map_err(String::as_str));
         }
         if journal.wants_checkpoint() {
+            snapshot = None;
             // Its durable commit also makes the lazy writes durable.
             match journal.checkpoint(db) {
                 Ok(()) => undurable = false,
@@ -415,14 +448,12 @@ enum Together {
     Failed(String),
 }
 
-/// Runs the whole batch in one transaction, committed with `durability`
-/// when `commit` (some write changed redb), else given up.
+/// Runs the whole batch in one transaction, committed with `durability`.
 fn together(
     db: &Database,
     journal: &mut Journal,
     batch: &mut [Box<dyn Job>],
     durability: Durability,
-    commit: bool,
 ) -> Together {
     let mut txn = match db.begin_write() {
         Ok(txn) => txn,
@@ -432,19 +463,14 @@ fn together(
         return Together::Failed(e.to_string());
     }
     for job in batch.iter_mut() {
-        if !job.run(&txn, journal) {
+        if !job.run(&Redb::Write(&txn), journal) {
             if let Err(e) = txn.abort() {
                 log::warn!("embedded store: aborting a batch failed: {e}");
             }
             return Together::WriteFailed;
         }
     }
-    let done = if commit {
-        txn.commit().map_err(|e| e.to_string())
-    } else {
-        txn.abort().map_err(|e| e.to_string())
-    };
-    match done {
+    match txn.commit().map_err(|e| e.to_string()) {
         Ok(()) => Together::Committed,
         Err(e) => Together::Failed(e),
     }
@@ -470,7 +496,7 @@ fn apart(
             Durability::None
         };
         let committed = super::write_txn(db, "batched write", durability, |txn| {
-            if job.run(txn, journal) {
+            if job.run(&Redb::Write(txn), journal) {
                 Ok(())
             } else {
                 Err(StoreError::NotFound(String::new()))
@@ -487,6 +513,31 @@ fn apart(
     make_durable(db).inspect_err(|e| {
         log::error!("embedded store: durable commit of a batch failed: {e}");
     })
+}
+
+/// Runs a batch of journaled writes alone against `snapshot` (opened when
+/// there is none). They change only the journal, and a failed one appended
+/// nothing, so each succeeds or fails on its own and none runs twice; an
+/// error here is the snapshot's.
+fn appends(
+    db: &Database,
+    snapshot: &mut Option<Snapshot>,
+    journal: &mut Journal,
+    batch: &mut [Box<dyn Job>],
+) -> Result<(), String> {
+    let snapshot = match snapshot {
+        Some(s) => s,
+        None => snapshot.insert(Snapshot::open(db).map_err(|e| {
+            let e = e.to_string();
+            log::error!("embedded store: {e}");
+            e
+        })?),
+    };
+    let redb = Redb::Read(snapshot);
+    for job in batch.iter_mut() {
+        job.run(&redb, journal);
+    }
+    Ok(())
 }
 
 /// Commits an empty transaction durably, which persists every non-durable
@@ -521,7 +572,7 @@ mod tests {
             what: "test",
             durable,
             journaled: false,
-            f: move |txn: &WriteTransaction, _: &mut Journal| {
+            f: in_txn("test", move |txn: &WriteTransaction| {
                 let mut table = txn.open_table(T).ctx("open")?;
                 table.insert(key, key).ctx("insert")?;
                 let seen = table.get(COUNT).ctx("get")?.map_or(0, |v| v.value());
@@ -530,7 +581,7 @@ mod tests {
                     return Err(StoreError::NotFound("refused".into()));
                 }
                 Ok(seen)
-            },
+            }),
             result: None,
             tx,
         })
