@@ -195,6 +195,7 @@ impl Journal {
                             payload,
                         )?);
                     }
+                    tables.finish()?;
                     Ok(applied)
                 },
             )?;
@@ -416,7 +417,7 @@ impl Journal {
                             tables.apply(conversation, e.seq, client, &e.bytes)?;
                         }
                     }
-                    Ok(())
+                    tables.finish()
                 },
             )?;
             *write(&self.tail) = Tail::default();
@@ -509,11 +510,15 @@ fn stored(
         .to_vec())
 }
 
-/// The tables a message is written to.
+/// The tables a message is written to. A conversation's last seq is read
+/// once and written once per transaction ([`finish`](Self::finish)), not
+/// once per message.
 struct Tables<'t> {
     last_seqs: Table<'t, &'static str, u64>,
     messages: Table<'t, (&'static str, u64), &'static [u8]>,
     by_client: Table<'t, (&'static str, &'static str), (&'static str, u64)>,
+    /// Conversation → (its last seq so far, whether this transaction moved it).
+    last: HashMap<String, (u64, bool)>,
 }
 
 impl<'t> Tables<'t> {
@@ -526,6 +531,7 @@ impl<'t> Tables<'t> {
             by_client: txn
                 .open_table(MESSAGES_BY_CLIENT_ID)
                 .ctx("open messages_by_client_id")?,
+            last: HashMap::new(),
         })
     }
 
@@ -537,11 +543,16 @@ impl<'t> Tables<'t> {
         client: Option<(&str, &str)>,
         bytes: &[u8],
     ) -> StoreResult<bool> {
-        let last = self
-            .last_seqs
-            .get(conversation)
-            .ctx("reading last seq")?
-            .map(|guard| guard.value());
+        let last = match self.last.get(conversation) {
+            Some(&(last, _)) => Some(last),
+            None => {
+                let last = last_seq_in(&self.last_seqs, conversation)?;
+                if let Some(last) = last {
+                    self.last.insert(conversation.to_owned(), (last, false));
+                }
+                last
+            }
+        };
         match last {
             Some(last) if seq == last + 1 => {}
             Some(last) if seq <= last => return Ok(false),
@@ -555,15 +566,28 @@ impl<'t> Tables<'t> {
         self.messages
             .insert((conversation, seq), bytes)
             .ctx("writing message")?;
-        self.last_seqs
-            .insert(conversation, seq)
-            .ctx("writing last seq")?;
         if let Some((sender, client_id)) = client {
             self.by_client
                 .insert((sender, client_id), (conversation, seq))
                 .ctx("writing idempotency index")?;
         }
+        if let Some(entry) = self.last.get_mut(conversation) {
+            *entry = (seq, true);
+        }
         Ok(true)
+    }
+
+    /// Writes the last seq of every conversation a message went to; before
+    /// the transaction commits.
+    fn finish(mut self) -> StoreResult<()> {
+        for (conversation, (seq, moved)) in &self.last {
+            if *moved {
+                self.last_seqs
+                    .insert(conversation.as_str(), *seq)
+                    .ctx("writing last seq")?;
+            }
+        }
+        Ok(())
     }
 }
 
