@@ -55,6 +55,7 @@ impl Namespace for EchoNamespace {
             "message-with-ack" => Ok(Reply {
                 args: event.args,
                 attachments: event.attachments,
+                ..Reply::default()
             }),
             _ => Ok(Reply::none()),
         }

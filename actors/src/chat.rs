@@ -21,6 +21,7 @@ use crate::registry::ConnId;
 use crate::store::prelude::*;
 use crate::wire;
 use async_trait::async_trait;
+use bytes::Bytes;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -130,6 +131,16 @@ fn check_id(id: &str, what: &str) -> Result<(), EventError> {
 
 fn room(conversation: &str) -> RoomName {
     RoomName(format!("conversation:{conversation}"))
+}
+
+/// A message's client view as JSON text.
+fn view_json(message: &Message) -> Result<Bytes, EventError> {
+    serde_json::to_vec(&wire::MessageView(message))
+        .map(Bytes::from)
+        .map_err(|e| {
+            log::error!("cannot serialize message {}: {e}", message.id);
+            EventError::internal()
+        })
 }
 
 /// Maps a store failure to the client's error, keeping the cause in the log.
@@ -303,24 +314,24 @@ impl ChatNamespace {
     }
 
     /// Stores `new` and broadcasts it as `new_message` when it was created,
-    /// in `seq` order among the conversation's messages; its view and
-    /// whether it was created. `ordered` is let go once the message's place
-    /// is fixed.
+    /// in `seq` order among the conversation's messages; its view (as JSON
+    /// text, encoded once for the broadcast and the ack) and whether it was
+    /// created. `ordered` is let go once the message's place is fixed.
     async fn store_and_publish(
         &self,
         socket: &Socket,
         conversation: &str,
         new: NewMessage,
         ordered: Option<Ordered>,
-    ) -> Result<(Value, bool), EventError> {
+    ) -> Result<(Bytes, bool), EventError> {
         if !self.store.orders_appends() {
             let order = per_conversation(&self.send_order, conversation);
             let _in_seq_order = order.lock().await;
             let (message, created) = self.store.append_message(new).await.map_err(store_error)?;
-            let view = wire::message(&message);
+            let view = view_json(&message)?;
             if created {
                 self.stop_typing(socket, conversation);
-                socket.broadcast(&[room(conversation)], "new_message", &view);
+                socket.broadcast_json(&[room(conversation)], "new_message", &view);
             }
             return Ok((view, created));
         }
@@ -345,7 +356,13 @@ impl ChatNamespace {
         // is stored (they share a group commit); `turn` keeps the broadcasts
         // in `seq` order.
         let (message, created) = pending.await.map_err(store_error)?;
-        let view = wire::message(&message);
+        let view = match view_json(&message) {
+            Ok(view) => view,
+            Err(e) => {
+                turn.finish(None);
+                return Err(e);
+            }
+        };
         if !created {
             turn.finish(None);
             return Ok((view, created));
@@ -355,9 +372,66 @@ impl ChatNamespace {
         let rooms = [room(conversation)];
         let shared = view.clone();
         turn.finish(Some(Box::new(move || {
-            sender.broadcast(&rooms, "new_message", &shared);
+            sender.broadcast_json(&rooms, "new_message", &shared);
         })));
         Ok((view, created))
+    }
+
+    /// `send_message`: checks, stores and broadcasts; acks
+    /// `{ ok, message }`.
+    async fn send(
+        &self,
+        socket: &Socket,
+        m: SendMessage,
+        ordered: Option<Ordered>,
+    ) -> Result<Reply, EventError> {
+        let members = self
+            .require_member(&m.conversation_id, socket.user_id())
+            .await?;
+        let chars = m.text.chars().count();
+        if chars == 0 || chars > self.config.max_message_chars {
+            return Err(EventError::bad_request(format!(
+                "text must be 1 to {} characters",
+                self.config.max_message_chars
+            )));
+        }
+        if let Some(c) = &m.client_id {
+            check_id(c, "clientId")?;
+        }
+        let new = NewMessage {
+            conversation_id: ConversationId::from(m.conversation_id.as_str()),
+            sender_id: socket.user_id().clone(),
+            client_id: m.client_id,
+            body: MessageBody::Text {
+                text: m.text.clone(),
+            },
+        };
+        let (view, created) = self
+            .store_and_publish(socket, &m.conversation_id, new, ordered)
+            .await?;
+        if created {
+            // A retry was told already; the message is stored and
+            // sent whatever becomes of its notifications.
+            let link = format!("/conversations/{}", m.conversation_id);
+            let mentioning = Mentioning {
+                text: &m.text,
+                author: socket.user_id(),
+                author_name: socket.name(),
+                scope: MentionScope::Users(&members),
+                link: &link,
+            };
+            if let Err(e) = self.collab.notify_mentions(mentioning).await {
+                log::error!(
+                    "chat mentions failed: {e}: {:?}",
+                    std::error::Error::source(&e)
+                );
+            }
+        }
+        let mut ack = Vec::with_capacity(view.len() + 24);
+        ack.extend_from_slice(br#"{"ok":true,"message":"#);
+        ack.extend_from_slice(&view);
+        ack.push(b'}');
+        Ok(Reply::encoded(ack))
     }
 
     /// The conversation's members; fails with `not_found` unless the user
@@ -462,7 +536,7 @@ impl ChatNamespace {
         socket: &Socket,
         event: ChatEvent,
         ordered: Option<Ordered>,
-    ) -> Result<Value, EventError> {
+    ) -> Result<Reply, EventError> {
         match event {
             ChatEvent::Join(r) => {
                 self.require_member(&r.conversation_id, socket.user_id())
@@ -474,59 +548,17 @@ impl ChatNamespace {
                     .await
                     .map_err(store_error)?
                     .unwrap_or(0);
-                Ok(json!({ "ok": true, "conversationId": r.conversation_id, "lastSeq": last_seq }))
+                Ok(Reply::one(
+                    json!({ "ok": true, "conversationId": r.conversation_id, "lastSeq": last_seq }),
+                ))
             }
             ChatEvent::Leave(r) => {
                 check_id(&r.conversation_id, "conversationId")?;
                 self.stop_typing(socket, &r.conversation_id);
                 socket.leave(vec![room(&r.conversation_id)]).await?;
-                Ok(json!({ "ok": true }))
+                Ok(Reply::one(json!({ "ok": true })))
             }
-            ChatEvent::Send(m) => {
-                let members = self
-                    .require_member(&m.conversation_id, socket.user_id())
-                    .await?;
-                let chars = m.text.chars().count();
-                if chars == 0 || chars > self.config.max_message_chars {
-                    return Err(EventError::bad_request(format!(
-                        "text must be 1 to {} characters",
-                        self.config.max_message_chars
-                    )));
-                }
-                if let Some(c) = &m.client_id {
-                    check_id(c, "clientId")?;
-                }
-                let new = NewMessage {
-                    conversation_id: ConversationId::from(m.conversation_id.as_str()),
-                    sender_id: socket.user_id().clone(),
-                    client_id: m.client_id,
-                    body: MessageBody::Text {
-                        text: m.text.clone(),
-                    },
-                };
-                let (view, created) = self
-                    .store_and_publish(socket, &m.conversation_id, new, ordered)
-                    .await?;
-                if created {
-                    // A retry was told already; the message is stored and
-                    // sent whatever becomes of its notifications.
-                    let link = format!("/conversations/{}", m.conversation_id);
-                    let mentioning = Mentioning {
-                        text: &m.text,
-                        author: socket.user_id(),
-                        author_name: socket.name(),
-                        scope: MentionScope::Users(&members),
-                        link: &link,
-                    };
-                    if let Err(e) = self.collab.notify_mentions(mentioning).await {
-                        log::error!(
-                            "chat mentions failed: {e}: {:?}",
-                            std::error::Error::source(&e)
-                        );
-                    }
-                }
-                Ok(json!({ "ok": true, "message": view }))
-            }
+            ChatEvent::Send(m) => self.send(socket, m, ordered).await,
             ChatEvent::Share(f) => {
                 self.require_member(&f.conversation_id, socket.user_id())
                     .await?;
@@ -568,18 +600,20 @@ impl ChatNamespace {
                 )
                 .await
                 .map_err(store_error)?;
-                Ok(json!({ "ok": true, "message": wire::message(&message) }))
+                Ok(Reply::one(
+                    json!({ "ok": true, "message": wire::message(&message) }),
+                ))
             }
             ChatEvent::TypingStart(r) => {
                 self.require_member(&r.conversation_id, socket.user_id())
                     .await?;
                 self.start_typing(socket, r.conversation_id);
-                Ok(json!({ "ok": true }))
+                Ok(Reply::one(json!({ "ok": true })))
             }
             ChatEvent::TypingStop(r) => {
                 check_id(&r.conversation_id, "conversationId")?;
                 self.stop_typing(socket, &r.conversation_id);
-                Ok(json!({ "ok": true }))
+                Ok(Reply::one(json!({ "ok": true })))
             }
             ChatEvent::Read(r) => {
                 self.require_member(&r.conversation_id, socket.user_id())
@@ -594,7 +628,7 @@ impl ChatNamespace {
                     "message:read",
                     &json!({ "conversationId": r.conversation_id, "userId": socket.user_id(), "seq": r.seq }),
                 );
-                Ok(json!({ "ok": true }))
+                Ok(Reply::one(json!({ "ok": true })))
             }
         }
     }
@@ -609,7 +643,7 @@ impl Namespace for ChatNamespace {
     ) -> Result<Reply, EventError> {
         let ordered = event.ordered.take();
         let decoded = ChatEvent::decode(&event)?;
-        self.handle(socket, decoded, ordered).await.map(Reply::one)
+        self.handle(socket, decoded, ordered).await
     }
 
     /// A connection's next `send_message` may start once this one's append

@@ -19,7 +19,7 @@
 
 use crate::auth::{AuthFailure, Identity};
 use crate::encoded::Encoded;
-use crate::engine::{encode_packet, Engine};
+use crate::engine::{encode_ack, encode_packet, Engine};
 use crate::ids::{RoomKey, RoomName, UserId};
 use crate::namespace::{
     DisconnectReason, EventError, IncomingEvent, Namespace, Ordered, Reply, Socket,
@@ -662,6 +662,13 @@ impl Connection {
         res: Result<Reply, EventError>,
     ) {
         let packet = match (ack_id, res) {
+            (
+                Some(id),
+                Ok(Reply {
+                    encoded: Some(json),
+                    ..
+                }),
+            ) => encode_ack(nsp, id, &[&json]),
             (Some(id), Ok(reply)) => {
                 let kind = if reply.attachments.is_empty() {
                     PacketKind::Ack

@@ -528,6 +528,14 @@ pub fn encode_event(nsp: &str, event: &str, args: &[&[u8]], offset: Option<u64>)
     }))
 }
 
+/// Encodes an acknowledgement whose arguments are already JSON text.
+pub fn encode_ack(nsp: &str, id: u64, args: &[&[u8]]) -> Encoded {
+    let size: usize = args.iter().map(|a| a.len() + 1).sum::<usize>() + nsp.len() + 32;
+    Encoded::single(Frame::build(false, size, |buf| {
+        socketio::write_ack(buf, true, nsp, id, args)
+    }))
+}
+
 /// Encodes any Socket.IO packet with its binary attachments.
 pub fn encode_packet(packet: &socketio::Packet, attachments: &[Bytes]) -> Encoded {
     let head = Frame::build(false, 64, |buf| {

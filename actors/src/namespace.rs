@@ -116,6 +116,9 @@ pub struct Reply {
     pub args: Vec<Value>,
     /// Binary attachments referenced by placeholders in `args`.
     pub attachments: Vec<Bytes>,
+    /// The one acknowledgement argument already encoded as JSON (`args` and
+    /// `attachments` are then empty).
+    pub encoded: Option<Vec<u8>>,
 }
 
 impl Reply {
@@ -127,7 +130,14 @@ impl Reply {
     pub fn one(value: Value) -> Self {
         Reply {
             args: vec![value],
-            attachments: Vec::new(),
+            ..Reply::default()
+        }
+    }
+    /// One acknowledgement argument, given as its JSON text.
+    pub fn encoded(json: Vec<u8>) -> Self {
+        Reply {
+            encoded: Some(json),
+            ..Reply::default()
         }
     }
 }
@@ -373,6 +383,14 @@ impl Socket {
         self.inner
             .engine
             .emit(&self.inner.nsp, rooms, None, event, data);
+    }
+
+    /// Broadcasts to rooms of this namespace an event whose one argument is
+    /// already JSON text.
+    pub fn broadcast_json(&self, rooms: &[RoomName], event: &str, json: &[u8]) {
+        self.inner
+            .engine
+            .emit_raw(&self.inner.nsp, rooms, None, event, &[json]);
     }
 
     /// Broadcasts to rooms of this namespace except this socket's connection.

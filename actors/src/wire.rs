@@ -14,29 +14,39 @@ pub fn iso(t: &chrono::DateTime<chrono::Utc>) -> String {
 }
 
 /// A chat message: `{ id, seq, conversationId, senderId, text, clientId, createdAt }`
-/// for text, `{ id, seq, conversationId, senderId, fileInfo, message, createdAt }`
-/// for a shared file.
+/// for text, `{ id, seq, conversationId, senderId, fileInfo, message, clientId,
+/// createdAt }` for a shared file.
 pub fn message(m: &Message) -> Value {
-    match &m.body {
-        MessageBody::Text { text } => json!({
-            "id": m.id,
-            "seq": m.seq,
-            "conversationId": m.conversation_id,
-            "senderId": m.sender_id,
-            "text": text,
-            "clientId": m.client_id,
-            "createdAt": iso(&m.created_at),
-        }),
-        MessageBody::File { file_info, message } => json!({
-            "id": m.id,
-            "seq": m.seq,
-            "conversationId": m.conversation_id,
-            "senderId": m.sender_id,
-            "fileInfo": file_info,
-            "message": message,
-            "clientId": m.client_id,
-            "createdAt": iso(&m.created_at),
-        }),
+    serde_json::to_value(MessageView(m)).unwrap_or_else(|e| {
+        log::error!("cannot serialize message {}: {e}", m.id.0);
+        Value::Null
+    })
+}
+
+/// A chat message as [`message`] shows it, serialized straight from the
+/// record: a `new_message` and its sender's ack are encoded from one
+/// serialization, with no `Value` built, cloned and walked twice.
+pub struct MessageView<'a>(pub &'a Message);
+
+impl serde::Serialize for MessageView<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let m = self.0;
+        let mut map = s.serialize_map(None)?;
+        map.serialize_entry("id", &m.id)?;
+        map.serialize_entry("seq", &m.seq)?;
+        map.serialize_entry("conversationId", &m.conversation_id)?;
+        map.serialize_entry("senderId", &m.sender_id)?;
+        match &m.body {
+            MessageBody::Text { text } => map.serialize_entry("text", text)?,
+            MessageBody::File { file_info, message } => {
+                map.serialize_entry("fileInfo", file_info)?;
+                map.serialize_entry("message", message)?;
+            }
+        }
+        map.serialize_entry("clientId", &m.client_id)?;
+        map.serialize_entry("createdAt", &iso(&m.created_at))?;
+        map.end()
     }
 }
 
@@ -163,4 +173,60 @@ pub fn notification(n: &Notification) -> Value {
         "read": n.read,
         "createdAt": iso(&n.created_at),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::{ConversationId, MessageId, UserId};
+    use chrono::TimeZone;
+
+    fn record(body: MessageBody, client_id: Option<&str>) -> Message {
+        Message {
+            id: MessageId("m1".into()),
+            conversation_id: ConversationId("c1".into()),
+            seq: 7,
+            sender_id: UserId("u1".into()),
+            client_id: client_id.map(str::to_owned),
+            body,
+            created_at: chrono::Utc.with_ymd_and_hms(2026, 12, 5, 8, 9, 10).unwrap(),
+        }
+    }
+
+    /// The view is the contract's shape, as JSON text in the documented key
+    /// order (a missing client id is `null`, not left out) and as a `Value`.
+    #[test]
+    fn a_message_view_has_the_contract_shape() {
+        let text = record(
+            MessageBody::Text {
+                text: "hi \"there\"".into(),
+            },
+            Some("k1"),
+        );
+        let json = serde_json::to_string(&MessageView(&text)).unwrap();
+        assert_eq!(
+            json,
+            r#"{"id":"m1","seq":7,"conversationId":"c1","senderId":"u1","text":"hi \"there\"","clientId":"k1","createdAt":"2026-12-05T08:09:10.000Z"}"#
+        );
+        assert_eq!(
+            message(&text),
+            serde_json::from_str::<Value>(&json).unwrap()
+        );
+        let file = record(
+            MessageBody::File {
+                file_info: json!({ "id": "f1" }),
+                message: None,
+            },
+            None,
+        );
+        let json = serde_json::to_string(&MessageView(&file)).unwrap();
+        assert_eq!(
+            json,
+            r#"{"id":"m1","seq":7,"conversationId":"c1","senderId":"u1","fileInfo":{"id":"f1"},"message":null,"clientId":null,"createdAt":"2026-12-05T08:09:10.000Z"}"#
+        );
+        assert_eq!(
+            message(&file),
+            serde_json::from_str::<Value>(&json).unwrap()
+        );
+    }
 }
