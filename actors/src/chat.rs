@@ -409,9 +409,10 @@ impl ChatNamespace {
         let (view, created) = self
             .store_and_publish(socket, &m.conversation_id, new, ordered)
             .await?;
-        if created {
+        if created && m.text.contains('@') {
             // A retry was told already; the message is stored and
-            // sent whatever becomes of its notifications.
+            // sent whatever becomes of its notifications. (A text without
+            // an `@` mentions nobody.)
             let link = format!("/conversations/{}", m.conversation_id);
             let mentioning = Mentioning {
                 text: &m.text,

@@ -66,6 +66,10 @@ const MENTION_BODY_CHARS: usize = 200;
 /// addresses mention nobody; a trailing `.` or `-` is punctuation.
 pub fn mentions(text: &str) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
+    if !text.contains('@') {
+        // (Most texts: no walk over their characters.)
+        return out;
+    }
     let mut prev: Option<char> = None;
     for (i, c) in text.char_indices() {
         let at_word_start = !prev.is_some_and(|p| p.is_alphanumeric() || p == '_');
