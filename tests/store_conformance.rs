@@ -568,3 +568,50 @@ async fn an_append_sees_every_write_before_it() {
         (rounds + 1, true)
     );
 }
+
+/// Appends queued together share a batch; one that fails there (a
+/// conversation that does not exist) fails alone: the others are stored,
+/// their seqs consecutive, and nothing of the failed one is left behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_append_in_a_batch_costs_the_others_nothing() {
+    let (_dir, store) = fresh();
+    let (alice, ids) = two_conversations(&store).await;
+    let new = |conversation: &ConversationId, n: usize| NewMessage {
+        conversation_id: conversation.clone(),
+        sender_id: alice.clone(),
+        client_id: Some(format!("batch-{n}")),
+        body: text(&format!("b{n}")),
+    };
+    let missing = ConversationId("no-such-conversation".into());
+    let mut pending = Vec::new();
+    for n in 0..12 {
+        let conversation = if n % 4 == 1 { &missing } else { &ids[n % 2] };
+        pending.push((n, store.start_append(new(conversation, n)).unwrap()));
+    }
+    let mut seqs = [Vec::new(), Vec::new()];
+    for (n, answer) in pending {
+        match answer.await {
+            Ok((m, created)) => {
+                assert!(n % 4 != 1 && created, "append {n}");
+                seqs[n % 2].push(m.seq);
+            }
+            Err(e) => assert!(
+                n % 4 == 1 && matches!(e, StoreError::NotFound(_)),
+                "append {n}: {e}"
+            ),
+        }
+    }
+    assert_eq!(seqs[0], (1..=6).collect::<Vec<u64>>());
+    assert_eq!(seqs[1], (1..=3).collect::<Vec<u64>>());
+    for (c, id) in ids.iter().enumerate() {
+        let history = store.messages_before(id, None, 100).await.unwrap();
+        assert_eq!(
+            history.iter().map(|m| m.seq).collect::<Vec<_>>(),
+            seqs[c],
+            "conversation {c}"
+        );
+    }
+    // A retry of a failed one is a new attempt, not an idempotent answer.
+    let err = store.append_message(new(&missing, 1)).await.unwrap_err();
+    assert!(matches!(err, StoreError::NotFound(_)), "{err}");
+}
