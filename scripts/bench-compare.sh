@@ -17,6 +17,7 @@
 #
 # Usage: scripts/bench-compare.sh [--quick] [--skip-2node] [--skip-peer]
 #                                  [--only WORD] [--runs N] [--conns N]
+#                                  [--by-turns]
 #   --quick       short runs (3 s measured), fewer rate steps, fewer idle connections
 #   --skip-2node  only the 1-node rows
 #   --skip-peer   only huddle (the peer's column stays empty)
@@ -26,6 +27,10 @@
 #                 figure (a rate step passes when most of its runs pass)
 #   --conns N     idle connections of the memory run (default 10000; lowered
 #                 to what `ulimit -n` allows, with a note)
+#   --by-turns    only the CPU scenarios on one node (small and big rooms),
+#                 with the peer and huddle both running and measured by
+#                 turns (peer, huddle, peer, huddle, ...), so a drift of the
+#                 machine during the runs weighs on both columns alike
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -36,6 +41,7 @@ skip_peer=0
 only=
 runs=1
 conns=10000
+by_turns=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) quick=1 ;;
@@ -44,7 +50,8 @@ while [ $# -gt 0 ]; do
     --only) only=$2; shift ;;
     --runs) runs=$2; shift ;;
     --conns) conns=$2; shift ;;
-    *) echo "usage: $0 [--quick] [--skip-2node] [--skip-peer] [--only WORD] [--runs N] [--conns N]" >&2; exit 2 ;;
+    --by-turns) by_turns=1 ;;
+    *) echo "usage: $0 [--quick] [--skip-2node] [--skip-peer] [--only WORD] [--runs N] [--conns N] [--by-turns]" >&2; exit 2 ;;
   esac
   shift
 done
@@ -113,7 +120,7 @@ trap cleanup EXIT
   echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')"
   echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
   echo "pinning: servers (both nodes of a 2-node run, and Redis) on core 0, huddle-bench on core 1 (nx-27017 too, in 2-node runs)"
-  echo "mode: $([ "$quick" = 1 ] && echo quick || echo full), ${duration} s measured after ${warmup} s warmup; idle connections: $conns; runs of each: $runs${only:+; only: $only}$([ "$skip_peer" = 0 ] || echo '; peer skipped')"
+  echo "mode: $([ "$quick" = 1 ] && echo quick || echo full), ${duration} s measured after ${warmup} s warmup; idle connections: $conns; runs of each: $runs${only:+; only: $only}$([ "$skip_peer" = 0 ] || echo '; peer skipped')$([ "$by_turns" = 0 ] || echo '; peer and huddle by turns, rooms only')"
 } | tee "$out/machine.txt" >&2
 
 free_port() {
@@ -323,6 +330,32 @@ huddle_single() {
   start_huddle "$port"
   common=(--url "http://127.0.0.1:$port" --server-pid "$started")
 }
+
+if [ "$by_turns" = 1 ]; then
+  log "peer and huddle, 1 node, measured by turns"
+  stop_servers
+  port=$(free_port)
+  start_peer "$port"
+  peer_common=(--peer --url "http://127.0.0.1:$port" --server-pid "$started")
+  port=$(free_port)
+  start_huddle "$port"
+  huddle_common=(--url "http://127.0.0.1:$port" --server-pid "$started")
+  turns=$runs
+  runs=1
+  for turn in $(seq 1 "$turns"); do
+    log "turn $turn of $turns"
+    for target in peer huddle; do
+      if [ "$target" = peer ]; then common=("${peer_common[@]}"); else common=("${huddle_common[@]}"); fi
+      bench "$target-1 small-rooms" fanout --subscribers 1000 --rooms 100 --rate 2000
+      bench "$target-1 big-rooms" fanout --subscribers 1000 --rooms 10 --rate 250
+    done
+  done
+  stop_servers
+  echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$out/machine.txt" >&2
+  python3 scripts/bench-table.py "$results" | tee "$out/table.md"
+  echo "results: $results" >&2
+  exit 0
+fi
 
 if [ "$skip_peer" = 0 ]; then
   log "peer, 1 node"
