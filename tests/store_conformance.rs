@@ -378,15 +378,21 @@ async fn append_numbered(
     seq: u64,
 ) -> (u64, bool) {
     let (m, created) = store
-        .append_message(NewMessage {
-            conversation_id: conversation.clone(),
-            sender_id: sender.clone(),
-            client_id: Some(format!("c{c}-{seq}")),
-            body: text(&format!("m{seq}")),
-        })
+        .append_message(numbered(conversation, sender, c, seq))
         .await
         .unwrap();
     (m.seq, created)
+}
+
+/// Message `seq` of conversation number `c`: text `m{seq}`, client id
+/// `c{c}-{seq}`.
+fn numbered(conversation: &ConversationId, sender: &UserId, c: usize, seq: u64) -> NewMessage {
+    NewMessage {
+        conversation_id: conversation.clone(),
+        sender_id: sender.clone(),
+        client_id: Some(format!("c{c}-{seq}")),
+        body: text(&format!("m{seq}")),
+    }
 }
 
 /// Each conversation holds messages 1..=`per`, each once, in order, with
@@ -437,19 +443,24 @@ async fn two_conversations(store: &EmbeddedStore) -> (UserId, Vec<ConversationId
     let alice = store.create_user(user("alice")).await.unwrap();
     let mut ids = Vec::new();
     for title in ["one", "two"] {
-        let (c, _) = store
-            .create_conversation(NewConversation {
-                workspace_id: None,
-                title: Some(title.into()),
-                member_ids: vec![alice.id.clone()],
-                created_by: alice.id.clone(),
-                direct_key: None,
-            })
-            .await
-            .unwrap();
-        ids.push(c.id);
+        ids.push(conversation_of(store, &alice.id, title).await);
     }
     (alice.id, ids)
+}
+
+/// A new conversation titled `title` with `member` alone.
+async fn conversation_of(store: &EmbeddedStore, member: &UserId, title: &str) -> ConversationId {
+    let (c, _) = store
+        .create_conversation(NewConversation {
+            workspace_id: None,
+            title: Some(title.into()),
+            member_ids: vec![member.clone()],
+            created_by: member.clone(),
+            direct_key: None,
+        })
+        .await
+        .unwrap();
+    c.id
 }
 
 /// Messages go through the journal and are checkpointed into the database
@@ -537,25 +548,10 @@ async fn an_append_sees_every_write_before_it() {
         );
         if seq % 128 == 0 {
             // Created between two appends, written to at once.
-            let (c, _) = store
-                .create_conversation(NewConversation {
-                    workspace_id: None,
-                    title: Some(format!("late {seq}")),
-                    member_ids: vec![alice.clone()],
-                    created_by: alice.clone(),
-                    direct_key: None,
-                })
-                .await
-                .unwrap();
+            let c = conversation_of(&store, &alice, &format!("late {seq}")).await;
             let n = seq as usize;
-            assert_eq!(
-                append_numbered(&store, &c.id, &alice, n, 1).await,
-                (1, true)
-            );
-            assert_eq!(
-                append_numbered(&store, &c.id, &alice, n, 1).await,
-                (1, false)
-            );
+            assert_eq!(append_numbered(&store, &c, &alice, n, 1).await, (1, true));
+            assert_eq!(append_numbered(&store, &c, &alice, n, 1).await, (1, false));
         }
     }
     // Message 1 was checkpointed into the database: its retry finds it there.
@@ -576,12 +572,7 @@ async fn an_append_sees_every_write_before_it() {
 async fn a_failed_append_in_a_batch_costs_the_others_nothing() {
     let (_dir, store) = fresh();
     let (alice, ids) = two_conversations(&store).await;
-    let new = |conversation: &ConversationId, n: usize| NewMessage {
-        conversation_id: conversation.clone(),
-        sender_id: alice.clone(),
-        client_id: Some(format!("batch-{n}")),
-        body: text(&format!("b{n}")),
-    };
+    let new = |conversation: &ConversationId, n: usize| numbered(conversation, &alice, n, n as u64);
     let missing = ConversationId("no-such-conversation".into());
     let mut pending = Vec::new();
     for n in 0..12 {

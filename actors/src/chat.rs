@@ -10,7 +10,7 @@
 //! A new text message that @mentions members of the conversation notifies
 //! them through the collaboration layer, as a comment's mention does.
 
-use crate::collab::{Collab, MentionScope, Mentioning};
+use crate::collab::{may_mention, Collab, MentionScope, Mentioning};
 use crate::engine::Engine;
 use crate::ids::{ConversationId, RoomName, UserId};
 use crate::model::{FileRecord, Message, MessageBody, NewMessage};
@@ -409,10 +409,9 @@ impl ChatNamespace {
         let (view, created) = self
             .store_and_publish(socket, &m.conversation_id, new, ordered)
             .await?;
-        if created && m.text.contains('@') {
+        if created && may_mention(&m.text) {
             // A retry was told already; the message is stored and
-            // sent whatever becomes of its notifications. (A text without
-            // an `@` mentions nobody.)
+            // sent whatever becomes of its notifications.
             let link = format!("/conversations/{}", m.conversation_id);
             let mentioning = Mentioning {
                 text: &m.text,

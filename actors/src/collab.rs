@@ -61,12 +61,18 @@ pub const MAX_MENTIONS: usize = 20;
 /// Longest excerpt of the mentioning text put in a notification's body.
 const MENTION_BODY_CHARS: usize = 200;
 
+/// Whether `text` can mention anyone at all (it has an `@`); a cheap test
+/// before [`mentions`] and what a caller builds for a notification.
+pub fn may_mention(text: &str) -> bool {
+    text.contains('@')
+}
+
 /// The distinct `@username`s in a text, lower-cased, at most
 /// [`MAX_MENTIONS`]. An `@` counts only at the start of a word, so e-mail
 /// addresses mention nobody; a trailing `.` or `-` is punctuation.
 pub fn mentions(text: &str) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
-    if !text.contains('@') {
+    if !may_mention(text) {
         // (Most texts: no walk over their characters.)
         return out;
     }

@@ -232,14 +232,7 @@ impl Journal {
         {
             return Ok(Some(last.seq));
         }
-        match redb {
-            Redb::Write(txn) => last_seq_in(
-                &txn.open_table(CONVERSATION_LAST_SEQ)
-                    .ctx("open conversation_last_seq")?,
-                conversation,
-            ),
-            Redb::Read(snapshot) => last_seq_in(&snapshot.last_seqs, conversation),
-        }
+        redb.last_seq(conversation)
     }
 
     /// The stored form of the message `sender` sent with `client_id`, if any
@@ -268,27 +261,7 @@ impl Journal {
                 };
             }
         }
-        let indexed = match redb {
-            Redb::Write(txn) => indexed(
-                &txn.open_table(MESSAGES_BY_CLIENT_ID)
-                    .ctx("open messages_by_client_id")?,
-                sender,
-                client_id,
-            )?,
-            Redb::Read(snapshot) => indexed(&snapshot.by_client, sender, client_id)?,
-        };
-        let Some((conversation, seq)) = indexed else {
-            return Ok(None);
-        };
-        let bytes = match redb {
-            Redb::Write(txn) => stored(
-                &txn.open_table(MESSAGES).ctx("open messages")?,
-                &conversation,
-                seq,
-            )?,
-            Redb::Read(snapshot) => stored(&snapshot.messages, &conversation, seq)?,
-        };
-        Ok(Some(bytes))
+        redb.original(sender, client_id)
     }
 
     /// Adds a message to the batch in progress: its record to the journal
@@ -442,6 +415,44 @@ impl Journal {
 pub(super) enum Redb<'a> {
     Write(&'a WriteTransaction),
     Read(&'a Snapshot),
+}
+
+impl Redb<'_> {
+    /// The conversation's last seq in redb.
+    fn last_seq(&self, conversation: &str) -> StoreResult<Option<u64>> {
+        match self {
+            Redb::Write(txn) => last_seq_in(
+                &txn.open_table(CONVERSATION_LAST_SEQ)
+                    .ctx("open conversation_last_seq")?,
+                conversation,
+            ),
+            Redb::Read(snapshot) => last_seq_in(&snapshot.last_seqs, conversation),
+        }
+    }
+
+    /// The stored form of the message `sender` sent with `client_id`, from
+    /// the idempotency index and the messages table.
+    fn original(&self, sender: &str, client_id: &str) -> StoreResult<Option<Vec<u8>>> {
+        match self {
+            Redb::Write(txn) => {
+                let by_client = txn
+                    .open_table(MESSAGES_BY_CLIENT_ID)
+                    .ctx("open messages_by_client_id")?;
+                let Some((conversation, seq)) = indexed(&by_client, sender, client_id)? else {
+                    return Ok(None);
+                };
+                let messages = txn.open_table(MESSAGES).ctx("open messages")?;
+                stored(&messages, &conversation, seq).map(Some)
+            }
+            Redb::Read(snapshot) => {
+                let Some((conversation, seq)) = indexed(&snapshot.by_client, sender, client_id)?
+                else {
+                    return Ok(None);
+                };
+                stored(&snapshot.messages, &conversation, seq).map(Some)
+            }
+        }
+    }
 }
 
 /// redb as of one commit, with the tables an append reads opened once.
