@@ -493,12 +493,19 @@ async fn messages_cross_journal_checkpoints_and_survive_a_restart() {
     check_history(&store, &ids, &alice, per).await;
 }
 
+/// Copies `names` from the data directory `from` into `to`.
+fn copy_files(from: &std::path::Path, to: &std::path::Path, names: &[&str]) {
+    for name in names {
+        std::fs::copy(from.join(name), to.join(name)).unwrap();
+    }
+}
+
 /// A crash (the files as they are while the store runs, plus a record torn
 /// by the crash) loses no acknowledged message: opening the store applies
 /// the journal, a second open applies nothing twice, and seqs go on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crash_loses_no_acknowledged_message() {
-    use huddle::store::embedded::{FILE_NAME, JOURNAL_FILE_NAME};
+    use huddle::store::embedded::{FILE_NAME, JOURNAL_FILE_NAMES};
     let (dir, store) = fresh();
     let (alice, ids) = two_conversations(&store).await;
     let per = (huddle::store::embedded::CHECKPOINT_MESSAGES as u64) / 2 + 100;
@@ -507,18 +514,23 @@ async fn a_crash_loses_no_acknowledged_message() {
             append_numbered(&store, id, &alice, c, seq).await;
         }
     }
-    // Every append is answered, nothing else is writing: copy the files as
-    // a crash would leave them (the store is still open).
+    // Every append is answered, nothing else is writing (no checkpoint
+    // either): copy the files as a crash would leave them (the store is
+    // still open).
+    store.settle().await.unwrap();
     let crashed = tempfile::tempdir().unwrap();
-    for name in [FILE_NAME, JOURNAL_FILE_NAME] {
-        std::fs::copy(dir.path().join(name), crashed.path().join(name)).unwrap();
-    }
+    copy_files(dir.path(), crashed.path(), &[FILE_NAME]);
+    copy_files(dir.path(), crashed.path(), &JOURNAL_FILE_NAMES);
     drop(store);
-    let journal = crashed.path().join(JOURNAL_FILE_NAME);
-    let mut torn = std::fs::read(&journal).unwrap();
-    assert!(torn.len() > 1000, "the tail is in the journal");
-    torn.extend_from_within(..40);
-    std::fs::write(&journal, torn).unwrap();
+    let mut written = 0;
+    for name in JOURNAL_FILE_NAMES {
+        let journal = crashed.path().join(name);
+        let mut torn = std::fs::read(&journal).unwrap();
+        written += torn.len();
+        torn.extend_from_within(..40);
+        std::fs::write(&journal, torn).unwrap();
+    }
+    assert!(written > 1000, "the tail is in the journal");
 
     for _ in 0..2 {
         let store = EmbeddedStore::open(crashed.path()).unwrap();
@@ -529,6 +541,49 @@ async fn a_crash_loses_no_acknowledged_message() {
         append_numbered(&store, &ids[0], &alice, 0, per + 1).await,
         (per + 1, true)
     );
+}
+
+/// A crash while a checkpoint runs beside the writer (its transaction never
+/// committed) leaves the frozen part in one journal file and what came
+/// after it in the other: opening applies both, the older first, and loses
+/// nothing acknowledged. Here the database is copied before the checkpoint
+/// and the journal files after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_during_a_checkpoint_loses_nothing() {
+    use huddle::store::embedded::{CHECKPOINT_MESSAGES, FILE_NAME, JOURNAL_FILE_NAMES};
+    let (dir, store) = fresh();
+    let (alice, ids) = two_conversations(&store).await;
+    let append = |from: u64, to: u64| {
+        let (store, alice, ids) = (&store, &alice, &ids);
+        async move {
+            for seq in from..=to {
+                for (c, id) in ids.iter().enumerate() {
+                    append_numbered(store, id, alice, c, seq).await;
+                }
+            }
+        }
+    };
+    let early = CHECKPOINT_MESSAGES as u64 / 8;
+    append(1, early).await;
+    store.settle().await.unwrap();
+    let crashed = tempfile::tempdir().unwrap();
+    copy_files(dir.path(), crashed.path(), &[FILE_NAME]);
+    // Past one checkpoint (two conversations: 2 × per > CHECKPOINT_MESSAGES).
+    let per = CHECKPOINT_MESSAGES as u64 / 2 + 100;
+    append(early + 1, per).await;
+    store.settle().await.unwrap();
+    copy_files(dir.path(), crashed.path(), &JOURNAL_FILE_NAMES);
+    drop(store);
+
+    for _ in 0..2 {
+        let store = EmbeddedStore::open(crashed.path()).unwrap();
+        check_history(&store, &ids, &alice, per).await;
+        // A retry of a message from the frozen file is answered with it.
+        assert_eq!(
+            append_numbered(&store, &ids[1], &alice, 1, 2).await,
+            (2, false)
+        );
+    }
 }
 
 /// Appends alone read a snapshot of the database instead of a write

@@ -4,38 +4,53 @@
 //! Committing messages to redb one group at a time cost more than half of
 //! the server's CPU at 2000 messages a second (each commit rewrote about 54
 //! scattered pages and flushed them, for about a dozen messages). Here a
-//! message is instead appended to `{dir}/messages.journal` — one sequential
-//! write and one `fdatasync` per batch of the writer thread — and kept in
-//! memory, in the **tail**, until a **checkpoint** moves the tail into redb
-//! in one durable transaction (every [`CHECKPOINT_MESSAGES`] messages or
-//! [`CHECKPOINT_BYTES`] bytes, and when the store closes). The journal then
-//! starts over from its beginning under a new epoch. A quiet server keeps
-//! its tail (at most a checkpoint's worth) in memory and in the journal:
-//! after a crash, opening the store applies it.
+//! message is instead appended to the journal — one sequential write and
+//! one `fdatasync` per batch of the writer thread — and kept in memory, in
+//! the **tail**, until a **checkpoint** moves it into redb in one durable
+//! transaction (every [`CHECKPOINT_MESSAGES`] messages or
+//! [`CHECKPOINT_BYTES`] bytes, and when the store closes).
+//!
+//! A checkpoint runs on a thread of its own, beside the writer: it took 5–7
+//! ms at 2000 messages a second, and every message sent meanwhile waited
+//! for it (most of the p99 latency). The journal is two files,
+//! [`FILE_NAMES`], written in turn. A checkpoint **freezes** the tail (the
+//! frozen part is what it moves into redb) and the writer goes on in the
+//! other file, from its beginning, under a new epoch, with a new, empty
+//! active part. Once the checkpoint has committed, the writer drops its
+//! redb snapshot and then the frozen part (in that order: an append never
+//! reads a snapshot older than the checkpoint without the frozen part
+//! beside it). The next checkpoint waits for the frozen part to be gone, so
+//! a file is written again only after what it held is in redb. A
+//! checkpoint that fails keeps its part frozen and is tried again after the
+//! writer's next batch; the tail's size is bounded meanwhile
+//! ([`MAX_TAIL_MESSAGES`], [`MAX_TAIL_BYTES`]).
 //!
 //! Readers see redb and the tail together: the tail holds, per
-//! conversation, the newest messages (every seq above what redb holds), so
-//! a history page is the tail's part plus redb's part below it, and a
-//! conversation's last seq is the tail's when it has one. A message becomes
-//! visible to readers only once its journal write is durable, exactly when
-//! its sender gets the answer, as with a redb commit. A reader takes the
-//! tail's lock before it opens its redb snapshot and a checkpoint empties
-//! the tail only after its commit, so a reader never falls between them
-//! (it may see a message in both, and takes it once).
+//! conversation, the newest messages (every seq above what redb holds; the
+//! frozen part's below the active part's), so a history page is the
+//! tail's part plus redb's part below it, and a conversation's last seq is
+//! the tail's when it has one. A message becomes visible to readers only
+//! once its journal write is durable, exactly when its sender gets the
+//! answer, as with a redb commit. A reader takes the tail's lock before it
+//! opens its redb snapshot and the frozen part is dropped only after the
+//! checkpoint's commit, so a reader never falls between them (it may see a
+//! message in both, and takes it once).
 //!
 //! A record is `magic, epoch, length, CRC-32 (of epoch, length and
-//! payload)` followed by the message as stored in redb (JSON). On open, the
-//! records from the start of the file that carry the first record's epoch
-//! and a valid CRC are applied to redb (a message whose seq redb already
-//! has is skipped, so applying twice is harmless) and the journal starts
-//! over: a crash loses nothing that was acknowledged, and a record torn by
-//! the crash (never acknowledged) ends the replay.
+//! payload)` followed by the message as stored in redb (JSON). On open,
+//! each file's records from its start that carry its first record's epoch
+//! and a valid CRC are applied to redb, the older epoch's file first (a
+//! message whose seq redb already has is skipped, so applying twice, or a
+//! file checkpointed long ago, is harmless), and the journal starts over: a
+//! crash loses nothing that was acknowledged, and a record torn by the
+//! crash (never acknowledged) ends its file's replay.
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::thread::JoinHandle;
 
 use huddle_actors::model::Message;
 use huddle_actors::store::{StoreError, StoreResult};
@@ -45,11 +60,12 @@ use redb::{
 
 use super::{decode, Ctx, CONVERSATION_LAST_SEQ, MESSAGES, MESSAGES_BY_CLIENT_ID};
 
-/// File name of the journal inside the data directory.
-pub const FILE_NAME: &str = "messages.journal";
-/// Messages in the tail that start a checkpoint.
+/// File names of the journal inside the data directory, written in turn
+/// (the first is the one earlier versions wrote alone).
+pub const FILE_NAMES: [&str; 2] = ["messages.journal", "messages.journal.2"];
+/// Messages in the active part of the tail that start a checkpoint.
 pub const CHECKPOINT_MESSAGES: usize = 512;
-/// Bytes of messages in the tail that start a checkpoint.
+/// Bytes of messages in the active part of the tail that start a checkpoint.
 pub const CHECKPOINT_BYTES: usize = 1 << 20;
 /// Messages the tail may hold while checkpoints fail; appends are refused
 /// beyond it.
@@ -81,15 +97,51 @@ struct ConvTail {
     visible: usize,
 }
 
-/// The messages not yet checkpointed into redb, shared by the writer thread
-/// (which alone changes it) and the readers.
+impl ConvTail {
+    fn visible(&self) -> &[Entry] {
+        &self.entries[..self.visible]
+    }
+}
+
+/// Messages of the tail: the active part, or the frozen one a checkpoint
+/// moves into redb.
 #[derive(Default)]
-pub(super) struct Tail {
+struct Part {
     convs: HashMap<String, ConvTail>,
     /// (sender, client id) → (conversation, seq), pending ones included.
     by_client: HashMap<(String, String), (String, u64)>,
     messages: usize,
     bytes: usize,
+}
+
+impl Part {
+    /// The part's entry for `(sender, client_id)` (pending ones included).
+    fn by_client(&self, sender: &str, client_id: &str) -> Option<StoreResult<&Entry>> {
+        let (conversation, seq) = self
+            .by_client
+            .get(&(sender.to_owned(), client_id.to_owned()))?;
+        let found = self
+            .convs
+            .get(conversation)
+            .and_then(|c| c.entries.iter().find(|e| e.seq == *seq));
+        Some(found.ok_or_else(|| {
+            StoreError::NotFound(format!(
+                "indexed message {conversation}#{seq} is missing from the journal tail"
+            ))
+        }))
+    }
+}
+
+/// The messages not yet checkpointed into redb, shared by the writer thread
+/// (which alone changes it) and the readers.
+#[derive(Default)]
+pub(super) struct Tail {
+    /// What the writer appends to.
+    active: Part,
+    /// What a checkpoint is moving into redb, until the writer drops it;
+    /// every entry of it is durable, and each conversation's are below the
+    /// active part's.
+    frozen: Option<Arc<Part>>,
 }
 
 /// The tail behind its lock.
@@ -104,40 +156,94 @@ fn write(tail: &RwLock<Tail>) -> RwLockWriteGuard<'_, Tail> {
 }
 
 impl Tail {
+    /// The parts, newest first.
+    fn parts(&self) -> impl Iterator<Item = &Part> {
+        std::iter::once(&self.active).chain(self.frozen.as_deref())
+    }
+
     /// The last durable seq of `conversation` in the tail, if it has any.
     pub fn last_seq(&self, conversation: &str) -> Option<u64> {
-        let conv = self.convs.get(conversation)?;
-        conv.entries[..conv.visible].last().map(|e| e.seq)
+        self.parts()
+            .find_map(|part| part.convs.get(conversation)?.visible().last())
+            .map(|e| e.seq)
     }
 
     /// The last durable seq of every conversation in the tail.
     pub fn last_seqs(&self) -> HashMap<String, u64> {
-        self.convs
-            .keys()
-            .filter_map(|c| Some((c.clone(), self.last_seq(c)?)))
-            .collect()
+        let mut last = HashMap::new();
+        for part in self.parts() {
+            for (conversation, conv) in &part.convs {
+                if let Some(e) = conv.visible().last() {
+                    last.entry(conversation.clone()).or_insert(e.seq);
+                }
+            }
+        }
+        last
     }
 
     /// The newest `limit` durable messages of `conversation` below `before`
     /// (all when `None`), oldest first.
     pub fn before(&self, conversation: &str, before: Option<u64>, limit: usize) -> Vec<Entry> {
-        let Some(conv) = self.convs.get(conversation) else {
-            return Vec::new();
-        };
-        let visible = &conv.entries[..conv.visible];
-        let end = match before {
-            Some(b) => visible.partition_point(|e| e.seq < b),
-            None => visible.len(),
-        };
-        visible[end.saturating_sub(limit)..end].to_vec()
+        // Newest part first; each part's entries are below the one before.
+        let mut slices: Vec<&[Entry]> = Vec::new();
+        let mut left = limit;
+        for part in self.parts() {
+            if left == 0 {
+                break;
+            }
+            let Some(conv) = part.convs.get(conversation) else {
+                continue;
+            };
+            let visible = conv.visible();
+            let end = match before {
+                Some(b) => visible.partition_point(|e| e.seq < b),
+                None => visible.len(),
+            };
+            let start = end.saturating_sub(left);
+            left -= end - start;
+            slices.push(&visible[start..end]);
+        }
+        slices
+            .iter()
+            .rev()
+            .flat_map(|s| s.iter().cloned())
+            .collect()
+    }
+
+    fn messages(&self) -> usize {
+        self.parts().map(|p| p.messages).sum()
+    }
+
+    fn bytes(&self) -> usize {
+        self.parts().map(|p| p.bytes).sum()
     }
 }
 
-/// The journal file and the writer's side of the tail. Owned by the writer
-/// thread.
-pub(super) struct Journal {
+/// One of the journal's files.
+struct JournalFile {
     file: File,
     path: PathBuf,
+}
+
+impl JournalFile {
+    fn open(path: PathBuf) -> StoreResult<Self> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .ctx(format!("opening {}", path.display()))?;
+        Ok(JournalFile { file, path })
+    }
+}
+
+/// The journal's files and the writer's side of the tail. Owned by the
+/// writer thread.
+pub(super) struct Journal {
+    files: [JournalFile; 2],
+    /// The file the next batch's records go to.
+    active: usize,
     epoch: u32,
     /// Where the next batch's records go.
     offset: u64,
@@ -148,37 +254,61 @@ pub(super) struct Journal {
     pending_convs: Vec<String>,
     /// Client keys added by the batch in progress.
     pending_clients: Vec<(String, String)>,
+    /// The checkpoint running beside the writer.
+    checkpointing: Option<JoinHandle<StoreResult<()>>>,
+    /// How the last checkpoint ended, when it was waited for but its end
+    /// not yet taken by [`checkpoint_ended`](Self::checkpoint_ended).
+    ended: Option<StoreResult<()>>,
+}
+
+/// Whether epoch `a` was begun after epoch `b` (epochs wrap).
+fn later(a: u32, b: u32) -> bool {
+    (a.wrapping_sub(b) as i32) > 0
 }
 
 impl Journal {
     /// Opens the journal in `dir`, applies what an earlier run left in it to
     /// `db` (durably) and starts it over.
     pub fn open(dir: &Path, db: &Database) -> StoreResult<Self> {
-        let path = dir.join(FILE_NAME);
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .ctx(format!("opening {}", path.display()))?;
-        let data = std::fs::read(&path).ctx(format!("reading {}", path.display()))?;
-        let (epoch, records) = parse(&data);
-        if !records.is_empty() {
-            let mut messages = Vec::with_capacity(records.len());
+        let files = FILE_NAMES.map(|name| JournalFile::open(dir.join(name)));
+        let [a, b] = files;
+        let files = [a?, b?];
+        let mut contents = Vec::new();
+        for f in &files {
+            let data = std::fs::read(&f.path).ctx(format!("reading {}", f.path.display()))?;
+            contents.push(data);
+        }
+        let mut parsed: Vec<(usize, u32, Vec<&[u8]>)> = contents
+            .iter()
+            .enumerate()
+            .map(|(i, data)| {
+                let (epoch, records) = parse(data);
+                (i, epoch, records)
+            })
+            .filter(|(_, _, records)| !records.is_empty())
+            .collect();
+        // The older epoch's messages first: a conversation's seqs go on in
+        // the newer file.
+        if parsed.len() == 2 && later(parsed[0].1, parsed[1].1) {
+            parsed.swap(0, 1);
+        }
+        let mut messages = Vec::new();
+        for (i, _, records) in &parsed {
             for payload in records {
                 match decode::<Message>(payload) {
-                    Ok(m) => messages.push((m, payload)),
+                    Ok(m) => messages.push((m, *payload)),
                     Err(e) => {
                         // A valid CRC over a bad payload: stop, as at a torn record.
                         log::error!(
                             "message journal {}: undecodable record: {e}",
-                            path.display()
+                            files[*i].path.display()
                         );
                         break;
                     }
                 }
             }
+        }
+        if !messages.is_empty() {
             let applied = super::write_txn(
                 db,
                 "replaying the message journal",
@@ -200,20 +330,30 @@ impl Journal {
                 },
             )?;
             log::info!(
-                "message journal {}: {} records, {applied} applied",
-                path.display(),
+                "message journal in {}: {} records, {applied} applied",
+                dir.display(),
                 messages.len()
             );
         }
+        // Above every epoch either file holds, so neither file's leftovers
+        // are ever taken for current records.
+        let epoch = parsed
+            .iter()
+            .map(|(_, e, _)| *e)
+            .reduce(|a, b| if later(a, b) { a } else { b })
+            .unwrap_or(0)
+            .wrapping_add(1);
         Ok(Journal {
-            file,
-            path,
-            epoch: epoch.wrapping_add(1),
+            files,
+            active: 0,
+            epoch,
             offset: 0,
             buf: Vec::new(),
             tail: SharedTail::default(),
             pending_convs: Vec::new(),
             pending_clients: Vec::new(),
+            checkpointing: None,
+            ended: None,
         })
     }
 
@@ -225,14 +365,14 @@ impl Journal {
     /// The last seq of `conversation` (pending ones included), from the tail
     /// or else from redb; `None` when the conversation does not exist.
     pub fn last_seq(&self, redb: &Redb<'_>, conversation: &str) -> StoreResult<Option<u64>> {
-        if let Some(last) = read(&self.tail)
-            .convs
-            .get(conversation)
-            .and_then(|c| c.entries.last())
-        {
-            return Ok(Some(last.seq));
+        let last = read(&self.tail)
+            .parts()
+            .find_map(|part| part.convs.get(conversation)?.entries.last())
+            .map(|e| e.seq);
+        match last {
+            Some(last) => Ok(Some(last)),
+            None => redb.last_seq(conversation),
         }
-        redb.last_seq(conversation)
     }
 
     /// The stored form of the message `sender` sent with `client_id`, if any
@@ -245,20 +385,12 @@ impl Journal {
     ) -> StoreResult<Option<Vec<u8>>> {
         {
             let tail = read(&self.tail);
-            if let Some((conversation, seq)) = tail
-                .by_client
-                .get(&(sender.to_owned(), client_id.to_owned()))
-            {
-                let found = tail
-                    .convs
-                    .get(conversation)
-                    .and_then(|c| c.entries.iter().find(|e| e.seq == *seq));
-                return match found {
-                    Some(e) => Ok(Some(e.bytes.to_vec())),
-                    None => Err(StoreError::NotFound(format!(
-                        "indexed message {conversation}#{seq} is missing from the journal tail"
-                    ))),
-                };
+            let found = tail
+                .parts()
+                .find_map(|part| part.by_client(sender, client_id))
+                .map(|found| found.map(|e| e.bytes.to_vec()));
+            if let Some(found) = found {
+                return found.map(Some);
             }
         }
         redb.original(sender, client_id)
@@ -275,25 +407,27 @@ impl Journal {
         bytes: Vec<u8>,
     ) -> StoreResult<()> {
         let mut tail = write(&self.tail);
-        if tail.messages >= MAX_TAIL_MESSAGES || tail.bytes >= MAX_TAIL_BYTES {
+        let held = tail.messages();
+        if held >= MAX_TAIL_MESSAGES || tail.bytes() >= MAX_TAIL_BYTES {
             return Err(StoreError::Backend {
                 message: format!(
-                    "append_message: {} messages wait for a checkpoint that keeps failing",
-                    tail.messages
+                    "append_message: {held} messages wait for a checkpoint that keeps failing"
                 ),
                 source: None,
             });
         }
         encode_record(&mut self.buf, self.epoch, &bytes);
         let client = client.map(|(s, c)| Arc::new((s.to_owned(), c.to_owned())));
+        let active = &mut tail.active;
         if let Some(key) = &client {
-            tail.by_client
+            active
+                .by_client
                 .insert((**key).clone(), (conversation.to_owned(), seq));
             self.pending_clients.push((**key).clone());
         }
-        tail.messages += 1;
-        tail.bytes += bytes.len();
-        let conv = tail.convs.entry(conversation.to_owned()).or_default();
+        active.messages += 1;
+        active.bytes += bytes.len();
+        let conv = active.convs.entry(conversation.to_owned()).or_default();
         if conv.visible == conv.entries.len() {
             self.pending_convs.push(conversation.to_owned());
         }
@@ -311,12 +445,13 @@ impl Journal {
         if self.pending_convs.is_empty() && self.buf.is_empty() {
             return Ok(());
         }
-        let written = self
+        let file = &self.files[self.active];
+        let written = file
             .file
             .write_all_at(&self.buf, self.offset)
-            .and_then(|()| self.file.sync_data());
+            .and_then(|()| file.file.sync_data());
         if let Err(e) = written {
-            let e = format!("writing the message journal {}: {e}", self.path.display());
+            let e = format!("writing the message journal {}: {e}", file.path.display());
             log::error!("{e}");
             self.discard();
             return Err(e);
@@ -325,7 +460,7 @@ impl Journal {
         self.buf.clear();
         let mut tail = write(&self.tail);
         for conversation in self.pending_convs.drain(..) {
-            if let Some(conv) = tail.convs.get_mut(&conversation) {
+            if let Some(conv) = tail.active.convs.get_mut(&conversation) {
                 conv.visible = conv.entries.len();
             }
         }
@@ -337,72 +472,157 @@ impl Journal {
     pub fn discard(&mut self) {
         self.buf.clear();
         let mut tail = write(&self.tail);
-        let tail = &mut *tail;
+        let active = &mut tail.active;
         for key in self.pending_clients.drain(..) {
-            tail.by_client.remove(&key);
+            active.by_client.remove(&key);
         }
         for conversation in self.pending_convs.drain(..) {
-            let Some(conv) = tail.convs.get_mut(&conversation) else {
+            let Some(conv) = active.convs.get_mut(&conversation) else {
                 continue;
             };
             for e in conv.entries.drain(conv.visible..) {
-                tail.messages -= 1;
-                tail.bytes -= e.bytes.len();
+                active.messages -= 1;
+                active.bytes -= e.bytes.len();
             }
             if conv.entries.is_empty() {
-                tail.convs.remove(&conversation);
+                active.convs.remove(&conversation);
             }
         }
     }
 
     /// Whether the tail holds nothing.
     pub fn is_empty(&self) -> bool {
-        read(&self.tail).messages == 0
+        read(&self.tail).messages() == 0
     }
 
-    /// Whether the tail is big enough for a checkpoint.
-    pub fn wants_checkpoint(&self) -> bool {
-        let tail = read(&self.tail);
-        tail.messages >= CHECKPOINT_MESSAGES || tail.bytes >= CHECKPOINT_BYTES
-    }
-
-    /// Moves the tail into redb in one durable transaction and starts the
-    /// journal over. Only between batches (nothing pending).
-    pub fn checkpoint(&mut self, db: &Database) -> StoreResult<()> {
+    /// Starts a checkpoint beside the writer when one is due (between
+    /// batches: nothing pending) and none is running: of the frozen part
+    /// when an earlier checkpoint of it failed, else of the active part when
+    /// it is big enough, which is frozen then while the journal goes on in
+    /// its other file.
+    pub fn start_checkpoint(&mut self, db: &Arc<Database>) {
         debug_assert!(self.pending_convs.is_empty(), "checkpoint inside a batch");
-        let convs: Vec<(String, Vec<Entry>)> = read(&self.tail)
-            .convs
-            .iter()
-            .map(|(c, t)| (c.clone(), t.entries[..t.visible].to_vec()))
-            .collect();
-        if !convs.is_empty() {
-            let started = std::time::Instant::now();
-            let moved: usize = convs.iter().map(|(_, e)| e.len()).sum();
-            super::write_txn(
-                db,
-                "checkpointing the message journal",
-                Durability::Immediate,
-                |txn| {
-                    let mut tables = Tables::open(txn)?;
-                    for (conversation, entries) in &convs {
-                        for e in entries {
-                            let client = e.client.as_deref().map(|(s, c)| (s.as_str(), c.as_str()));
-                            tables.apply(conversation, e.seq, client, &e.bytes)?;
-                        }
-                    }
-                    tables.finish()
-                },
-            )?;
-            *write(&self.tail) = Tail::default();
-            log::debug!(
-                "message journal: checkpoint of {moved} messages in {:?}",
-                started.elapsed()
-            );
+        if self.checkpointing.is_some() || self.ended.is_some() {
+            return;
         }
+        let part = {
+            let mut tail = write(&self.tail);
+            if tail.frozen.is_none() {
+                let active = &tail.active;
+                if active.messages < CHECKPOINT_MESSAGES && active.bytes < CHECKPOINT_BYTES {
+                    return;
+                }
+                let part = Arc::new(std::mem::take(&mut tail.active));
+                tail.frozen = Some(part);
+                self.active = 1 - self.active;
+                self.epoch = self.epoch.wrapping_add(1);
+                self.offset = 0;
+            }
+            tail.frozen.clone().expect("frozen above")
+        };
+        let db = Arc::clone(db);
+        let started = std::thread::Builder::new()
+            .name("huddle-checkpoint".into())
+            .spawn(move || checkpoint(&db, &[&part]));
+        match started {
+            Ok(thread) => self.checkpointing = Some(thread),
+            Err(e) => log::error!(
+                "message journal: starting a checkpoint failed (tried again after the next batch): {e}"
+            ),
+        }
+    }
+
+    /// Waits for the checkpoint running beside the writer, if any, to end;
+    /// its end is taken by the next [`checkpoint_ended`](Self::checkpoint_ended).
+    pub fn wait_checkpoint(&mut self) {
+        if let Some(thread) = self.checkpointing.take() {
+            self.ended = Some(thread.join().unwrap_or_else(|_| {
+                Err(StoreError::Backend {
+                    message: "the checkpoint thread panicked".into(),
+                    source: None,
+                })
+            }));
+        }
+    }
+
+    /// Takes the end of a checkpoint that has ended since the last call:
+    /// when it committed, drops the frozen part and returns `true` — the
+    /// caller must drop any redb snapshot it keeps *before* reading the
+    /// tail again, since the frozen part's messages are now only in redb.
+    pub fn checkpoint_ended(&mut self) -> bool {
+        if self
+            .checkpointing
+            .as_ref()
+            .is_some_and(|thread| thread.is_finished())
+        {
+            self.wait_checkpoint();
+        }
+        match self.ended.take() {
+            None => false,
+            Some(Ok(())) => {
+                write(&self.tail).frozen = None;
+                true
+            }
+            Some(Err(e)) => {
+                log::error!(
+                    "embedded store: checkpointing the message journal failed (retried after the next batch): {e}"
+                );
+                false
+            }
+        }
+    }
+
+    /// Moves the whole tail into redb in one durable transaction, after the
+    /// checkpoint beside the writer (if any) has ended, and starts the
+    /// journal over. Only between batches (nothing pending); for closing.
+    pub fn checkpoint_all(&mut self, db: &Database) -> StoreResult<()> {
+        debug_assert!(self.pending_convs.is_empty(), "checkpoint inside a batch");
+        self.wait_checkpoint();
+        self.checkpoint_ended();
+        let mut tail = write(&self.tail);
+        let frozen = tail.frozen.clone();
+        let parts: Vec<&Part> = frozen
+            .as_deref()
+            .into_iter()
+            .chain([&tail.active])
+            .collect();
+        checkpoint(db, &parts)?;
+        *tail = Tail::default();
         self.epoch = self.epoch.wrapping_add(1);
         self.offset = 0;
         Ok(())
     }
+}
+
+/// Moves `parts` (oldest first) into redb in one durable transaction.
+fn checkpoint(db: &Database, parts: &[&Part]) -> StoreResult<()> {
+    let moved: usize = parts.iter().map(|p| p.messages).sum();
+    if moved == 0 {
+        return Ok(());
+    }
+    let started = std::time::Instant::now();
+    super::write_txn(
+        db,
+        "checkpointing the message journal",
+        Durability::Immediate,
+        |txn| {
+            let mut tables = Tables::open(txn)?;
+            for part in parts {
+                for (conversation, conv) in &part.convs {
+                    for e in conv.visible() {
+                        let client = e.client.as_deref().map(|(s, c)| (s.as_str(), c.as_str()));
+                        tables.apply(conversation, e.seq, client, &e.bytes)?;
+                    }
+                }
+            }
+            tables.finish()
+        },
+    )?;
+    log::debug!(
+        "message journal: checkpoint of {moved} messages in {:?}",
+        started.elapsed()
+    );
+    Ok(())
 }
 
 /// Where an append reads redb. A batch that also changes redb runs in its
@@ -650,6 +870,69 @@ fn parse(data: &[u8]) -> (u32, Vec<&[u8]>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A part holding `seqs` of conversation `c`, the last `pending` of
+    /// them not yet durable.
+    fn part(c: &str, seqs: std::ops::RangeInclusive<u64>, pending: usize) -> Part {
+        let entries: Vec<Entry> = seqs
+            .map(|seq| Entry {
+                seq,
+                bytes: Arc::from(seq.to_string().into_bytes()),
+                client: None,
+            })
+            .collect();
+        let visible = entries.len() - pending;
+        let mut part = Part {
+            messages: entries.len(),
+            ..Part::default()
+        };
+        part.convs
+            .insert(c.to_owned(), ConvTail { entries, visible });
+        part
+    }
+
+    fn seqs(entries: &[Entry]) -> Vec<u64> {
+        entries.iter().map(|e| e.seq).collect()
+    }
+
+    #[test]
+    fn a_tail_reads_its_frozen_part_below_its_active_one() {
+        let tail = Tail {
+            active: part("c", 11..=14, 1),
+            frozen: Some(Arc::new(part("c", 5..=10, 0))),
+        };
+        assert_eq!(tail.last_seq("c"), Some(13));
+        assert_eq!(seqs(&tail.before("c", None, 2)), [12, 13]);
+        assert_eq!(seqs(&tail.before("c", None, 5)), [9, 10, 11, 12, 13]);
+        assert_eq!(seqs(&tail.before("c", Some(12), 3)), [9, 10, 11]);
+        assert_eq!(seqs(&tail.before("c", Some(8), 10)), [5, 6, 7]);
+        assert_eq!(
+            seqs(&tail.before("c", None, 100)),
+            (5..=13).collect::<Vec<_>>()
+        );
+        assert_eq!(tail.messages(), 10);
+
+        // A conversation only in the frozen part, and one only in the
+        // active part with nothing durable yet.
+        let tail = Tail {
+            active: part("new", 1..=1, 1),
+            frozen: Some(Arc::new(part("old", 1..=3, 0))),
+        };
+        assert_eq!(tail.last_seq("old"), Some(3));
+        assert_eq!(tail.last_seq("new"), None);
+        assert_eq!(seqs(&tail.before("old", None, 2)), [2, 3]);
+        assert!(tail.before("new", None, 2).is_empty());
+        assert_eq!(tail.last_seqs(), HashMap::from([("old".to_owned(), 3)]));
+    }
+
+    #[test]
+    fn epochs_compare_across_the_wrap() {
+        assert!(later(5, 3));
+        assert!(!later(3, 5));
+        assert!(!later(3, 3));
+        assert!(later(0, u32::MAX));
+        assert!(later(2, u32::MAX - 1));
+    }
 
     #[test]
     fn records_of_the_first_epoch_are_read_up_to_a_torn_or_stale_one() {

@@ -32,7 +32,7 @@ mod notifications;
 mod search;
 mod workspaces;
 mod writer;
-pub use journal::{CHECKPOINT_MESSAGES, FILE_NAME as JOURNAL_FILE_NAME};
+pub use journal::{CHECKPOINT_MESSAGES, FILE_NAMES as JOURNAL_FILE_NAMES};
 use redb::{
     Database, Durability, ReadTransaction, ReadableDatabase, ReadableTable, TableDefinition,
     WriteTransaction,
@@ -184,6 +184,14 @@ impl EmbeddedStore {
             db,
             search: Arc::new(search),
         })
+    }
+
+    /// Waits until the writes queued so far are answered and no checkpoint
+    /// of the message journal is running, so the data directory's files
+    /// stay as they are while nothing else writes: for copying a running
+    /// store's files (as the crash tests do).
+    pub async fn settle(&self) -> StoreResult<()> {
+        self.writer.settle().await
     }
 
     /// Runs `f` against the database on the blocking thread pool.

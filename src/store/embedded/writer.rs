@@ -201,6 +201,17 @@ impl Writer {
         Ok(async move { rx.await.map_err(|_| closed(what))? })
     }
 
+    /// Answers once the message journal's checkpoint running beside the
+    /// writer (if any) has ended and the writes queued before this call are
+    /// answered.
+    pub async fn settle(&self) -> StoreResult<()> {
+        self.append("settle", |_, journal| {
+            journal.wait_checkpoint();
+            Ok(())
+        })
+        .await
+    }
+
     /// Like [`write`](Self::write), but answers once the write is committed,
     /// not yet durable: a crash within [`FLUSH_AFTER`] may undo it.
     pub async fn write_lazy<T, F>(&self, what: &'static str, f: F) -> StoreResult<T>
@@ -293,7 +304,7 @@ impl Drop for Writer {
 
 /// The writer thread: batch, run, make durable, answer; until every handle
 /// is gone.
-fn run(db: &Database, mut journal: Journal, mut jobs: mpsc::Receiver<Box<dyn Job>>) {
+fn run(db: &Arc<Database>, mut journal: Journal, mut jobs: mpsc::Receiver<Box<dyn Job>>) {
     // Only for waiting on the queue with a timeout.
     let waiter = match tokio::runtime::Builder::new_current_thread()
         .enable_time()
@@ -372,21 +383,18 @@ fn run(db: &Database, mut journal: Journal, mut jobs: mpsc::Receiver<Box<dyn Job
             };
             job.answer(outcome.as_ref().map(|_| ()).map_err(String::as_str));
         }
-        if journal.wants_checkpoint() {
+        // A checkpoint that has committed: its messages are only in redb
+        // once the journal drops its frozen part, so the snapshot, older
+        // than that commit, goes first.
+        if journal.checkpoint_ended() {
             snapshot = None;
-            // Its durable commit also makes the lazy writes durable.
-            match journal.checkpoint(db) {
-                Ok(()) => undurable = false,
-                Err(e) => log::error!(
-                    "embedded store: checkpointing the message journal failed (retried after the next batch): {e}"
-                ),
-            }
         }
+        journal.start_checkpoint(db);
     }
     // redb does not promise that non-durable commits survive a close, and
     // the journal is left empty.
     if !journal.is_empty() {
-        match journal.checkpoint(db) {
+        match journal.checkpoint_all(db) {
             Ok(()) => undurable = false,
             Err(e) => log::error!(
                 "embedded store: checkpointing the message journal at close failed (it is replayed at the next open): {e}"
@@ -611,7 +619,7 @@ mod tests {
         let path = dir.path().join("t.redb");
         for (round, failing) in [vec![], vec![3], vec![3, 9]].into_iter().enumerate() {
             let base = 100 * round as u64;
-            let db = Database::create(&path).unwrap();
+            let db = Arc::new(Database::create(&path).unwrap());
             let start = {
                 let read = db.begin_read().unwrap();
                 match read.open_table(T) {
@@ -663,7 +671,7 @@ mod tests {
     fn lazy_writes_are_made_durable_when_the_writer_ends() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.redb");
-        let db = Database::create(&path).unwrap();
+        let db = Arc::new(Database::create(&path).unwrap());
         let (tx, rx) = mpsc::channel(QUEUE);
         let mut answers = Vec::new();
         for key in 0..5u64 {
