@@ -321,8 +321,10 @@ async fn check_start_up_twice(db: &TestDb) {
 }
 
 /// A node that stored a message and died before raising `lastSeq` leaves
-/// the conversation's `lastSeq` one behind. The next append must neither
-/// reuse the stored seq nor skip one, and must repair `lastSeq`.
+/// the conversation's `lastSeq` one behind. Readers are told the last seq
+/// of the stored messages all the same; the next append must neither reuse
+/// the stored seq nor skip one, and must repair `lastSeq` (after its
+/// answer: a message is answered once inserted).
 async fn check_lagging_last_seq(store: &MongoStore) {
     let alice = store.create_user(user("alice")).await.unwrap();
     let (conversation, _) = store.create_conversation(group(&alice)).await.unwrap();
@@ -333,6 +335,20 @@ async fn check_lagging_last_seq(store: &MongoStore) {
     assert_eq!(first.seq, 1);
 
     // What the crashed node left: message 2 stored, lastSeq still 1.
+    let conversations = store
+        .database()
+        .collection::<mongodb::bson::Document>("conversations");
+    let stored_last_seq = || async {
+        conversations
+            .find_one(doc! { "_id": conversation.id.as_str() })
+            .await
+            .unwrap()
+            .unwrap()
+            .get("lastSeq")
+            .and_then(|n| n.as_i64().or(n.as_i32().map(i64::from)))
+            .expect("lastSeq is an integer (nx-27017 stores small ones as int32)")
+    };
+    wait_for_last_seq(&stored_last_seq, 1).await;
     store
         .database()
         .collection::<mongodb::bson::Document>("messages")
@@ -346,14 +362,20 @@ async fn check_lagging_last_seq(store: &MongoStore) {
         })
         .await
         .unwrap();
+    assert_eq!(stored_last_seq().await, 1);
+    let current = |store: &MongoStore| {
+        let id = conversation.id.clone();
+        let store = store.clone();
+        async move {
+            let whole = store.conversation(&id).await.unwrap().unwrap().last_seq;
+            let alone = store.last_seq(&id).await.unwrap();
+            (whole, alone)
+        }
+    };
     assert_eq!(
-        store
-            .conversation(&conversation.id)
-            .await
-            .unwrap()
-            .unwrap()
-            .last_seq,
-        1
+        current(store).await,
+        (2, Some(2)),
+        "readers see what is stored"
     );
 
     let (next, created) = store
@@ -362,15 +384,8 @@ async fn check_lagging_last_seq(store: &MongoStore) {
         .unwrap();
     assert!(created);
     assert_eq!(next.seq, 3, "neither reused nor skipped");
-    assert_eq!(
-        store
-            .conversation(&conversation.id)
-            .await
-            .unwrap()
-            .unwrap()
-            .last_seq,
-        3
-    );
+    assert_eq!(current(store).await, (3, Some(3)));
+    wait_for_last_seq(&stored_last_seq, 3).await;
     let seqs: Vec<u64> = store
         .messages_before(&conversation.id, None, 10)
         .await
@@ -379,6 +394,22 @@ async fn check_lagging_last_seq(store: &MongoStore) {
         .map(|m| m.seq)
         .collect();
     assert_eq!(seqs, vec![1, 2, 3]);
+}
+
+/// Waits (at most 5 s) for the stored `lastSeq` to be `want`: the appender
+/// raises it right after answering.
+async fn wait_for_last_seq<F, Fut>(stored_last_seq: &F, want: i64)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = i64>,
+{
+    for _ in 0..250 {
+        if stored_last_seq().await == want {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(stored_last_seq().await, want, "lastSeq raised");
 }
 
 /// 8 tasks on 4 worker threads × 25 appends: seqs are exactly 1..=200.

@@ -4,10 +4,13 @@
 //! a maximum with `$max`.
 
 use super::*;
-use futures_util::TryStreamExt;
+use futures_util::{StreamExt, TryStreamExt};
 use huddle_actors::ids::new_id;
 use huddle_actors::model::{NewConversation, NewMessage, Page};
 use huddle_actors::store::{ChatStore, PendingAppend};
+
+/// Conversations of a listed page whose newest message is looked up at once.
+const LAST_SEQ_LOOKUPS: usize = 8;
 
 impl MongoStore {
     async fn conversation_doc(&self, id: &str) -> StoreResult<Option<ConversationDoc>> {
@@ -18,12 +21,40 @@ impl MongoStore {
     }
 
     async fn conversation_by_direct_key(&self, key: &str) -> StoreResult<Option<Conversation>> {
-        self.conversations
+        let found = self
+            .conversations
             .find_one(doc! { "directKey": key })
             .await
-            .ctx("finding a conversation by direct key")?
-            .map(Conversation::try_from)
-            .transpose()
+            .ctx("finding a conversation by direct key")?;
+        match found {
+            Some(doc) => Ok(Some(self.current(Conversation::try_from(doc)?).await?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The seq of the conversation's newest message, through the
+    /// `(conversationId, seq)` index. A message is answered once inserted,
+    /// before its conversation's `lastSeq` is raised (see `appender`), so
+    /// this, not `lastSeq`, is what a reader is told: a client must never
+    /// learn a last seq below a message it was already sent.
+    async fn newest_seq(&self, conversation: &str) -> StoreResult<Option<u64>> {
+        let newest = self
+            .messages
+            .clone_with_type::<Document>()
+            .find_one(doc! { "conversationId": conversation })
+            .sort(doc! { "seq": -1 })
+            .projection(doc! { "_id": 0, "seq": 1 })
+            .await
+            .ctx("finding a conversation's newest message")?;
+        Ok(newest.and_then(|d| stored_seq(&d)))
+    }
+
+    /// `conversation` with its last seq read from its messages.
+    async fn current(&self, mut conversation: Conversation) -> StoreResult<Conversation> {
+        if let Some(seq) = self.newest_seq(conversation.id.as_str()).await? {
+            conversation.last_seq = conversation.last_seq.max(seq);
+        }
+        Ok(conversation)
     }
 }
 
@@ -83,6 +114,10 @@ impl ChatStore for MongoStore {
     }
 
     async fn last_seq(&self, id: &ConversationId) -> StoreResult<Option<u64>> {
+        if let Some(seq) = self.newest_seq(id.as_str()).await? {
+            return Ok(Some(seq));
+        }
+        // No message: 0 if the conversation exists.
         let found = self
             .conversations
             .clone_with_type::<Document>()
@@ -94,10 +129,16 @@ impl ChatStore for MongoStore {
     }
 
     async fn conversation(&self, id: &ConversationId) -> StoreResult<Option<Conversation>> {
-        self.conversation_doc(id.as_str())
-            .await?
-            .map(Conversation::try_from)
-            .transpose()
+        let (doc, newest) = tokio::try_join!(
+            self.conversation_doc(id.as_str()),
+            self.newest_seq(id.as_str())
+        )?;
+        let Some(doc) = doc else {
+            return Ok(None);
+        };
+        let mut conversation = Conversation::try_from(doc)?;
+        conversation.last_seq = conversation.last_seq.max(newest.unwrap_or(0));
+        Ok(Some(conversation))
     }
 
     async fn conversations_for_user(
@@ -140,10 +181,17 @@ impl ChatStore for MongoStore {
             .ctx("reading a user's conversations")?;
         let more = docs.len() > limit;
         let mut last_order = 0;
+        let mut listed = Vec::with_capacity(limit.min(docs.len()));
         for doc in docs.into_iter().take(limit) {
             last_order = doc.order;
-            page.items.push(Conversation::try_from(doc)?);
+            listed.push(Conversation::try_from(doc)?);
         }
+        // Each one's last seq from its messages, a few lookups at a time.
+        page.items = futures_util::stream::iter(listed)
+            .map(|c| self.current(c))
+            .buffered(LAST_SEQ_LOOKUPS)
+            .try_collect()
+            .await?;
         if more {
             page.next_cursor = Some(last_order.to_string());
         }

@@ -49,8 +49,10 @@
 //!   exactly one message own a client id. On a duplicate key the writer looks
 //!   the client id up: found means a retry (return it, `false`); otherwise
 //!   another writer took that seq, so it reads the highest stored seq from the
-//!   messages' index and tries the next one. After the insert the conversation's
-//!   `lastSeq` is raised with `$max`. A seq is therefore taken only by a
+//!   messages' index and tries the next one. After the insert (and the
+//!   answer) the conversation's `lastSeq` is raised with `$max`; readers
+//!   are told the higher of it and the newest message's seq (the same
+//!   index), so a lagging `lastSeq` never hides a stored message. A seq is therefore taken only by a
 //!   message that is stored, and only when the seq below it is stored: no
 //!   seq is ever skipped, not by a losing retry, not by a failed insert, not
 //!   by a crash. The alternative, reserving a seq with `$inc` and then
@@ -651,10 +653,20 @@ pub(super) fn from_stored_seq(seq: i64) -> StoreResult<u64> {
 /// A conversation document's `lastSeq` (0 when missing; servers may store
 /// small numbers as 32-bit integers).
 pub(super) fn stored_last_seq(doc: &Document) -> i64 {
-    match doc.get("lastSeq") {
-        Some(bson::Bson::Int64(n)) => *n,
-        Some(bson::Bson::Int32(n)) => i64::from(*n),
-        _ => 0,
+    int_field(doc, "lastSeq").unwrap_or(0)
+}
+
+/// A message document's `seq`, when it has a valid one.
+pub(super) fn stored_seq(doc: &Document) -> Option<u64> {
+    int_field(doc, "seq").and_then(|n| u64::try_from(n).ok())
+}
+
+/// An integer field however the server stored it (64 or 32 bits).
+fn int_field(doc: &Document, field: &str) -> Option<i64> {
+    match doc.get(field) {
+        Some(bson::Bson::Int64(n)) => Some(*n),
+        Some(bson::Bson::Int32(n)) => Some(i64::from(*n)),
+        _ => None,
     }
 }
 
