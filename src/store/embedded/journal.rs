@@ -21,8 +21,8 @@
 //! reads a snapshot older than the checkpoint without the frozen part
 //! beside it). The next checkpoint waits for the frozen part to be gone, so
 //! a file is written again only after what it held is in redb. A
-//! checkpoint that fails keeps its part frozen and is tried again after the
-//! writer's next batch; the tail's size is bounded meanwhile
+//! checkpoint that fails keeps its part frozen and is tried again a second
+//! later; the tail's size is bounded meanwhile
 //! ([`MAX_TAIL_MESSAGES`], [`MAX_TAIL_BYTES`]).
 //!
 //! Readers see redb and the tail together: the tail holds, per
@@ -72,6 +72,8 @@ pub const CHECKPOINT_BYTES: usize = 1 << 20;
 pub const MAX_TAIL_MESSAGES: usize = 64 * CHECKPOINT_MESSAGES;
 /// Bytes the tail may hold while checkpoints fail.
 pub const MAX_TAIL_BYTES: usize = 64 * CHECKPOINT_BYTES;
+/// How long after a failed checkpoint it is tried again.
+const RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
 /// First four bytes of every record.
 const MAGIC: u32 = 0x314a_5548; // "HUJ1" read as little-endian bytes
 /// Bytes before a record's payload.
@@ -259,6 +261,8 @@ pub(super) struct Journal {
     /// How the last checkpoint ended, when it was waited for but its end
     /// not yet taken by [`checkpoint_ended`](Self::checkpoint_ended).
     ended: Option<StoreResult<()>>,
+    /// After a failed checkpoint, when it is tried again.
+    retry_at: Option<std::time::Instant>,
 }
 
 /// Whether epoch `a` was begun after epoch `b` (epochs wrap).
@@ -354,6 +358,7 @@ impl Journal {
             pending_clients: Vec::new(),
             checkpointing: None,
             ended: None,
+            retry_at: None,
         })
     }
 
@@ -497,14 +502,21 @@ impl Journal {
 
     /// Starts a checkpoint beside the writer when one is due (between
     /// batches: nothing pending) and none is running: of the frozen part
-    /// when an earlier checkpoint of it failed, else of the active part when
-    /// it is big enough, which is frozen then while the journal goes on in
-    /// its other file.
+    /// when an earlier checkpoint of it failed (at most once every
+    /// [`RETRY_AFTER`]), else of the active part when it is big enough,
+    /// which is frozen then while the journal goes on in its other file.
     pub fn start_checkpoint(&mut self, db: &Arc<Database>) {
         debug_assert!(self.pending_convs.is_empty(), "checkpoint inside a batch");
         if self.checkpointing.is_some() || self.ended.is_some() {
             return;
         }
+        if self
+            .retry_at
+            .is_some_and(|at| std::time::Instant::now() < at)
+        {
+            return;
+        }
+        self.retry_at = None;
         let part = {
             let mut tail = write(&self.tail);
             if tail.frozen.is_none() {
@@ -565,8 +577,9 @@ impl Journal {
             }
             Some(Err(e)) => {
                 log::error!(
-                    "embedded store: checkpointing the message journal failed (retried after the next batch): {e}"
+                    "embedded store: checkpointing the message journal failed (tried again in {RETRY_AFTER:?}; appends go on up to {MAX_TAIL_MESSAGES} messages held): {e}"
                 );
+                self.retry_at = Some(std::time::Instant::now() + RETRY_AFTER);
                 false
             }
         }

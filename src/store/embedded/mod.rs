@@ -186,10 +186,11 @@ impl EmbeddedStore {
         })
     }
 
-    /// Waits until the writes queued so far are answered and no checkpoint
-    /// of the message journal is running, so the data directory's files
-    /// stay as they are while nothing else writes: for copying a running
-    /// store's files (as the crash tests do).
+    /// Waits until the writes queued so far are answered and the message
+    /// journal's checkpoint running then (if any) has ended. With nothing
+    /// else writing and less than a checkpoint's worth of messages since
+    /// the last one, the data directory's files then stay as they are: for
+    /// copying a running store's files (as the crash tests do).
     pub async fn settle(&self) -> StoreResult<()> {
         self.writer.settle().await
     }

@@ -201,9 +201,9 @@ impl Writer {
         Ok(async move { rx.await.map_err(|_| closed(what))? })
     }
 
-    /// Answers once the message journal's checkpoint running beside the
-    /// writer (if any) has ended and the writes queued before this call are
-    /// answered.
+    /// Answers once the writes queued before this call are answered and
+    /// the message journal's checkpoint running beside the writer then (if
+    /// any) has ended.
     pub async fn settle(&self) -> StoreResult<()> {
         self.append("settle", |_, journal| {
             journal.wait_checkpoint();
