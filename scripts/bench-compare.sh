@@ -27,10 +27,12 @@
 #                 figure (a rate step passes when most of its runs pass)
 #   --conns N     idle connections of the memory run (default 10000; lowered
 #                 to what `ulimit -n` allows, with a note)
-#   --by-turns    only the CPU scenarios on one node (small and big rooms),
-#                 with the peer and huddle both running and measured by
-#                 turns (peer, huddle, peer, huddle, ...), so a drift of the
-#                 machine during the runs weighs on both columns alike
+#   --by-turns    only the CPU scenarios (small and big rooms), the peer
+#                 and huddle measured by turns (peer, huddle, peer, huddle,
+#                 ...), so a drift of the machine during the runs weighs on
+#                 both columns alike: on one node with both servers running,
+#                 then (unless --skip-2node) on two nodes, each turn on
+#                 fresh pairs (huddle's on a fresh database)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -331,6 +333,28 @@ huddle_single() {
   common=(--url "http://127.0.0.1:$port" --server-pid "$started")
 }
 
+# cluster_services: starts Redis (core 0) and nx-27017 (core 1) for the
+# 2-node runs.
+cluster_services() {
+  log "starting Redis (core 0) and nx-27017 (core 1) for the 2-node runs"
+  ENV_FILE="$work/redis.env" HUDDLE_REDIS_STATE_DIR="$work/redis" scripts/redis-test-server.sh start >&2
+  # shellcheck source=/dev/null
+  . "$work/redis.env"
+  redis_url=$HUDDLE_TEST_REDIS_URL
+  redis_pid=$(cat "$work/redis/pid")
+  taskset -pc 0 "$redis_pid" >/dev/null
+  # shellcheck source=scripts/mongo-test-servers.sh
+  MONGO_TEST_SERVERS_ENV="$work/mongo.env"
+  source "$root/scripts/mongo-test-servers.sh"
+  mongo_test_servers_start
+  # The database is not the server under test (the peer has none) and
+  # nx-27017, a Python stand-in, costs many times MongoDB's CPU per insert:
+  # on core 0 it took 40-60 % of the core the nodes are measured on and
+  # pushed small rooms past saturation. It runs beside the bench instead;
+  # huddle-bench reports its CPU apart (--db-pid).
+  for pid in $MONGO_TEST_SERVERS_PIDS; do taskset -apc 1 "$pid" >/dev/null; done
+}
+
 if [ "$by_turns" = 1 ]; then
   log "peer and huddle, 1 node, measured by turns"
   stop_servers
@@ -351,6 +375,22 @@ if [ "$by_turns" = 1 ]; then
     done
   done
   stop_servers
+  if [ "$skip_2node" = 0 ]; then
+    cluster_services
+    log "peer and huddle, 2 nodes, measured by turns"
+    for turn in $(seq 1 "$turns"); do
+      log "turn $turn of $turns (2 nodes)"
+      for target in peer huddle; do
+        # Fresh servers for every run, as in the full suite (huddle's on a
+        # fresh database: nx-27017 slows down as one grows).
+        before_run=${target}_pair
+        bench "$target-2 small-rooms" fanout --subscribers 1000 --rooms 100 --rate 2000
+        bench "$target-2 big-rooms" fanout --subscribers 1000 --rooms 10 --rate 250
+      done
+    done
+    before_run=
+    stop_servers
+  fi
   echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$out/machine.txt" >&2
   python3 scripts/bench-table.py "$results" | tee "$out/table.md"
   echo "results: $results" >&2
@@ -373,23 +413,7 @@ uploads
 stop_servers
 
 if [ "$skip_2node" = 0 ]; then
-  log "starting Redis (core 0) and nx-27017 (core 1) for the 2-node runs"
-  ENV_FILE="$work/redis.env" HUDDLE_REDIS_STATE_DIR="$work/redis" scripts/redis-test-server.sh start >&2
-  # shellcheck source=/dev/null
-  . "$work/redis.env"
-  redis_url=$HUDDLE_TEST_REDIS_URL
-  redis_pid=$(cat "$work/redis/pid")
-  taskset -pc 0 "$redis_pid" >/dev/null
-  # shellcheck source=scripts/mongo-test-servers.sh
-  MONGO_TEST_SERVERS_ENV="$work/mongo.env"
-  source "$root/scripts/mongo-test-servers.sh"
-  mongo_test_servers_start
-  # The database is not the server under test (the peer has none) and
-  # nx-27017, a Python stand-in, costs many times MongoDB's CPU per insert:
-  # on core 0 it took 40-60 % of the core the nodes are measured on and
-  # pushed small rooms past saturation. It runs beside the bench instead;
-  # huddle-bench reports its CPU apart (--db-pid).
-  for pid in $MONGO_TEST_SERVERS_PIDS; do taskset -apc 1 "$pid" >/dev/null; done
+  cluster_services
 
   if [ "$skip_peer" = 0 ]; then
     log "peer, 2 nodes (Redis adapter)"
