@@ -65,7 +65,8 @@
 //!   The appends themselves go in batches (`appender.rs`): one task per node
 //!   remembers each conversation's last stored seq, numbers the queued
 //!   messages from there, stores them with one ordered `insert` and raises
-//!   the `lastSeq`s with one `update` command, so a batch costs two round
+//!   the `lastSeq`s with one `update` command (after a lone append, up to
+//!   100 ms later, for all that came alone meanwhile), so a batch costs two round
 //!   trips whatever its size, and a node's appends to a conversation get
 //!   seqs in the order they were queued.
 //! - newest-first conversations: a `counters` document handed out with
