@@ -68,6 +68,33 @@ test("a chat message from a client on node 1 reaches a client on node 2, and bac
   }),
 );
 
+test("the last seq the other node reports counts a message as soon as its sender is answered", T, () =>
+  withCluster(async ({ nodes: [n1, n2] }) => {
+    // A two-person conversation without a title is the pair's direct one:
+    // creating it again returns it, with its last seq.
+    const ann = await api.externalUser(n1.url, "Ann");
+    const bob = await api.externalUser(n2.url, "Bob");
+    const conv = await api.createConversation(n1.url, ann, [bob]);
+    const a = await connectAs(n1, ann);
+    const b = await connectAs(n2, bob);
+    await joinConversation(a, conv);
+    // One message at a time: each is stored alone, and its sender is
+    // answered before the conversation record's lastSeq catches up.
+    for (let n = 1; n <= 3; n++) {
+      const m = await send(a, conv, `one at a time ${n}`);
+      assert.equal(m.seq, n);
+      const joined = await ack(b, "conversation:join", { conversationId: conv.id });
+      assert.deepEqual([joined.ok, joined.lastSeq], [true, n], "join ack on node 2");
+      const listed = await call(n2, bob, "GET", "/conversations", undefined, 200);
+      assert.equal(listed.items.find((c) => c.id === conv.id).lastSeq, n, "list on node 2");
+      const again = await api.request(n2.url, "POST", "/api/v1/conversations", {
+        token: bob.token,
+        body: { memberIds: [ann.id] },
+      });
+      assert.deepEqual([again.status, again.body.id, again.body.lastSeq], [200, conv.id, n], "the pair's conversation again");
+    }
+  }));
+
 test("members on both nodes sending at once into one conversation: every seq once, each sender's in order, retries answered", T, () =>
   withCluster(async ({ nodes: [n1, n2] }) => {
     const { conv, a, b, ra, rb } = await conversationAcross(n1, n2);
