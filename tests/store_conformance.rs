@@ -384,6 +384,20 @@ async fn append_numbered(
     (m.seq, created)
 }
 
+/// Messages `seqs` of every conversation of `ids`, round by round.
+async fn append_rounds(
+    store: &EmbeddedStore,
+    sender: &UserId,
+    ids: &[ConversationId],
+    seqs: std::ops::RangeInclusive<u64>,
+) {
+    for seq in seqs {
+        for (c, id) in ids.iter().enumerate() {
+            append_numbered(store, id, sender, c, seq).await;
+        }
+    }
+}
+
 /// Message `seq` of conversation number `c`: text `m{seq}`, client id
 /// `c{c}-{seq}`.
 fn numbered(conversation: &ConversationId, sender: &UserId, c: usize, seq: u64) -> NewMessage {
@@ -509,11 +523,7 @@ async fn a_crash_loses_no_acknowledged_message() {
     let (dir, store) = fresh();
     let (alice, ids) = two_conversations(&store).await;
     let per = (huddle::store::embedded::CHECKPOINT_MESSAGES as u64) / 2 + 100;
-    for seq in 1..=per {
-        for (c, id) in ids.iter().enumerate() {
-            append_numbered(&store, id, &alice, c, seq).await;
-        }
-    }
+    append_rounds(&store, &alice, &ids, 1..=per).await;
     // Every append is answered, nothing else is writing (no checkpoint
     // either): copy the files as a crash would leave them (the store is
     // still open).
@@ -553,24 +563,14 @@ async fn a_crash_during_a_checkpoint_loses_nothing() {
     use huddle::store::embedded::{CHECKPOINT_MESSAGES, FILE_NAME, JOURNAL_FILE_NAMES};
     let (dir, store) = fresh();
     let (alice, ids) = two_conversations(&store).await;
-    let append = |from: u64, to: u64| {
-        let (store, alice, ids) = (&store, &alice, &ids);
-        async move {
-            for seq in from..=to {
-                for (c, id) in ids.iter().enumerate() {
-                    append_numbered(store, id, alice, c, seq).await;
-                }
-            }
-        }
-    };
     let early = CHECKPOINT_MESSAGES as u64 / 8;
-    append(1, early).await;
+    append_rounds(&store, &alice, &ids, 1..=early).await;
     store.settle().await.unwrap();
     let crashed = tempfile::tempdir().unwrap();
     copy_files(dir.path(), crashed.path(), &[FILE_NAME]);
     // Past one checkpoint (two conversations: 2 × per > CHECKPOINT_MESSAGES).
     let per = CHECKPOINT_MESSAGES as u64 / 2 + 100;
-    append(early + 1, per).await;
+    append_rounds(&store, &alice, &ids, early + 1..=per).await;
     store.settle().await.unwrap();
     copy_files(dir.path(), crashed.path(), &JOURNAL_FILE_NAMES);
     drop(store);

@@ -30,7 +30,7 @@ async function joinConversation(socket, conv) {
   assert.equal(res.ok, true, JSON.stringify(res));
 }
 
-// Ann on node 1 and Bob on node 2 in one conversation, both joined, each
+// Ann on node 1 and Bob on node 2 (both returned) in one conversation, both joined, each
 // socket's new_message recorded.
 async function conversationAcross(n1, n2) {
   const ann = await api.externalUser(n1.url, "Ann");
@@ -40,7 +40,7 @@ async function conversationAcross(n1, n2) {
   const b = await connectAs(n2, bob);
   await joinConversation(a, conv);
   await joinConversation(b, conv);
-  return { conv, a, b, ra: new Recorder(a, ["new_message"]), rb: new Recorder(b, ["new_message"]) };
+  return { ann, bob, conv, a, b, ra: new Recorder(a, ["new_message"]), rb: new Recorder(b, ["new_message"]) };
 }
 
 test("a chat message from a client on node 1 reaches a client on node 2, and back", T, () =>
@@ -72,12 +72,7 @@ test("the last seq the other node reports counts a message as soon as its sender
   withCluster(async ({ nodes: [n1, n2] }) => {
     // A two-person conversation without a title is the pair's direct one:
     // creating it again returns it, with its last seq.
-    const ann = await api.externalUser(n1.url, "Ann");
-    const bob = await api.externalUser(n2.url, "Bob");
-    const conv = await api.createConversation(n1.url, ann, [bob]);
-    const a = await connectAs(n1, ann);
-    const b = await connectAs(n2, bob);
-    await joinConversation(a, conv);
+    const { ann, bob, conv, a, b } = await conversationAcross(n1, n2);
     // One message at a time: each is stored alone, and its sender is
     // answered before the conversation record's lastSeq catches up.
     for (let n = 1; n <= 3; n++) {

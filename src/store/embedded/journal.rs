@@ -117,11 +117,10 @@ struct Part {
 }
 
 impl Part {
-    /// The part's entry for `(sender, client_id)` (pending ones included).
-    fn by_client(&self, sender: &str, client_id: &str) -> Option<StoreResult<&Entry>> {
-        let (conversation, seq) = self
-            .by_client
-            .get(&(sender.to_owned(), client_id.to_owned()))?;
+    /// The part's entry for `key`, (sender, client id) (pending ones
+    /// included).
+    fn by_client(&self, key: &(String, String)) -> Option<StoreResult<&Entry>> {
+        let (conversation, seq) = self.by_client.get(key)?;
         let found = self
             .convs
             .get(conversation)
@@ -389,10 +388,12 @@ impl Journal {
         client_id: &str,
     ) -> StoreResult<Option<Vec<u8>>> {
         {
+            // (The key is made once for both parts.)
+            let key = (sender.to_owned(), client_id.to_owned());
             let tail = read(&self.tail);
             let found = tail
                 .parts()
-                .find_map(|part| part.by_client(sender, client_id))
+                .find_map(|part| part.by_client(&key))
                 .map(|found| found.map(|e| e.bytes.to_vec()));
             if let Some(found) = found {
                 return found.map(Some);

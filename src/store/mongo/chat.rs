@@ -50,12 +50,17 @@ impl MongoStore {
     }
 
     /// `conversation` with its last seq read from its messages.
-    async fn current(&self, mut conversation: Conversation) -> StoreResult<Conversation> {
-        if let Some(seq) = self.newest_seq(conversation.id.as_str()).await? {
-            conversation.last_seq = conversation.last_seq.max(seq);
-        }
-        Ok(conversation)
+    async fn current(&self, conversation: Conversation) -> StoreResult<Conversation> {
+        let newest = self.newest_seq(conversation.id.as_str()).await?;
+        Ok(counting(conversation, newest))
     }
+}
+
+/// `conversation` with a last seq no lower than `newest`, the seq of its
+/// newest stored message (its record's `lastSeq` may lag: see `appender`).
+fn counting(mut conversation: Conversation, newest: Option<u64>) -> Conversation {
+    conversation.last_seq = conversation.last_seq.max(newest.unwrap_or(0));
+    conversation
 }
 
 #[async_trait]
@@ -136,9 +141,7 @@ impl ChatStore for MongoStore {
         let Some(doc) = doc else {
             return Ok(None);
         };
-        let mut conversation = Conversation::try_from(doc)?;
-        conversation.last_seq = conversation.last_seq.max(newest.unwrap_or(0));
-        Ok(Some(conversation))
+        Ok(Some(counting(Conversation::try_from(doc)?, newest)))
     }
 
     async fn conversations_for_user(
