@@ -6,6 +6,7 @@ pub mod auth;
 pub mod blob;
 pub mod cluster;
 pub mod error;
+pub mod fdlimit;
 pub mod http;
 pub mod ratelimit;
 pub mod settings;

@@ -19,6 +19,8 @@ static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 #[actix_web::main]
 async fn main() -> anyhow::Result<()> {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    // Before anything opens a file: every connection is one.
+    huddle::fdlimit::raise();
     let settings = Settings::load()?;
     let app = Application::build(settings).await?;
     app.run_until_stopped().await?;

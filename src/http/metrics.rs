@@ -191,6 +191,22 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
         "Connections opened since the node started.",
         m.connections_total,
     );
+    if let Some(open) = crate::fdlimit::open() {
+        out.single(
+            "process_open_fds",
+            "gauge",
+            "Open file descriptors (each connection is one).",
+            open,
+        );
+    }
+    if let Some(max) = crate::fdlimit::current() {
+        out.single(
+            "process_max_fds",
+            "gauge",
+            "The open-files limit (raised to the hard limit at start).",
+            max,
+        );
+    }
     out.single(
         "huddle_engineio_sessions",
         "gauge",

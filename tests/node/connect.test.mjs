@@ -231,6 +231,37 @@ test("per-user connection limit: namespaces share a connection, the extra one is
     assert.equal((await connectError(fifth)).data?.code, "too_many_connections");
   }));
 
+test("a node started with a soft open-files limit of 256 raises it and holds 400 connections", T, () =>
+  withServer(
+    { openFilesSoftLimit: 256, env: { HUDDLE__LIMITS__MAX_CONNECTIONS_PER_USER: "1000" } },
+    async (server) => {
+      const { bob, conv } = await pair(server);
+      const sockets = [];
+      // Fifty at a time: connecting, not the burst, is what is tested.
+      for (let i = 0; i < 400; i += 50) {
+        const batch = Array.from({ length: 50 }, () =>
+          connectAs(server, bob, "/chat", { transports: ["websocket"] }),
+        );
+        sockets.push(...(await Promise.all(batch)));
+      }
+      assert.equal(sockets.filter((s) => s.connected).length, 400);
+      // Every one of them is served: each joins the conversation, and a
+      // message reaches all of them.
+      await Promise.all(sockets.map((s) => ack(s, "conversation:join", { conversationId: conv.id })));
+      const all = Promise.all(sockets.map((s) => once(s, "new_message")));
+      const sent = await ack(sockets[0], "send_message", { conversationId: conv.id, text: "to 400", clientId: api.randomId("c") });
+      assert.equal(sent.ok, true, JSON.stringify(sent));
+      const got = await all;
+      assert.ok(got.every(([m]) => m.id === sent.message.id));
+
+      assert.match(server.log(), /open files: soft limit raised from 256 to \d+/);
+      const metrics = await (await fetch(`${server.url}/metrics`)).text();
+      const gauge = (name) => Number(metrics.match(new RegExp(`^${name} (\\d+)$`, "m"))?.[1]);
+      assert.ok(gauge("process_max_fds") > 256, `process_max_fds ${gauge("process_max_fds")}`);
+      assert.ok(gauge("process_open_fds") >= 400, `process_open_fds ${gauge("process_open_fds")}`);
+    },
+  ));
+
 test("accounts: register, login, refresh rotation over HTTP, then connect with the access token", T, () =>
   withServer(async (server) => {
     const email = `${api.randomId("erin")}@Example.Test`;

@@ -58,7 +58,13 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 /** A huddle process under test. */
 export class HuddleServer {
-  constructor({ env = {}, dataDir } = {}) {
+  /**
+   * `openFilesSoftLimit`: start the binary with this soft open-files limit
+   * (through util-linux's `prlimit`, the hard limit left as it is), as a
+   * shell's or service manager's default would.
+   */
+  constructor({ env = {}, dataDir, openFilesSoftLimit } = {}) {
+    this.openFilesSoftLimit = openFilesSoftLimit;
     this.base = fs.mkdtempSync(path.join(os.tmpdir(), "huddle-node-"));
     this.dataDir = dataDir ?? path.join(this.base, "data");
     fs.mkdirSync(this.dataDir, { recursive: true });
@@ -118,7 +124,12 @@ export class HuddleServer {
       ...Object.fromEntries(Object.entries(process.env).filter(([k]) => k.startsWith("HUDDLE__"))),
       ...this.extraEnv,
     };
-    const child = spawn(HUDDLE_BIN, [], { env, cwd: this.base, stdio: ["ignore", fd, fd] });
+    // prlimit execs the binary: the child's pid is the server's.
+    const [cmd, args] =
+      this.openFilesSoftLimit === undefined
+        ? [HUDDLE_BIN, []]
+        : ["prlimit", [`--nofile=${this.openFilesSoftLimit}:`, HUDDLE_BIN]];
+    const child = spawn(cmd, args, { env, cwd: this.base, stdio: ["ignore", fd, fd] });
     fs.closeSync(fd);
     this.child = child;
     this.exit = new Promise((resolve) => {

@@ -1,0 +1,122 @@
+//! The open-files limit: every connection is a file descriptor, so it caps
+//! how many connections a node can hold.
+//!
+//! Shells and service managers commonly start a process with a soft limit
+//! of 1024 and a much higher hard limit (systemd: 1024 / 524,288). A node
+//! left at 1024 refuses connections past about a thousand, with
+//! "Too many open files" in its log. So at start the node raises its soft
+//! limit to the hard limit (as the Go runtime does for every program),
+//! bounded by the kernel's `fs.nr_open`, and says what it got. Raising the
+//! hard limit itself is the operator's (`ulimit -Hn`, `LimitNOFILE=`,
+//! Docker's `ulimits`).
+
+use rlimit::Resource;
+
+/// File descriptors the node keeps for itself beyond its connections
+/// (listeners, the store's files, Redis and MongoDB connections, uploads in
+/// progress): below this many the log warns.
+const RESERVE: u64 = 256;
+/// A limit below this is worth a warning: it caps the node at a few
+/// thousand connections.
+const WARN_BELOW: u64 = 16_384;
+
+/// What [`raise`] found and did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OpenFiles {
+    /// Soft limit at start.
+    pub before: u64,
+    /// Soft limit now.
+    pub now: u64,
+    /// Hard limit (the most the soft one may be raised to).
+    pub hard: u64,
+}
+
+/// The kernel's ceiling for any process's open-files limit
+/// (`/proc/sys/fs/nr_open`), where it can be read.
+fn kernel_ceiling() -> Option<u64> {
+    std::fs::read_to_string("/proc/sys/fs/nr_open")
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// The soft limit to ask for: the hard one, bounded by the kernel's
+/// ceiling (an unlimited hard limit cannot be the soft one).
+fn target(hard: u64, ceiling: Option<u64>) -> u64 {
+    match ceiling {
+        Some(c) => hard.min(c),
+        None => hard,
+    }
+}
+
+/// Raises the soft open-files limit to the hard one. Never fails the start:
+/// what could not be read or set is logged and the limit left as it was.
+pub fn raise() -> Option<OpenFiles> {
+    if !Resource::NOFILE.is_supported() {
+        return None;
+    }
+    let (before, hard) = match Resource::NOFILE.get() {
+        Ok(limits) => limits,
+        Err(e) => {
+            log::warn!("open files: reading the limit failed: {e}");
+            return None;
+        }
+    };
+    let wanted = target(hard, kernel_ceiling());
+    let mut now = before;
+    if before < wanted {
+        match Resource::NOFILE.set(wanted, hard) {
+            Ok(()) => now = wanted,
+            Err(e) => log::warn!(
+                "open files: raising the soft limit from {before} to {wanted} failed: {e}"
+            ),
+        }
+    }
+    let found = OpenFiles { before, now, hard };
+    report(&found);
+    Some(found)
+}
+
+fn report(f: &OpenFiles) {
+    if f.now != f.before {
+        log::info!(
+            "open files: soft limit raised from {} to {} (the hard limit)",
+            f.before,
+            f.now
+        );
+    } else {
+        log::info!("open files: limit {}", f.now);
+    }
+    if f.now < WARN_BELOW {
+        log::warn!(
+            "open files: the limit of {} caps this node at about {} connections; \
+             raise the hard limit (ulimit -Hn, systemd LimitNOFILE=, Docker ulimits) for more",
+            f.now,
+            f.now.saturating_sub(RESERVE)
+        );
+    }
+}
+
+/// The soft open-files limit now, for `/metrics`.
+pub fn current() -> Option<u64> {
+    Resource::NOFILE.get().ok().map(|(soft, _)| soft)
+}
+
+/// How many files the process has open, for `/metrics` (Linux: the entries
+/// of `/proc/self/fd`).
+pub fn open() -> Option<u64> {
+    Some(std::fs::read_dir("/proc/self/fd").ok()?.count() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_target_is_the_hard_limit_within_the_kernels_ceiling() {
+        assert_eq!(target(20_000, Some(1_048_576)), 20_000);
+        assert_eq!(target(u64::MAX, Some(1_048_576)), 1_048_576);
+        assert_eq!(target(4096, None), 4096);
+    }
+}
