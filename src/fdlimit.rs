@@ -12,10 +12,10 @@
 
 use rlimit::Resource;
 
-/// File descriptors the node keeps for itself beyond its connections
+/// Most file descriptors the node keeps for itself beyond its connections
 /// (listeners, the store's files, Redis and MongoDB connections, uploads in
-/// progress): below this many the log warns.
-const RESERVE: u64 = 256;
+/// progress, HTTP requests); see [`connection_cap`].
+const RESERVE_MAX: u64 = 1024;
 /// A limit below this is worth a warning: it caps the node at a few
 /// thousand connections.
 const WARN_BELOW: u64 = 16_384;
@@ -90,12 +90,22 @@ fn report(f: &OpenFiles) {
     }
     if f.now < WARN_BELOW {
         log::warn!(
-            "open files: the limit of {} caps this node at about {} connections; \
+            "open files: the limit of {} leaves room for {} connections; \
              raise the hard limit (ulimit -Hn, systemd LimitNOFILE=, Docker ulimits) for more",
             f.now,
-            f.now.saturating_sub(RESERVE)
+            connection_cap(f.now)
         );
     }
+}
+
+/// Connections a node holds at most under an open-files limit of `limit`
+/// (for `limits.max_connections = 0`): the limit less what the node keeps
+/// for itself — an eighth of it, at most [`RESERVE_MAX`] — so a full node
+/// still has files for its store, uploads, Redis and MongoDB, and for the
+/// HTTP requests that answer the refused ones.
+pub fn connection_cap(limit: u64) -> usize {
+    let kept = (limit / 8).min(RESERVE_MAX);
+    usize::try_from(limit - kept).unwrap_or(usize::MAX).max(1)
 }
 
 /// The soft open-files limit now, for `/metrics`.
@@ -118,5 +128,14 @@ mod tests {
         assert_eq!(target(20_000, Some(1_048_576)), 20_000);
         assert_eq!(target(u64::MAX, Some(1_048_576)), 1_048_576);
         assert_eq!(target(4096, None), 4096);
+    }
+
+    #[test]
+    fn the_connection_cap_keeps_an_eighth_of_the_files_at_most_1024() {
+        assert_eq!(connection_cap(1024), 896);
+        assert_eq!(connection_cap(20_000), 18_976);
+        assert_eq!(connection_cap(1_048_576), 1_047_552);
+        assert_eq!(connection_cap(4), 4);
+        assert_eq!(connection_cap(0), 1);
     }
 }

@@ -255,6 +255,9 @@ pub struct RecoverySettings {
 pub struct LimitSettings {
     /// Engine.IO sessions per user across all nodes.
     pub max_connections_per_user: u32,
+    /// Engine.IO sessions this node holds at most; 0 picks it from the
+    /// open-files limit ([`crate::fdlimit::connection_cap`]).
+    pub max_connections: u64,
     /// Events of one connection being handled at once before it is throttled.
     pub max_events_pending_per_connection: u32,
 }

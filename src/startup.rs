@@ -46,6 +46,10 @@ pub fn engine_config(settings: &Settings) -> EngineConfig {
         max_events_pending: settings.limits.max_events_pending_per_connection as usize,
         events_per_second: settings.rate_limits.socket_events_per_second,
         max_connections_per_user: settings.limits.max_connections_per_user as usize,
+        max_sessions: match settings.limits.max_connections {
+            0 => crate::fdlimit::current().map_or(0, crate::fdlimit::connection_cap),
+            n => usize::try_from(n).unwrap_or(usize::MAX),
+        },
         recovery_window: (settings.recovery.max_disconnect_ms > 0)
             .then(|| Duration::from_millis(settings.recovery.max_disconnect_ms)),
         recovery_packets_per_room: EngineConfig::default().recovery_packets_per_room,
@@ -252,8 +256,12 @@ impl Application {
             };
             huddle_actors::server::serve(listener, app, routes, options)?
         };
+        let most = match engine.config().max_sessions {
+            0 => "no connection limit".to_owned(),
+            n => format!("at most {n} connections"),
+        };
         log::info!(
-            "huddle listening on http://{}:{port} ({} mode)",
+            "huddle listening on http://{}:{port} ({} mode, {most})",
             settings.server.host,
             settings.server.env.as_str()
         );

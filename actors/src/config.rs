@@ -28,6 +28,9 @@ pub struct EngineConfig {
     pub events_per_second: u32,
     /// Connections (Engine.IO sessions) per user (0: unlimited).
     pub max_connections_per_user: usize,
+    /// Connections (Engine.IO sessions) this node holds at most; past it a
+    /// new one is refused with HTTP 503 (0: unlimited).
+    pub max_sessions: usize,
     /// Connection state recovery window; `None` turns recovery off.
     pub recovery_window: Option<Duration>,
     /// Packets kept per room for recovery.
@@ -48,6 +51,7 @@ impl Default for EngineConfig {
             max_events_pending: 64,
             events_per_second: 100,
             max_connections_per_user: 10,
+            max_sessions: 0,
             recovery_window: Some(Duration::from_millis(120_000)),
             recovery_packets_per_room: 1000,
             require_auth: true,

@@ -26,6 +26,28 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
+/// Why the node opens no new session (both answer HTTP 503).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SessionRefusal {
+    /// It is shutting down.
+    Draining,
+    /// It holds its most sessions (`EngineConfig::max_sessions`).
+    Full,
+}
+
+impl SessionRefusal {
+    /// The body of the 503: none while draining (as before), a JSON
+    /// `{ code, message }` in the shape of Engine.IO's errors when full.
+    pub(crate) fn body(self) -> Option<bytes::Bytes> {
+        match self {
+            SessionRefusal::Draining => None,
+            SessionRefusal::Full => Some(bytes::Bytes::from_static(
+                br#"{"code":4,"message":"Too many connections on this node"}"#,
+            )),
+        }
+    }
+}
+
 /// One Engine.IO session as the transports see it.
 pub(crate) struct SessionEntry {
     pub conn: Addr<Connection>,
@@ -356,6 +378,31 @@ impl Engine {
     /// Whether the node is draining (no new sessions).
     pub fn is_draining(&self) -> bool {
         self.inner.draining.load(Ordering::Relaxed)
+    }
+
+    /// Whether a new session would be refused, and why: the node drains, or
+    /// holds [`max_sessions`](EngineConfig::max_sessions) already (counted
+    /// and logged: the first refusal and every thousandth after).
+    pub(crate) fn session_refusal(&self) -> Option<SessionRefusal> {
+        if self.is_draining() {
+            return Some(SessionRefusal::Draining);
+        }
+        let max = self.inner.config.max_sessions;
+        if max == 0 {
+            return None;
+        }
+        let open = self.session_count();
+        if open < max {
+            return None;
+        }
+        let refused = self.inner.metrics.connection_refused();
+        if refused == 1 || refused.is_multiple_of(1000) {
+            log::warn!(
+                "new connection refused: this node holds {open} of at most {max} \
+                 (limits.max_connections; {refused} refused since start)"
+            );
+        }
+        Some(SessionRefusal::Full)
     }
 
     /// Runs, on the current arbiter, work a closed connection leaves behind

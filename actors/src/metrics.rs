@@ -94,6 +94,7 @@ pub struct Metrics {
     packets_out: AtomicU64,
     bytes_out: AtomicU64,
     slow_clients: AtomicU64,
+    connections_refused: AtomicU64,
     deliveries_held: AtomicU64,
     upload_bytes: AtomicU64,
     bridge_published: AtomicU64,
@@ -115,6 +116,7 @@ impl Default for Metrics {
             packets_out: AtomicU64::new(0),
             bytes_out: AtomicU64::new(0),
             slow_clients: AtomicU64::new(0),
+            connections_refused: AtomicU64::new(0),
             deliveries_held: AtomicU64::new(0),
             upload_bytes: AtomicU64::new(0),
             bridge_published: AtomicU64::new(0),
@@ -147,6 +149,9 @@ pub struct MetricsSnapshot {
     pub bytes_out: u64,
     /// Clients closed for not keeping up.
     pub slow_clients: u64,
+    /// New connections refused because the node held its most
+    /// (`EngineConfig::max_sessions`).
+    pub connections_refused: u64,
     /// Deliveries the rooms held back for a batched write because more
     /// broadcasts waited behind theirs (see [`Batch`](crate::room::Batch)).
     pub deliveries_held: u64,
@@ -194,6 +199,11 @@ impl Metrics {
     pub(crate) fn slow_client(&self) {
         self.slow_clients.fetch_add(1, Ordering::Relaxed);
     }
+    /// A new connection was refused: the node holds its most already. The
+    /// count so far, this one included.
+    pub(crate) fn connection_refused(&self) -> u64 {
+        self.connections_refused.fetch_add(1, Ordering::Relaxed) + 1
+    }
     pub(crate) fn deliveries_held(&self, count: u64) {
         self.deliveries_held.fetch_add(count, Ordering::Relaxed);
     }
@@ -236,6 +246,7 @@ impl Metrics {
             packets_out: get(&self.packets_out),
             bytes_out: get(&self.bytes_out),
             slow_clients: get(&self.slow_clients),
+            connections_refused: get(&self.connections_refused),
             deliveries_held: get(&self.deliveries_held),
             upload_bytes: get(&self.upload_bytes),
             bridge_published: get(&self.bridge_published),

@@ -169,8 +169,12 @@ async fn handle_get(req: HttpRequest, engine: web::Data<Engine>) -> HttpResponse
     }
     match &q.sid {
         None => {
-            if engine.is_draining() {
-                return HttpResponse::ServiceUnavailable().finish();
+            if let Some(refusal) = engine.session_refusal() {
+                let mut res = HttpResponse::ServiceUnavailable();
+                return match refusal.body() {
+                    Some(body) => res.content_type("application/json").body(body),
+                    None => res.finish(),
+                };
             }
             let (sid, _) = open_session(&engine, Drain::Polling, q.token.clone());
             let mut body = BytesMut::new();

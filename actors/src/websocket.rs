@@ -120,8 +120,8 @@ pub async fn upgrade(
             (sid.clone(), session, true)
         }
         None => {
-            if engine.is_draining() {
-                return respond(&mut framed, StatusCode::SERVICE_UNAVAILABLE, None).await;
+            if let Some(refusal) = engine.session_refusal() {
+                return respond(&mut framed, StatusCode::SERVICE_UNAVAILABLE, refusal.body()).await;
             }
             let (sid, session) = transport::open_session(&engine, Drain::WebSocket, q.token);
             (sid, session, false)

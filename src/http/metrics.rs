@@ -256,6 +256,12 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
         m.slow_clients,
     );
     out.single(
+        "huddle_connections_refused_total",
+        "counter",
+        "New connections refused with HTTP 503: the node held limits.max_connections already.",
+        m.connections_refused,
+    );
+    out.single(
         "huddle_deliveries_held_total",
         "counter",
         "Deliveries held back for a batched write because more broadcasts waited behind theirs.",

@@ -262,6 +262,50 @@ test("a node started with a soft open-files limit of 256 raises it and holds 400
     },
   ));
 
+test("a node holding limits.max_connections refuses new ones with 503 on every transport, and takes them again once one closes", T, () =>
+  withServer({ env: { HUDDLE__LIMITS__MAX_CONNECTIONS: "3" } }, async (server) => {
+    const { ann, bob, conv } = await pair(server);
+    const held = [
+      await connectAs(server, ann),
+      await connectAs(server, bob, "/chat", { transports: ["websocket"] }),
+      await connectAs(server, bob),
+    ];
+
+    // A fourth Engine.IO handshake, by hand: 503 with a JSON reason.
+    const res = await fetch(`${server.url}/socket.io/?EIO=4&transport=polling`);
+    assert.equal(res.status, 503);
+    assert.deepEqual(await res.json(), { code: 4, message: "Too many connections on this node" });
+    // The official client, either transport: connect_error, and no session.
+    for (const transports of [undefined, ["websocket"]]) {
+      const extra = makeSocket(server, "/chat", { auth: { token: ann.token }, ...(transports ? { transports } : {}) });
+      await connectError(extra);
+      extra.disconnect();
+    }
+    // Those connected still chat.
+    assert.equal((await ack(held[0], "conversation:join", { conversationId: conv.id })).ok, true);
+    assert.equal((await ack(held[0], "send_message", { conversationId: conv.id, text: "still here", clientId: api.randomId("c") })).ok, true);
+
+    const metrics = await (await fetch(`${server.url}/metrics`)).text();
+    const refused = Number(metrics.match(/^huddle_connections_refused_total (\d+)$/m)?.[1]);
+    assert.ok(refused >= 3, `huddle_connections_refused_total ${refused}`);
+    assert.match(server.log(), /new connection refused: this node holds 3 of at most 3/);
+
+    // One closes: a new one gets its place (the close is asynchronous).
+    held.pop().disconnect();
+    const deadline = Date.now() + WAIT_MS;
+    for (;;) {
+      const next = makeSocket(server, "/chat", { auth: { token: ann.token }, transports: ["websocket"] });
+      try {
+        await connected(next);
+        break;
+      } catch (e) {
+        next.disconnect();
+        if (Date.now() > deadline) throw e;
+        await sleep(100);
+      }
+    }
+  }));
+
 test("accounts: register, login, refresh rotation over HTTP, then connect with the access token", T, () =>
   withServer(async (server) => {
     const email = `${api.randomId("erin")}@Example.Test`;
