@@ -115,6 +115,12 @@ enum Cmd {
         publishers: usize,
         #[arg(long, default_value_t = 100)]
         text_bytes: usize,
+        /// Publishers send on a fixed grid (the start of each period)
+        /// instead of at a random point of each period: how runs were
+        /// paced before (see the README: a grid in step with the kernel's
+        /// tick skews the user/system split of CPU time).
+        #[arg(long)]
+        even_pacing: bool,
     },
     /// One client, sequential send_message with ack: round-trip times.
     Echo {
@@ -184,6 +190,7 @@ async fn smoke(common: &Common) -> Result<Value, String> {
         publishers: 0,
         rate: 50.0,
         text_bytes: 100,
+        even_pacing: false,
     };
     let r = rooms::fanout(&c, &a).await?;
     let ok = r["delivered"].as_u64().unwrap_or(0) > 0
@@ -243,6 +250,7 @@ async fn run(cli: Cli) -> Result<Value, String> {
             rate,
             publishers,
             text_bytes,
+            even_pacing,
         } => {
             let a = rooms::FanoutArgs {
                 subscribers,
@@ -250,6 +258,7 @@ async fn run(cli: Cli) -> Result<Value, String> {
                 publishers,
                 rate,
                 text_bytes,
+                even_pacing,
             };
             rooms::fanout(c, &a).await
         }

@@ -24,7 +24,7 @@ use std::net::Ipv4Addr;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 use tokio::sync::{watch, Semaphore};
-use tokio::time::{sleep, timeout, Interval, MissedTickBehavior};
+use tokio::time::{sleep, timeout};
 use tokio_tungstenite::tungstenite::Message;
 
 /// Phases every connection task goes through, in order.
@@ -139,6 +139,8 @@ pub struct Publish {
     offset: Duration,
     text_bytes: usize,
     id: usize,
+    /// Send at the start of each period instead of a random point of it.
+    even: bool,
 }
 
 /// One connection of the run.
@@ -159,7 +161,7 @@ struct Conn {
     room: usize,
     conversation: String,
     publish: Option<Publish>,
-    ticker: Option<Interval>,
+    ticker: Option<Pacer>,
     next_ack: u64,
     sent_at: Vec<u64>,
     text: String,
@@ -191,10 +193,13 @@ impl Conn {
             }
             RUN => {
                 if let Some(p) = &self.publish {
-                    let mut t =
-                        tokio::time::interval_at(tokio::time::Instant::now() + p.offset, p.period);
-                    t.set_missed_tick_behavior(MissedTickBehavior::Burst);
-                    self.ticker = Some(t);
+                    let seed =
+                        (p.id as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ self.stats.now_ns();
+                    self.ticker = Some(Pacer::new(
+                        tokio::time::Instant::now() + p.offset,
+                        p.period,
+                        (!p.even).then_some(seed),
+                    ));
                 }
                 true
             }
@@ -349,13 +354,66 @@ impl Conn {
     }
 }
 
-async fn tick(t: &mut Option<Interval>) {
+async fn tick(t: &mut Option<Pacer>) {
     match t {
-        Some(i) => {
-            i.tick().await;
-        }
+        Some(p) => p.wait().await,
         None => std::future::pending().await,
     }
+}
+
+/// When a publisher sends: once in each of its periods, at a random point
+/// of it (uniform), so the load has no fixed phase (`--even-pacing`: at its
+/// start); a publisher that fell behind catches up at once. The send times used to be a fixed grid, and
+/// at 250 messages a second all publishers together sent every 4 ms —
+/// exactly the kernel's tick at `HZ=250`, which is when it samples whether
+/// a process runs in user or kernel mode: every tick then caught the
+/// server at the same point of its work, and the user/system split of its
+/// CPU time swung from run to run with that point (huddle, big rooms: user
+/// 1.2–3.1 µs per delivery over seven runs at 250 messages a second,
+/// 1.3–1.8 at 257; the total, which the kernel keeps exactly, did not).
+struct Pacer {
+    start: tokio::time::Instant,
+    period: Duration,
+    slot: u64,
+    /// The random state; none for even pacing.
+    rng: Option<u64>,
+    next: tokio::time::Instant,
+}
+
+impl Pacer {
+    fn new(start: tokio::time::Instant, period: Duration, seed: Option<u64>) -> Self {
+        let mut p = Pacer {
+            start,
+            period,
+            slot: 0,
+            rng: seed.map(|s| s | 1),
+            next: start,
+        };
+        p.next = p.send_time();
+        p
+    }
+
+    /// A uniform point of the current slot (its start for even pacing).
+    fn send_time(&mut self) -> tokio::time::Instant {
+        let within = self.rng.as_mut().map_or(0.0, uniform);
+        self.start + self.period.mul_f64(self.slot as f64 + within)
+    }
+
+    async fn wait(&mut self) {
+        tokio::time::sleep_until(self.next).await;
+        self.slot += 1;
+        self.next = self.send_time();
+    }
+}
+
+/// A uniform number in [0, 1) from xorshift64* state `x` (plenty for
+/// spreading send times).
+fn uniform(x: &mut u64) -> f64 {
+    *x ^= *x >> 12;
+    *x ^= *x << 25;
+    *x ^= *x >> 27;
+    let r = x.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 11;
+    r as f64 / (1u64 << 53) as f64
 }
 
 /// One connection's task, from connect to STOP.
@@ -441,6 +499,7 @@ impl Plan {
         publishers: usize,
         rate: f64,
         text_bytes: usize,
+        even_pacing: bool,
     ) -> Result<Plan, String> {
         if rooms == 0 {
             return Err("--rooms must be at least 1".into());
@@ -461,6 +520,7 @@ impl Plan {
                     offset: period.mul_f64(j as f64 / publishers as f64),
                     text_bytes,
                     id: j,
+                    even: even_pacing,
                 };
                 (j % rooms, Some(publish))
             };
@@ -654,7 +714,7 @@ pub async fn conns(common: &Common, connections: usize, hold: f64) -> Result<Val
     let rss_before = procstat::rss_kb(pids);
     let by_pid_before: Vec<u64> = pids.iter().map(|p| procstat::rss_kb(&[*p])).collect();
     let rooms = connections.div_ceil(256).max(1);
-    let plan = Plan::new(common, connections, rooms, 0, 1.0, 0)?;
+    let plan = Plan::new(common, connections, rooms, 0, 1.0, 0, false)?;
     let run = start(common, plan).await?;
     let s = run.stats.clone();
     eprintln!(
@@ -728,6 +788,9 @@ pub struct FanoutArgs {
     pub rate: f64,
     /// Bytes of each message text.
     pub text_bytes: usize,
+    /// Publishers send at the start of each period (a fixed grid) instead
+    /// of a random point of it.
+    pub even_pacing: bool,
 }
 
 /// `fanout`: publishers at a paced rate, latency and CPU per delivery.
@@ -744,6 +807,7 @@ pub async fn fanout(common: &Common, a: &FanoutArgs) -> Result<Value, String> {
         publishers,
         a.rate,
         a.text_bytes,
+        a.even_pacing,
     )?;
     let run = start(common, plan).await?;
     let s = run.stats.clone();
@@ -813,6 +877,7 @@ pub async fn fanout(common: &Common, a: &FanoutArgs) -> Result<Value, String> {
         "publishers": publishers,
         "rate": a.rate,
         "text_bytes": a.text_bytes,
+        "pacing": if a.even_pacing { "even" } else { "jittered" },
         "warmup_s": common.warmup,
         "duration_s": common.duration,
         "connections": run.total,
@@ -853,4 +918,48 @@ pub async fn fanout(common: &Common, a: &FanoutArgs) -> Result<Value, String> {
         "errors": s.error_count.get(),
         "first_errors": *s.errors.borrow(),
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn offsets(seed: Option<u64>, n: u64) -> Vec<f64> {
+        let start = tokio::time::Instant::now();
+        let period = Duration::from_millis(4);
+        let mut p = Pacer::new(start, period, seed);
+        (0..n)
+            .map(|slot| {
+                let at = p.next.duration_since(start).as_secs_f64() / period.as_secs_f64();
+                // Durations round to nanoseconds.
+                let eps = 1e-6;
+                assert!(
+                    at > slot as f64 - eps && at < (slot + 1) as f64,
+                    "send {slot} at {at} periods: outside its period"
+                );
+                p.slot += 1;
+                p.next = p.send_time();
+                (at - slot as f64).max(0.0)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn even_pacing_sends_at_the_start_of_each_period() {
+        assert!(offsets(None, 100).iter().all(|&w| w < 1e-6));
+    }
+
+    #[test]
+    fn jittered_pacing_sends_once_per_period_at_a_uniform_point_of_it() {
+        let within = offsets(Some(7), 10_000);
+        // Spread over the whole period: each tenth of it gets its share.
+        let mut tenths = [0usize; 10];
+        for w in &within {
+            tenths[(w * 10.0) as usize] += 1;
+        }
+        assert!(
+            tenths.iter().all(|&n| (800..1200).contains(&n)),
+            "{tenths:?}"
+        );
+    }
 }
