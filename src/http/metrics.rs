@@ -172,6 +172,16 @@ impl Exposition {
     }
 }
 
+/// jemalloc's figures when it is the allocator (the `huddle` binary; a test
+/// process allocates with the system's, and jemalloc then reports nothing):
+/// bytes allocated and not freed, bytes in the pages it keeps resident.
+fn heap() -> Option<(u64, u64)> {
+    tikv_jemalloc_ctl::epoch::advance().ok()?;
+    let allocated = tikv_jemalloc_ctl::stats::allocated::read().ok()?;
+    let resident = tikv_jemalloc_ctl::stats::resident::read().ok()?;
+    (allocated > 0).then_some((allocated as u64, resident as u64))
+}
+
 /// `GET /metrics`: every counter, as `text/plain; version=0.0.4`.
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     let engine = &state.engine;
@@ -191,6 +201,20 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
         "Connections opened since the node started.",
         m.connections_total,
     );
+    if let Some((allocated, resident)) = heap() {
+        out.single(
+            "huddle_heap_allocated_bytes",
+            "gauge",
+            "Bytes the node has allocated and not freed (jemalloc's stats.allocated).",
+            allocated,
+        );
+        out.single(
+            "huddle_heap_resident_bytes",
+            "gauge",
+            "Bytes in pages the allocator keeps resident (jemalloc's stats.resident).",
+            resident,
+        );
+    }
     if let Some(open) = crate::fdlimit::open() {
         out.single(
             "process_open_fds",

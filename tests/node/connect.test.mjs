@@ -259,6 +259,9 @@ test("a node started with a soft open-files limit of 256 raises it and holds 400
       const gauge = (name) => Number(metrics.match(new RegExp(`^${name} (\\d+)$`, "m"))?.[1]);
       assert.ok(gauge("process_max_fds") > 256, `process_max_fds ${gauge("process_max_fds")}`);
       assert.ok(gauge("process_open_fds") >= 400, `process_open_fds ${gauge("process_open_fds")}`);
+      // The allocator's own figures: 400 connections hold at least 400 KB.
+      assert.ok(gauge("huddle_heap_allocated_bytes") > 400_000, `heap ${gauge("huddle_heap_allocated_bytes")}`);
+      assert.ok(gauge("huddle_heap_resident_bytes") >= gauge("huddle_heap_allocated_bytes"));
     },
   ));
 
