@@ -129,8 +129,9 @@ impl Handler<Join> for Registry {
                 if let Some(bus) = bus {
                     listening.push(bus.room_started(&key));
                 }
+                log::trace!("room {key} started");
                 RoomEntry {
-                    addr: Room::new(key, self.metrics.clone()).start(),
+                    addr: Room::new(self.metrics.clone()).start(),
                     members: 0,
                 }
             });
@@ -164,6 +165,7 @@ impl Handler<Leave> for Registry {
                     // sender: it stops once drained. A later join starts a
                     // fresh room.
                     self.rooms.remove(&key);
+                    log::trace!("room {key} stops once its mailbox is drained");
                     if let Some(bus) = self.bus.get() {
                         bus.room_stopped(&key);
                     }

@@ -5,12 +5,12 @@
 //! room stops once its mailbox is drained).
 
 use crate::encoded::Encoded;
-use crate::ids::RoomKey;
 use crate::metrics::Metrics;
 use crate::outbox::{Delivery, Outbox};
 use crate::registry::ConnId;
 use actix::prelude::*;
 use std::collections::HashMap;
+use std::hash::BuildHasherDefault;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -146,21 +146,52 @@ impl Drop for Pending {
     }
 }
 
-/// The room actor.
+/// The room actor. Every room on a node is one (a user's own room too), so
+/// it is kept small: its key lives in the registry alone, and its members'
+/// map has no per-map hasher state (ids are the node's own, not a
+/// client's). See the assertion below.
 pub struct Room {
-    key: RoomKey,
-    members: HashMap<ConnId, Member>,
+    members: HashMap<ConnId, Member, BuildHasherDefault<ConnIdHasher>>,
     metrics: Arc<Metrics>,
 }
 
 impl Room {
     /// An empty room counting what it delivers in `metrics`.
-    pub fn new(key: RoomKey, metrics: Arc<Metrics>) -> Self {
+    pub fn new(metrics: Arc<Metrics>) -> Self {
         Room {
-            key,
-            members: HashMap::new(),
+            members: HashMap::default(),
             metrics,
         }
+    }
+}
+
+// Every room is this actor's task: with actix's context (384 bytes of
+// `ContextFut` at most, the room included) and tokio's header it fits
+// jemalloc's 512-byte class, and takes the 640-byte one past that; the
+// room was 104 bytes (its key and a `RandomState` map) and its task 640
+// (checked with `RUSTC_BOOTSTRAP=1 cargo rustc -p huddle-actors --lib --
+// -Zprint-type-sizes`).
+const _: () = assert!(std::mem::size_of::<Room>() <= 48);
+
+/// Hashes a [`ConnId`]: a node-local counter, so a multiplicative mix that
+/// spreads consecutive ids over the whole word is enough (no key, no
+/// per-map state).
+#[derive(Default)]
+pub struct ConnIdHasher(u64);
+
+impl std::hash::Hasher for ConnIdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(u64::from(b));
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x9e37_79b9_7f4a_7c15);
     }
 }
 
@@ -169,11 +200,6 @@ impl Actor for Room {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(65_536);
-        log::trace!("room {} started", self.key);
-    }
-
-    fn stopped(&mut self, _: &mut Self::Context) {
-        log::trace!("room {} stopped", self.key);
     }
 }
 
@@ -248,7 +274,7 @@ mod tests {
         // A member whose WebSocket writer sleeps with nothing in hand.
         let (outbox, _server, mut client, _waker, _woken) = sleeping_writer(2 * FLUSH_EVERY).await;
         let outbox = Arc::new(outbox);
-        let room = Room::new(RoomKey::new("/chat", "c"), Arc::default()).start();
+        let room = Room::new(Arc::default()).start();
         let member = Member {
             outbox: outbox.clone(),
         };
