@@ -125,21 +125,24 @@ impl Handler<Join> for Registry {
         let bus = self.bus.get();
         let mut listening = Vec::new();
         for key in msg.keys {
-            let entry = self.rooms.entry(key.clone()).or_insert_with(|| {
-                if let Some(bus) = bus {
-                    listening.push(bus.room_started(&key));
-                }
-                log::trace!("room {key} started");
-                RoomEntry {
-                    addr: Room::new(self.metrics.clone()).start(),
-                    members: 0,
-                }
-            });
-            entry.members += 1;
-            entry.addr.do_send(Enter {
+            let enter = Enter {
                 conn: msg.conn,
                 member: msg.member.clone(),
-            });
+            };
+            // Most joins are to a room that exists: one lookup, no copy of
+            // the key.
+            if let Some(entry) = self.rooms.get_mut(&key) {
+                entry.members += 1;
+                entry.addr.do_send(enter);
+                continue;
+            }
+            if let Some(bus) = bus {
+                listening.push(bus.room_started(&key));
+            }
+            log::trace!("room {key} started");
+            let addr = Room::new(self.metrics.clone()).start();
+            addr.do_send(enter);
+            self.rooms.insert(key, RoomEntry { addr, members: 1 });
         }
         Box::pin(async move {
             if !listening.is_empty() {
