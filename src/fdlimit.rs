@@ -20,17 +20,6 @@ const RESERVE_MAX: u64 = 1024;
 /// thousand connections.
 const WARN_BELOW: u64 = 16_384;
 
-/// What [`raise`] found and did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct OpenFiles {
-    /// Soft limit at start.
-    pub before: u64,
-    /// Soft limit now.
-    pub now: u64,
-    /// Hard limit (the most the soft one may be raised to).
-    pub hard: u64,
-}
-
 /// The kernel's ceiling for any process's open-files limit
 /// (`/proc/sys/fs/nr_open`), where it can be read.
 fn kernel_ceiling() -> Option<u64> {
@@ -44,23 +33,20 @@ fn kernel_ceiling() -> Option<u64> {
 /// The soft limit to ask for: the hard one, bounded by the kernel's
 /// ceiling (an unlimited hard limit cannot be the soft one).
 fn target(hard: u64, ceiling: Option<u64>) -> u64 {
-    match ceiling {
-        Some(c) => hard.min(c),
-        None => hard,
-    }
+    ceiling.map_or(hard, |c| hard.min(c))
 }
 
 /// Raises the soft open-files limit to the hard one. Never fails the start:
 /// what could not be read or set is logged and the limit left as it was.
-pub fn raise() -> Option<OpenFiles> {
+pub fn raise() {
     if !Resource::NOFILE.is_supported() {
-        return None;
+        return;
     }
     let (before, hard) = match Resource::NOFILE.get() {
         Ok(limits) => limits,
         Err(e) => {
             log::warn!("open files: reading the limit failed: {e}");
-            return None;
+            return;
         }
     };
     let wanted = target(hard, kernel_ceiling());
@@ -73,27 +59,16 @@ pub fn raise() -> Option<OpenFiles> {
             ),
         }
     }
-    let found = OpenFiles { before, now, hard };
-    report(&found);
-    Some(found)
-}
-
-fn report(f: &OpenFiles) {
-    if f.now != f.before {
-        log::info!(
-            "open files: soft limit raised from {} to {} (the hard limit)",
-            f.before,
-            f.now
-        );
+    if now != before {
+        log::info!("open files: soft limit raised from {before} to {now} (the hard limit)");
     } else {
-        log::info!("open files: limit {}", f.now);
+        log::info!("open files: limit {now}");
     }
-    if f.now < WARN_BELOW {
+    if now < WARN_BELOW {
         log::warn!(
-            "open files: the limit of {} leaves room for {} connections; \
+            "open files: the limit of {now} leaves room for {} connections; \
              raise the hard limit (ulimit -Hn, systemd LimitNOFILE=, Docker ulimits) for more",
-            f.now,
-            connection_cap(f.now)
+            connection_cap(now)
         );
     }
 }

@@ -9,8 +9,8 @@ use crate::metrics::Metrics;
 use crate::outbox::{Delivery, Outbox};
 use crate::registry::ConnId;
 use actix::prelude::*;
+use rustc_hash::FxBuildHasher;
 use std::collections::HashMap;
-use std::hash::BuildHasherDefault;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -148,10 +148,10 @@ impl Drop for Pending {
 
 /// The room actor. Every room on a node is one (a user's own room too), so
 /// it is kept small: its key lives in the registry alone, and its members'
-/// map has no per-map hasher state (ids are the node's own, not a
-/// client's). See the assertion below.
+/// map hashes with FxHash, which has no per-map state (the ids are the
+/// node's own counter, not a client's). See the assertion below.
 pub struct Room {
-    members: HashMap<ConnId, Member, BuildHasherDefault<ConnIdHasher>>,
+    members: HashMap<ConnId, Member, FxBuildHasher>,
     metrics: Arc<Metrics>,
 }
 
@@ -172,28 +172,6 @@ impl Room {
 // (checked with `RUSTC_BOOTSTRAP=1 cargo rustc -p huddle-actors --lib --
 // -Zprint-type-sizes`).
 const _: () = assert!(std::mem::size_of::<Room>() <= 48);
-
-/// Hashes a [`ConnId`]: a node-local counter, so a multiplicative mix that
-/// spreads consecutive ids over the whole word is enough (no key, no
-/// per-map state).
-#[derive(Default)]
-pub struct ConnIdHasher(u64);
-
-impl std::hash::Hasher for ConnIdHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.write_u64(u64::from(b));
-        }
-    }
-
-    fn write_u64(&mut self, n: u64) {
-        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    }
-}
 
 impl Actor for Room {
     type Context = Context<Self>;

@@ -17,6 +17,8 @@ use crate::proto::{self, Engine};
 use crate::{http, procstat, Common};
 use futures_util::{SinkExt, StreamExt};
 use hdrhistogram::Histogram;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
 use std::cell::{Cell, RefCell};
 use std::fmt::Write as _;
@@ -193,12 +195,10 @@ impl Conn {
             }
             RUN => {
                 if let Some(p) = &self.publish {
-                    let seed =
-                        (p.id as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ self.stats.now_ns();
                     self.ticker = Some(Pacer::new(
                         tokio::time::Instant::now() + p.offset,
                         p.period,
-                        (!p.even).then_some(seed),
+                        (!p.even).then(StdRng::from_entropy),
                     ));
                 }
                 true
@@ -363,8 +363,9 @@ async fn tick(t: &mut Option<Pacer>) {
 
 /// When a publisher sends: once in each of its periods, at a random point
 /// of it (uniform), so the load has no fixed phase (`--even-pacing`: at its
-/// start); a publisher that fell behind catches up at once. The send times used to be a fixed grid, and
-/// at 250 messages a second all publishers together sent every 4 ms —
+/// start); a publisher that fell behind catches up at once. The send times
+/// used to be a fixed grid, and at 250 messages a second all publishers
+/// together sent every 4 ms —
 /// exactly the kernel's tick at `HZ=250`, which is when it samples whether
 /// a process runs in user or kernel mode: every tick then caught the
 /// server at the same point of its work, and the user/system split of its
@@ -375,18 +376,18 @@ struct Pacer {
     start: tokio::time::Instant,
     period: Duration,
     slot: u64,
-    /// The random state; none for even pacing.
-    rng: Option<u64>,
+    /// Where in each period to send; none for even pacing.
+    rng: Option<StdRng>,
     next: tokio::time::Instant,
 }
 
 impl Pacer {
-    fn new(start: tokio::time::Instant, period: Duration, seed: Option<u64>) -> Self {
+    fn new(start: tokio::time::Instant, period: Duration, rng: Option<StdRng>) -> Self {
         let mut p = Pacer {
             start,
             period,
             slot: 0,
-            rng: seed.map(|s| s | 1),
+            rng,
             next: start,
         };
         p.next = p.send_time();
@@ -395,7 +396,7 @@ impl Pacer {
 
     /// A uniform point of the current slot (its start for even pacing).
     fn send_time(&mut self) -> tokio::time::Instant {
-        let within = self.rng.as_mut().map_or(0.0, uniform);
+        let within = self.rng.as_mut().map_or(0.0, |r| r.gen::<f64>());
         self.start + self.period.mul_f64(self.slot as f64 + within)
     }
 
@@ -404,16 +405,6 @@ impl Pacer {
         self.slot += 1;
         self.next = self.send_time();
     }
-}
-
-/// A uniform number in [0, 1) from xorshift64* state `x` (plenty for
-/// spreading send times).
-fn uniform(x: &mut u64) -> f64 {
-    *x ^= *x >> 12;
-    *x ^= *x << 25;
-    *x ^= *x >> 27;
-    let r = x.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 11;
-    r as f64 / (1u64 << 53) as f64
 }
 
 /// One connection's task, from connect to STOP.
@@ -927,7 +918,7 @@ mod tests {
     fn offsets(seed: Option<u64>, n: u64) -> Vec<f64> {
         let start = tokio::time::Instant::now();
         let period = Duration::from_millis(4);
-        let mut p = Pacer::new(start, period, seed);
+        let mut p = Pacer::new(start, period, seed.map(StdRng::seed_from_u64));
         (0..n)
             .map(|slot| {
                 let at = p.next.duration_since(start).as_secs_f64() / period.as_secs_f64();
