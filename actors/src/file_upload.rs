@@ -60,8 +60,9 @@ struct Chunk {
     session_id: String,
     upload_id: String,
     chunk_index: u32,
-    /// Base64 text, or a binary placeholder resolved against the attachments.
-    chunk_data: Value,
+    /// `chunkData` (base64 text, or a binary placeholder resolved against the
+    /// attachments) is read where it lies in the event's arguments, not
+    /// copied here: it is most of a chunk's bytes.
     checksum: Option<String>,
 }
 
@@ -467,7 +468,12 @@ impl FileUploadNamespace {
         };
         check_upload_id(&c.upload_id).map_err(fail)?;
         check_id(&c.session_id, "sessionId").map_err(fail)?;
-        let data: Bytes = match &c.chunk_data {
+        let Some(chunk_data) = event.payload().get("chunkData") else {
+            return Err(fail(EventError::bad_request(
+                "invalid upload_chunk payload: missing field `chunkData`",
+            )));
+        };
+        let data: Bytes = match chunk_data {
             Value::String(text) => {
                 let max = self.deps.config.max_chunk_size as usize;
                 if text.len() > max.div_ceil(3) * 4 + 4 {

@@ -355,8 +355,15 @@ test("bad input: invalid base64, a sixth concurrent upload, completing with chun
     assert.equal(errorCode(ce.error), "bad_request", `chunk_error.error: ${JSON.stringify(ce)}`);
     await sleep(200);
     assert.equal(otherRec.of("chunk_error").length, 0, "chunk_error reached another device");
-    // The session stayed intact: the right chunk is accepted afterwards.
+    // No chunkData at all: the same, for chunk 1.
+    const noData = await ack(s, "upload_chunk", { sessionId: bad.sessionId, uploadId: badId, chunkIndex: 1 });
+    assertFailed(noData, "bad_request", "no chunkData");
+    assert.match(noData.error?.message ?? "", /chunkData/, JSON.stringify(noData));
+    await rec.count("chunk_error", 2);
+    assert.equal(rec.payloads("chunk_error")[1].chunkIndex, 1, JSON.stringify(rec.payloads("chunk_error")));
+    // The session stayed intact: the right chunks are accepted afterwards.
     await sendChunk(s, bad, badId, data, 0);
+    await sendChunk(s, bad, badId, data, 1);
 
     // Completing with chunks missing: incomplete, missingChunks, session kept.
     const incId = api.randomId("inc");
