@@ -60,10 +60,12 @@ struct Chunk {
     session_id: String,
     upload_id: String,
     chunk_index: u32,
-    /// `chunkData` (base64 text, or a binary placeholder resolved against the
-    /// attachments) is read where it lies in the event's arguments, not
-    /// copied here: it is most of a chunk's bytes.
     checksum: Option<String>,
+    /// Base64 text, or a binary placeholder resolved against the
+    /// attachments; moved out of the event's arguments when it is decoded,
+    /// not copied (it is most of a chunk's bytes). `None` when missing.
+    #[serde(skip)]
+    chunk_data: Option<Value>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -89,10 +91,19 @@ fn payload<T: DeserializeOwned>(event: &IncomingEvent) -> Result<T, EventError> 
 }
 
 impl UploadEvent {
-    fn decode(event: &IncomingEvent) -> Result<UploadEvent, EventError> {
+    fn decode(event: &mut IncomingEvent) -> Result<UploadEvent, EventError> {
         Ok(match event.name.as_str() {
             "initiate_upload" => UploadEvent::Initiate(payload(event)?),
-            "upload_chunk" => UploadEvent::Chunk(payload(event)?),
+            "upload_chunk" => {
+                let data = event
+                    .args
+                    .first_mut()
+                    .and_then(Value::as_object_mut)
+                    .and_then(|fields| fields.remove("chunkData"));
+                let mut chunk: Chunk = payload(event)?;
+                chunk.chunk_data = data;
+                UploadEvent::Chunk(chunk)
+            }
             "complete_upload" => UploadEvent::Complete(payload(event)?),
             "cancel_upload" => UploadEvent::Cancel(payload(event)?),
             other => {
@@ -468,7 +479,7 @@ impl FileUploadNamespace {
         };
         check_upload_id(&c.upload_id).map_err(fail)?;
         check_id(&c.session_id, "sessionId").map_err(fail)?;
-        let Some(chunk_data) = event.payload().get("chunkData") else {
+        let Some(chunk_data) = &c.chunk_data else {
             return Err(fail(EventError::bad_request(
                 "invalid upload_chunk payload: missing field `chunkData`",
             )));
@@ -599,8 +610,12 @@ fn session_ack(s: &UploadSession, chunks: &[u32]) -> Value {
 
 #[async_trait(?Send)]
 impl Namespace for FileUploadNamespace {
-    async fn on_event(&self, socket: &Socket, event: IncomingEvent) -> Result<Reply, EventError> {
-        let decoded = UploadEvent::decode(&event)?;
+    async fn on_event(
+        &self,
+        socket: &Socket,
+        mut event: IncomingEvent,
+    ) -> Result<Reply, EventError> {
+        let decoded = UploadEvent::decode(&mut event)?;
         let value = match decoded {
             UploadEvent::Initiate(r) => self.initiate(socket, r).await,
             UploadEvent::Chunk(c) => self.chunk(socket, &event, c).await,
