@@ -78,6 +78,14 @@ if [ -z "${BENCH_BIN:-}" ]; then
   cargo build --release --locked -p huddle-bench
   BENCH_BIN="$CARGO_TARGET_DIR/release/huddle-bench"
 fi
+# A binary given that is not there would make every run fail on its own,
+# each with "no result": say it once, before anything starts.
+for bin in "$HUDDLE_BIN" "$BENCH_BIN"; do
+  if [ ! -x "$bin" ]; then
+    echo "bench-compare: $bin is not an executable (build it, or unset HUDDLE_BIN / BENCH_BIN)" >&2
+    exit 2
+  fi
+done
 
 log "installing the peer's npm packages"
 (cd bench/peer && npm ci --no-audit --no-fund --loglevel=error)
