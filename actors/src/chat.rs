@@ -22,7 +22,6 @@ use crate::store::prelude::*;
 use crate::wire;
 use async_trait::async_trait;
 use bytes::Bytes;
-use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::collections::{HashMap, HashSet};
@@ -94,21 +93,16 @@ enum ChatEvent {
     Read(ReadMarker),
 }
 
-fn payload<T: DeserializeOwned>(event: &IncomingEvent) -> Result<T, EventError> {
-    T::deserialize(event.payload())
-        .map_err(|e| EventError::bad_request(format!("invalid {} payload: {e}", event.name)))
-}
-
 impl ChatEvent {
     fn decode(event: &IncomingEvent) -> Result<ChatEvent, EventError> {
         let ev = match event.name.as_str() {
-            "conversation:join" => ChatEvent::Join(payload(event)?),
-            "conversation:leave" => ChatEvent::Leave(payload(event)?),
-            "send_message" => ChatEvent::Send(payload(event)?),
-            "share_file" => ChatEvent::Share(payload(event)?),
-            "typing:start" => ChatEvent::TypingStart(payload(event)?),
-            "typing:stop" => ChatEvent::TypingStop(payload(event)?),
-            "message:read" => ChatEvent::Read(payload(event)?),
+            "conversation:join" => ChatEvent::Join(event.decode_payload()?),
+            "conversation:leave" => ChatEvent::Leave(event.decode_payload()?),
+            "send_message" => ChatEvent::Send(event.decode_payload()?),
+            "share_file" => ChatEvent::Share(event.decode_payload()?),
+            "typing:start" => ChatEvent::TypingStart(event.decode_payload()?),
+            "typing:stop" => ChatEvent::TypingStop(event.decode_payload()?),
+            "message:read" => ChatEvent::Read(event.decode_payload()?),
             other => {
                 return Err(EventError::bad_request(format!(
                     "unknown event {:?} in /chat",

@@ -24,7 +24,6 @@ use actix::prelude::*;
 use async_trait::async_trait;
 use base64::Engine as _;
 use bytes::Bytes;
-use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -85,27 +84,22 @@ enum UploadEvent {
     Cancel(SessionRef),
 }
 
-fn payload<T: DeserializeOwned>(event: &IncomingEvent) -> Result<T, EventError> {
-    T::deserialize(event.payload())
-        .map_err(|e| EventError::bad_request(format!("invalid {} payload: {e}", event.name)))
-}
-
 impl UploadEvent {
     fn decode(event: &mut IncomingEvent) -> Result<UploadEvent, EventError> {
         Ok(match event.name.as_str() {
-            "initiate_upload" => UploadEvent::Initiate(payload(event)?),
+            "initiate_upload" => UploadEvent::Initiate(event.decode_payload()?),
             "upload_chunk" => {
                 let data = event
                     .args
                     .first_mut()
                     .and_then(Value::as_object_mut)
                     .and_then(|fields| fields.remove("chunkData"));
-                let mut chunk: Chunk = payload(event)?;
+                let mut chunk: Chunk = event.decode_payload()?;
                 chunk.chunk_data = data;
                 UploadEvent::Chunk(chunk)
             }
-            "complete_upload" => UploadEvent::Complete(payload(event)?),
-            "cancel_upload" => UploadEvent::Cancel(payload(event)?),
+            "complete_upload" => UploadEvent::Complete(event.decode_payload()?),
+            "cancel_upload" => UploadEvent::Cancel(event.decode_payload()?),
             other => {
                 return Err(EventError::bad_request(format!(
                     "unknown event {:?} in /file-upload",

@@ -15,6 +15,7 @@ use crate::registry::ConnId;
 use actix::Addr;
 use async_trait::async_trait;
 use bytes::Bytes;
+use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
 use std::sync::Arc;
@@ -62,6 +63,14 @@ impl IncomingEvent {
     /// The first argument, or `null`.
     pub fn payload(&self) -> &Value {
         self.args.first().unwrap_or(&Value::Null)
+    }
+
+    /// The first argument as the event's typed payload; a payload of the
+    /// wrong shape is the client's `bad_request`, naming the event and what
+    /// was wrong with it.
+    pub fn decode_payload<T: DeserializeOwned>(&self) -> Result<T, EventError> {
+        T::deserialize(self.payload())
+            .map_err(|e| EventError::bad_request(format!("invalid {} payload: {e}", self.name)))
     }
 }
 

@@ -14,7 +14,6 @@ use crate::ids::{ProjectId, RoomName, TaskId, WorkspaceId};
 use crate::namespace::{DisconnectReason, EventError, IncomingEvent, Namespace, Reply, Socket};
 use crate::store::prelude::*;
 use async_trait::async_trait;
-use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -66,20 +65,15 @@ enum RootEvent {
     TypingStop(TypingRef),
 }
 
-fn payload<T: DeserializeOwned>(event: &IncomingEvent) -> Result<T, EventError> {
-    T::deserialize(event.payload())
-        .map_err(|e| EventError::bad_request(format!("invalid {} payload: {e}", event.name)))
-}
-
 impl RootEvent {
     fn decode(event: &IncomingEvent) -> Result<RootEvent, EventError> {
         Ok(match event.name.as_str() {
-            "room:join" => RootEvent::Join(payload(event)?),
-            "room:leave" => RootEvent::Leave(payload(event)?),
-            "presence:update" => RootEvent::Presence(payload(event)?),
-            "presence:viewing" => RootEvent::Viewing(payload(event)?),
-            "typing:start" => RootEvent::TypingStart(payload(event)?),
-            "typing:stop" => RootEvent::TypingStop(payload(event)?),
+            "room:join" => RootEvent::Join(event.decode_payload()?),
+            "room:leave" => RootEvent::Leave(event.decode_payload()?),
+            "presence:update" => RootEvent::Presence(event.decode_payload()?),
+            "presence:viewing" => RootEvent::Viewing(event.decode_payload()?),
+            "typing:start" => RootEvent::TypingStart(event.decode_payload()?),
+            "typing:stop" => RootEvent::TypingStop(event.decode_payload()?),
             other => {
                 return Err(EventError::bad_request(format!(
                     "unknown event {:?} in /",
