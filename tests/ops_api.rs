@@ -115,6 +115,13 @@ async fn metrics_count_traffic() {
     assert_eq!(get("huddle_upload_bytes_total"), 0.0);
     assert_eq!(get("huddle_bridge_published_total"), 0.0);
     assert_eq!(get("huddle_bridge_lag_seconds_count"), 0.0);
+    // The one message sent, durable in the store before its ack.
+    assert_eq!(get("huddle_message_store_seconds_count"), 1.0);
+    assert!(get("huddle_message_store_seconds_sum") > 0.0);
+    assert_eq!(
+        get(r#"huddle_message_store_seconds_bucket{le="+Inf"}"#),
+        1.0
+    );
     // HTTP: route patterns, never raw paths; unknown paths as `unmatched`.
     assert_eq!(
         get(

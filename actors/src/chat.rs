@@ -26,7 +26,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Settings of the chat namespace.
 #[derive(Clone, Debug)]
@@ -321,7 +321,10 @@ impl ChatNamespace {
         if !self.store.orders_appends() {
             let order = per_conversation(&self.send_order, conversation);
             let _in_seq_order = order.lock().await;
-            let (message, created) = self.store.append_message(new).await.map_err(store_error)?;
+            let started = Instant::now();
+            let appended = self.store.append_message(new).await;
+            socket.engine().metrics().message_stored(started.elapsed());
+            let (message, created) = appended.map_err(store_error)?;
             let view = view_json(&message)?;
             if created {
                 self.stop_typing(socket, conversation);
@@ -332,6 +335,7 @@ impl ChatNamespace {
         // Starting the append and taking the turn together makes turns
         // follow the store's order of the appends.
         let sequencer = per_conversation(&self.sequencers, conversation);
+        let started = Instant::now();
         let (pending, turn) = {
             let mut s = lock(&sequencer);
             let pending = self.store.start_append(new).map_err(store_error)?;
@@ -349,7 +353,9 @@ impl ChatNamespace {
         // Other members' messages to this conversation start while this one
         // is stored (they share a group commit); `turn` keeps the broadcasts
         // in `seq` order.
-        let (message, created) = pending.await.map_err(store_error)?;
+        let appended = pending.await;
+        socket.engine().metrics().message_stored(started.elapsed());
+        let (message, created) = appended.map_err(store_error)?;
         let view = match view_json(&message) {
             Ok(view) => view,
             Err(e) => {

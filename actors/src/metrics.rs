@@ -9,9 +9,10 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-/// Upper bounds (seconds) of the bridge lag histogram: publish on one node to
-/// receipt on another.
-pub const LAG_BUCKETS: [f64; 10] = [
+/// Upper bounds (seconds) of the latency histograms: the bridge's lag
+/// (publish on one node to receipt on another) and a chat message's store
+/// time (durable in the document store).
+pub const SUB_SECOND_BUCKETS: [f64; 10] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0,
 ];
 
@@ -103,6 +104,7 @@ pub struct Metrics {
     bridge_reconnects: AtomicU64,
     bridge_channels: AtomicU64,
     bridge_lag: Histogram,
+    message_store: Histogram,
 }
 
 impl Default for Metrics {
@@ -124,7 +126,8 @@ impl Default for Metrics {
             bridge_echoes: AtomicU64::new(0),
             bridge_reconnects: AtomicU64::new(0),
             bridge_channels: AtomicU64::new(0),
-            bridge_lag: Histogram::new(&LAG_BUCKETS),
+            bridge_lag: Histogram::new(&SUB_SECOND_BUCKETS),
+            message_store: Histogram::new(&SUB_SECOND_BUCKETS),
         }
     }
 }
@@ -169,6 +172,9 @@ pub struct MetricsSnapshot {
     pub bridge_channels: u64,
     /// Publish (other node) → receipt (this node) delay.
     pub bridge_lag: HistogramSnapshot,
+    /// How long chat messages took to be durable in the document store
+    /// (from the append's start to its answer, retries included).
+    pub message_store: HistogramSnapshot,
 }
 
 impl Metrics {
@@ -221,6 +227,10 @@ impl Metrics {
         self.bridge_received.fetch_add(1, Ordering::Relaxed);
         self.bridge_lag.observe(lag);
     }
+    /// A chat message's append took `d` to be durable (or to fail).
+    pub fn message_stored(&self, d: Duration) {
+        self.message_store.observe(d);
+    }
     /// The bridge received its own message back and ignored it.
     pub fn bridge_echo(&self) {
         self.bridge_echoes.fetch_add(1, Ordering::Relaxed);
@@ -255,6 +265,7 @@ impl Metrics {
             bridge_reconnects: get(&self.bridge_reconnects),
             bridge_channels: get(&self.bridge_channels),
             bridge_lag: self.bridge_lag.snapshot(),
+            message_store: self.message_store.snapshot(),
         }
     }
 }
@@ -265,7 +276,7 @@ mod tests {
 
     #[test]
     fn histogram_buckets_are_cumulative() {
-        let h = Histogram::new(&LAG_BUCKETS);
+        let h = Histogram::new(&SUB_SECOND_BUCKETS);
         h.observe(Duration::from_micros(300));
         h.observe(Duration::from_millis(3));
         h.observe(Duration::from_secs(5));

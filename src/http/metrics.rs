@@ -334,6 +334,12 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
         "Delay from publish on another node to receipt here.",
     );
     out.histogram("huddle_bridge_lag_seconds", "", &m.bridge_lag);
+    out.header(
+        "huddle_message_store_seconds",
+        "histogram",
+        "Time a chat message took to be durable in the document store.",
+    );
+    out.histogram("huddle_message_store_seconds", "", &m.message_store);
 
     let http = state.http_metrics.snapshot();
     out.header(
