@@ -161,6 +161,14 @@ def main():
             row(nodes, f"{name}: latency p50 ms", get(p, "latency_ms", "p50"), get(h, "latency_ms", "p50"))
             row(nodes, f"{name}: latency p99 ms", get(p, "latency_ms", "p99"), get(h, "latency_ms", "p99"),
                 "< 10 ms where the peer's < 100 ms", p99_check)
+            if get(h, "store_ms", "mean") is not None:
+                # huddle's own /metrics: how long a message took to be
+                # durable before it was broadcast, part of the latency
+                # above; the peer stores nothing.
+                row(nodes, f"{name}: message store time (huddle's /metrics), mean ms",
+                    None, get(h, "store_ms", "mean"))
+                row(nodes, f"{name}: message store time p99 ms, at most (a bucket bound)",
+                    None, get(h, "store_ms", "p99_le"))
             row(nodes, f"{name}: server user CPU µs/delivery",
                 get(p, "server_cpu", "user_us_per_delivery"), get(h, "server_cpu", "user_us_per_delivery"),
                 "≤ 1/5 of the peer's", at_most(0.2))

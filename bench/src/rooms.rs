@@ -14,7 +14,7 @@
 
 use crate::client::{self, Target};
 use crate::proto::{self, Engine};
-use crate::{http, procstat, Common};
+use crate::{http, procstat, scrape, Common};
 use futures_util::{SinkExt, StreamExt};
 use hdrhistogram::Histogram;
 use rand::rngs::StdRng;
@@ -816,6 +816,18 @@ pub async fn fanout(common: &Common, a: &FanoutArgs) -> Result<Value, String> {
     );
     let at = |ns: u64| tokio::time::Instant::from_std(s.epoch + Duration::from_nanos(ns));
     tokio::time::sleep_until(at(w_start)).await;
+    // huddle's store times over the window (its /metrics, read before the
+    // CPU so the scrape's own work stays out of the figure).
+    let targets = if common.peer {
+        Vec::new()
+    } else {
+        common.targets()?
+    };
+    let store0 = if targets.is_empty() {
+        None
+    } else {
+        scrape::store_times(&targets).await
+    };
     let db_pids = &common.db_pids;
     let (cpu0, db0, own0) = (
         procstat::cpu_of(pids),
@@ -829,6 +841,12 @@ pub async fn fanout(common: &Common, a: &FanoutArgs) -> Result<Value, String> {
         procstat::own_cpu(),
     );
     let received_in_window = s.received_in_window.get();
+    let store = match store0 {
+        Some(before) => scrape::store_times(&targets)
+            .await
+            .and_then(|after| after.since(&before)),
+        None => None,
+    };
     let _ = run.phase.send(DRAIN);
     // Deliveries still in flight get a bounded time to arrive.
     wait_for("draining", Duration::from_secs(10), || {
@@ -886,6 +904,7 @@ pub async fn fanout(common: &Common, a: &FanoutArgs) -> Result<Value, String> {
         "acks_failed": s.acks_failed.get(),
         "latency_ms": percentiles_ms(&s.latency_us.borrow()),
         "ack_rtt_ms": percentiles_ms(&s.ack_rtt_us.borrow()),
+        "store_ms": store.as_ref().map(scrape::store_summary),
         "server_cpu": {
             "pids": pids,
             "user_s": round(cpu.user_us() / 1e6, 3),
