@@ -305,16 +305,12 @@ fn keep_unsent(packet: &Encoded, written: &mut usize, ws_direct: &mut VecDeque<B
 /// Tokio's readiness is not consulted: a full socket answers `WouldBlock`,
 /// and the writer, which waits through tokio, finds that out itself.
 pub(crate) fn send_frames(socket: &TcpStream, frames: &[IoSlice<'_>]) -> std::io::Result<usize> {
-    let sock = socket2::SockRef::from(socket);
-    match frames {
-        [one] => sock.send(one),
-        _ => sock.send_vectored(frames),
-    }
+    send_through(socket.as_raw_fd(), frames)
 }
 
-/// [`send_frames`] for the outbox's attached socket, by its number (see
-/// [`AttachedSocket`]); `MSG_NOSIGNAL` as socket2 sends (a closed peer is an
-/// error, not a signal).
+/// [`send_frames`] by the socket's number, as the outbox's attached socket
+/// is written (see [`AttachedSocket`]); `MSG_NOSIGNAL`, so a closed peer is
+/// an error, not a signal.
 fn send_through(fd: RawFd, frames: &[IoSlice<'_>]) -> std::io::Result<usize> {
     use nix::sys::socket::{send, sendmsg, MsgFlags};
     match frames {

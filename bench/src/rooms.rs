@@ -815,14 +815,14 @@ pub async fn fanout(common: &Common, a: &FanoutArgs) -> Result<Value, String> {
         a.rate, a.rooms
     );
     let at = |ns: u64| tokio::time::Instant::from_std(s.epoch + Duration::from_nanos(ns));
-    tokio::time::sleep_until(at(w_start)).await;
-    // huddle's store times over the window (its /metrics, read before the
-    // CPU so the scrape's own work stays out of the figure).
+    // Whose /metrics give huddle's store times (resolved before the window).
     let targets = if common.peer {
         Vec::new()
     } else {
         common.targets()?
     };
+    tokio::time::sleep_until(at(w_start)).await;
+    // Read before the CPU, so the scrape's own work stays out of the figure.
     let store0 = if targets.is_empty() {
         None
     } else {
