@@ -53,6 +53,8 @@ scripts/check-deploy.sh
 log "formatting and lints"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
+# Doc comments' links resolve (a moved or renamed item breaks them silently).
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
 
 log "building once (server, huddle-bench, examples, tests)"
 cargo build --workspace --all-targets --locked

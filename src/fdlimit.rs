@@ -75,7 +75,7 @@ pub fn raise() {
 
 /// Connections a node holds at most under an open-files limit of `limit`
 /// (for `limits.max_connections = 0`): the limit less what the node keeps
-/// for itself — an eighth of it, at most [`RESERVE_MAX`] — so a full node
+/// for itself — an eighth of it, at most `RESERVE_MAX` — so a full node
 /// still has files for its store, uploads, Redis and MongoDB, and for the
 /// HTTP requests that answer the refused ones.
 pub fn connection_cap(limit: u64) -> usize {

@@ -1,7 +1,7 @@
 //! Namespace `/chat`: conversations, persisted messages with gap-free `seq`,
 //! typing indicators with the auto-stop, and read markers.
 //!
-//! Events are decoded once into [`ChatEvent`] and dispatched with one match.
+//! Events are decoded once into `ChatEvent` and dispatched with one match.
 //! A message is persisted before it is broadcast, and a retry with the same
 //! `clientId` returns the stored message without broadcasting it again.
 //! `share_file` posts a file message; sharing grants every member of the

@@ -1,6 +1,6 @@
 //! Namespace `/file-upload`: chunked, resumable uploads (contract section 6).
 //!
-//! Events are decoded once into [`UploadEvent`] and dispatched with one
+//! Events are decoded once into `UploadEvent` and dispatched with one
 //! match. `initiate_upload` validates the request and creates (or finds, to
 //! resume) the session in the upload-session store; chunks, completion and
 //! cancellation go to the session's [`Upload`] actor, started on demand from

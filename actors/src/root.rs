@@ -4,7 +4,7 @@
 //!
 //! Each socket is in its `user:{id}` room (the engine joins it on connect),
 //! so notifications and server publishes reach every device. Events are
-//! decoded once into [`RootEvent`] and dispatched with one match; the state
+//! decoded once into `RootEvent` and dispatched with one match; the state
 //! they touch (tracked rooms, viewing, typing, the workspace actors' member
 //! caches) lives in [`Collab`], which HTTP handlers share.
 

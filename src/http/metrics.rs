@@ -35,7 +35,7 @@ struct Labels {
     status: &'static str,
 }
 
-/// HTTP request counts and latencies, per [`Labels`].
+/// HTTP request counts and latencies, per `Labels`.
 #[derive(Debug, Default)]
 pub struct HttpMetrics {
     series: Mutex<HashMap<Labels, Histogram>>,

@@ -30,7 +30,7 @@ pub use workspaces::*;
 /// Every case of the suite, in one list: `for_each_conformance_case!(m, args)`
 /// expands to `m!(args; case_ping, case_create_user_and_lookups, ...)`, so
 /// each backend's test file (and [`run_all`]) covers a new case by itself.
-/// The upload-session cases come from [`for_each_upload_session_case!`], the
+/// The upload-session cases come from [`for_each_upload_session_case!`](crate::for_each_upload_session_case), the
 /// one list of them, spliced in at the end.
 #[macro_export]
 macro_rules! for_each_conformance_case {
