@@ -15,17 +15,24 @@
 //! is reported as too slow (to the connection, by the outbox itself), and
 //! the connection closes it rather than buffering without limit. Control packets (pings,
 //! close) bypass the bound, so a full queue never prevents a clean close.
+//!
+//! The queue and its API are here; writing through to the socket is in
+//! `write_through`, the WebSocket writer's side of the queue in `ws_body`.
 
-use crate::encoded::{close_frame, Encoded};
+mod write_through;
+mod ws_body;
+
+pub(crate) use write_through::send_frames;
+use write_through::AttachedSocket;
+pub use ws_body::{WsBatch, WsBody, WsEnd};
+
+use crate::encoded::Encoded;
 use crate::room::TooSlow;
-use crate::websocket::MAX_GATHER;
 use actix::{Recipient, WeakRecipient};
 use bytes::{Bytes, BytesMut};
-use futures_util::task::AtomicWaker;
 use std::borrow::Cow;
 use std::collections::{HashSet, VecDeque};
-use std::io::IoSlice;
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::AsRawFd;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 use tokio::net::TcpStream;
@@ -118,20 +125,6 @@ struct State {
     overflow_to: Option<WeakRecipient<TooSlow>>,
 }
 
-/// The socket deliveries write through, and its descriptor.
-///
-/// The number is what a delivery reads: taking it from the `TcpStream`
-/// reads the socket's own allocation, a cache (and TLB) miss on every
-/// delivery to a big room (a tenth of the rooms' thread's user time), while
-/// this sits in the outbox's lines, which the delivery has in hand. The
-/// `Arc` beside it keeps the socket open, so the number cannot name another
-/// file while it is here.
-#[derive(Debug)]
-struct AttachedSocket {
-    fd: RawFd,
-    _open: Arc<TcpStream>,
-}
-
 impl State {
     /// Whether broadcast `id` was delivered recently; remembers it if not.
     fn seen_recently(&mut self, id: u64) -> bool {
@@ -172,166 +165,6 @@ impl State {
             self.ws_direct = VecDeque::new();
         }
     }
-
-    /// Writes `packet` through when it can, else queues it within
-    /// `capacity` (cloned only then): the wakers to wake, none when it went
-    /// out whole.
-    fn send_or_queue(
-        &mut self,
-        packet: Cow<'_, Encoded>,
-        capacity: usize,
-    ) -> Result<Option<Wakers>, OutboxFull> {
-        match self.write_through(&packet) {
-            WriteThrough::Written => Ok(None),
-            WriteThrough::Partly => Ok(Some(self.wakers())),
-            WriteThrough::Queue if self.queue.len() >= capacity => Err(OutboxFull),
-            WriteThrough::Queue => {
-                self.queue.push_back(packet.into_owned());
-                Ok(Some(self.wakers()))
-            }
-        }
-    }
-
-    /// Writes `packet` straight to the WebSocket when nothing else is on its
-    /// way there: the WebSocket drains, its writer sleeps with nothing in
-    /// hand (its waker is here) and nothing waits in the queue. A delivery
-    /// then costs one system call on the caller's thread instead of a wake,
-    /// a poll of the writer and the same system call on its thread; order is
-    /// kept because nothing was before it. What the socket did not take goes
-    /// to the front (as raw frames) and the writer is woken for it.
-    fn write_through(&mut self, packet: &Encoded) -> WriteThrough {
-        if !self.queue.is_empty() || packet.frame_count() > WRITE_THROUGH_FRAMES {
-            return WriteThrough::Queue;
-        }
-        let Some(socket) = self.sleeping_socket() else {
-            return WriteThrough::Queue;
-        };
-        let mut slices = [IoSlice::new(&[]); WRITE_THROUGH_FRAMES];
-        let mut n = 0;
-        for (slice, frame) in slices.iter_mut().zip(packet.frames()) {
-            *slice = IoSlice::new(frame.ws_bytes());
-            n += 1;
-        }
-        let mut written = match send_through(socket, &slices[..n]) {
-            Ok(written) => written,
-            // Full, or failing: the writer takes it from the queue (and
-            // meets the error itself).
-            Err(_) => return WriteThrough::Queue,
-        };
-        keep_unsent(packet, &mut written, &mut self.ws_direct);
-        if self.ws_direct.is_empty() {
-            WriteThrough::Written
-        } else {
-            WriteThrough::Partly
-        }
-    }
-
-    /// The socket to write to on the WebSocket writer's behalf: the
-    /// WebSocket drains, its writer sleeps (its waker is here) with nothing
-    /// in hand, and a socket is attached.
-    fn sleeping_socket(&self) -> Option<RawFd> {
-        let asleep = self.drain == Drain::WebSocket
-            && !self.closed
-            && self.ws_waker.is_some()
-            && self.ws_direct.is_empty();
-        self.socket.as_ref().filter(|_| asleep).map(|s| s.fd)
-    }
-
-    /// Writes the queued packets to the WebSocket when writing through is
-    /// possible (see [`write_through`](Self::write_through)), in system calls
-    /// of whole packets, at most [`MAX_GATHER`] frames each (as the WebSocket
-    /// writer takes them), until the queue is empty or the socket full; what
-    /// the socket took leaves the queue, the rest of a packet it took in part
-    /// goes to `ws_direct`. Whether nothing is left for the writer.
-    fn write_queued(&mut self) -> bool {
-        let Some(socket) = self.sleeping_socket() else {
-            return false;
-        };
-        while !self.queue.is_empty() {
-            let mut slices = [IoSlice::new(&[]); MAX_GATHER];
-            let mut n = 0;
-            let mut whole = 0;
-            for packet in &self.queue {
-                if n + packet.frame_count() > MAX_GATHER {
-                    break;
-                }
-                for frame in packet.frames() {
-                    slices[n] = IoSlice::new(frame.ws_bytes());
-                    n += 1;
-                }
-                whole += packet.ws_len();
-            }
-            if n == 0 {
-                // A packet of more frames than one call takes: the writer's.
-                return false;
-            }
-            let Ok(mut written) = send_through(socket, &slices[..n]) else {
-                return false;
-            };
-            let all = written == whole;
-            while written > 0 {
-                let Some(packet) = self.queue.pop_front() else {
-                    break;
-                };
-                keep_unsent(&packet, &mut written, &mut self.ws_direct);
-            }
-            if !all {
-                return false;
-            }
-        }
-        true
-    }
-}
-
-/// Accounts for `written` bytes of `packet`'s frames having gone out: what
-/// is left of a frame the socket took in part, and the frames after it, go
-/// to `ws_direct` (for the writer, ahead of the queue); `written` is reduced
-/// by what this packet took.
-fn keep_unsent(packet: &Encoded, written: &mut usize, ws_direct: &mut VecDeque<Bytes>) {
-    for frame in packet.frames() {
-        let bytes = frame.ws_bytes();
-        if *written >= bytes.len() {
-            *written -= bytes.len();
-        } else {
-            ws_direct.push_back(bytes.slice(*written..));
-            *written = 0;
-        }
-    }
-}
-
-/// Sends `frames` on `socket` without blocking: `send` for one (most
-/// packets), `sendmsg` for several. Both skip the file layer a `writev`
-/// goes through (about a tenth of the kernel's part of a delivery here).
-/// Tokio's readiness is not consulted: a full socket answers `WouldBlock`,
-/// and the writer, which waits through tokio, finds that out itself.
-pub(crate) fn send_frames(socket: &TcpStream, frames: &[IoSlice<'_>]) -> std::io::Result<usize> {
-    send_through(socket.as_raw_fd(), frames)
-}
-
-/// [`send_frames`] by the socket's number, as the outbox's attached socket
-/// is written (see [`AttachedSocket`]); `MSG_NOSIGNAL`, so a closed peer is
-/// an error, not a signal.
-fn send_through(fd: RawFd, frames: &[IoSlice<'_>]) -> std::io::Result<usize> {
-    use nix::sys::socket::{send, sendmsg, MsgFlags};
-    match frames {
-        [one] => send(fd, one, MsgFlags::MSG_NOSIGNAL),
-        _ => sendmsg::<()>(fd, frames, &[], MsgFlags::MSG_NOSIGNAL, None),
-    }
-    .map_err(std::io::Error::from)
-}
-
-/// Most frames a packet may have to be written through (a broadcast with
-/// more binary attachments is queued).
-const WRITE_THROUGH_FRAMES: usize = 4;
-
-/// What [`State::write_through`] did.
-enum WriteThrough {
-    /// Nothing: queue the packet.
-    Queue,
-    /// All of it is on the socket.
-    Written,
-    /// Part of it is; the rest waits in `ws_direct` for the writer.
-    Partly,
 }
 
 /// Wakers taken under the lock, woken after it is released.
@@ -734,100 +567,10 @@ impl Outbox {
     }
 }
 
-/// What [`Outbox::poll_websocket`] found.
-#[derive(Debug, PartialEq, Eq)]
-pub enum WsBatch {
-    /// Frames were appended.
-    Frames,
-    /// Nothing is left: the close frame with this code, then the end.
-    Close(u16),
-}
-
-/// Ends one WebSocket body without closing the session: the reader of an
-/// upgrade's WebSocket uses it when the client gives the upgrade up, so the
-/// client's close is answered and the session stays on long-polling.
-#[derive(Debug, Default)]
-pub struct WsEnd {
-    code: Mutex<Option<u16>>,
-    waker: AtomicWaker,
-}
-
-impl WsEnd {
-    /// The body sends a close frame with `code`, then ends.
-    pub fn end(&self, code: u16) {
-        *self.code.lock().unwrap_or_else(|e| e.into_inner()) = Some(code);
-        self.waker.wake();
-    }
-
-    fn take(&self) -> Option<u16> {
-        self.code.lock().unwrap_or_else(|e| e.into_inner()).take()
-    }
-}
-
-/// What a WebSocket sends: frames from the outbox, then a close frame.
-pub struct WsBody {
-    outbox: std::sync::Arc<Outbox>,
-    end: std::sync::Arc<WsEnd>,
-    done: bool,
-}
-
-impl WsBody {
-    /// A body draining `outbox`.
-    pub fn new(outbox: std::sync::Arc<Outbox>) -> Self {
-        WsBody {
-            outbox,
-            end: Default::default(),
-            done: false,
-        }
-    }
-
-    /// The handle that ends this body alone.
-    pub fn end_handle(&self) -> std::sync::Arc<WsEnd> {
-        self.end.clone()
-    }
-
-    /// Appends the next frames to `out` (about `max` at most; the close
-    /// frame last): ready with `true` when it appended some, with `false`
-    /// once the close frame has been handed out; pending until there is
-    /// something.
-    pub fn poll_frames(
-        &mut self,
-        cx: &mut Context<'_>,
-        out: &mut VecDeque<Bytes>,
-        max: usize,
-    ) -> Poll<bool> {
-        if self.done {
-            return Poll::Ready(false);
-        }
-        if let Some(code) = self.end.take() {
-            return Poll::Ready(self.finish(out, code));
-        }
-        match self.outbox.poll_websocket(cx, out, max) {
-            Poll::Ready(WsBatch::Frames) => Poll::Ready(true),
-            Poll::Ready(WsBatch::Close(code)) => Poll::Ready(self.finish(out, code)),
-            Poll::Pending => {
-                // Registered only on the way to sleeping, and checked again
-                // after, so an end between the two checks is not missed.
-                self.end.waker.register(cx.waker());
-                match self.end.take() {
-                    Some(code) => Poll::Ready(self.finish(out, code)),
-                    None => Poll::Pending,
-                }
-            }
-        }
-    }
-
-    fn finish(&mut self, out: &mut VecDeque<Bytes>, code: u16) -> bool {
-        self.done = true;
-        out.push_back(close_frame(code));
-        true
-    }
-}
-
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::encoded::Frame;
+    use crate::encoded::{close_frame, Frame};
     use futures_util::task::noop_waker;
 
     fn pkt(s: &str) -> Encoded {
