@@ -387,6 +387,17 @@ impl Socket {
             .unwrap_or(false)
     }
 
+    /// The rooms the socket is in (those a recovery restored included).
+    pub async fn rooms(&self) -> Vec<RoomName> {
+        self.inner
+            .conn
+            .send(crate::connection::SocketRooms {
+                nsp: self.inner.nsp.clone(),
+            })
+            .await
+            .unwrap_or_default()
+    }
+
     /// Broadcasts to rooms of this namespace, every socket in them included.
     pub fn broadcast(&self, rooms: &[RoomName], event: &str, data: &impl Serialize) {
         self.inner

@@ -29,6 +29,27 @@ struct RoomsRef {
     task_id: Option<String>,
 }
 
+impl RoomsRef {
+    /// The reference a room of `/` names (`workspace:`, `project:` or
+    /// `task:` and its id); `None` for any other room (`user:{id}`).
+    fn of_room(room: &RoomName) -> Option<Self> {
+        let (kind, id) = room.0.split_once(':')?;
+        let id = Some(id.to_owned());
+        let mut r = RoomsRef {
+            workspace_id: None,
+            project_id: None,
+            task_id: None,
+        };
+        match kind {
+            "workspace" => r.workspace_id = id,
+            "project" => r.project_id = id,
+            "task" => r.task_id = id,
+            _ => return None,
+        }
+        Some(r)
+    }
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "lowercase")]
 enum Status {
@@ -207,6 +228,45 @@ impl RootNamespace {
         Ok(rooms)
     }
 
+    /// Keeps a recovered socket in the workspace, project and task rooms it
+    /// came back with only as far as its user may still be in them (a
+    /// member removed while away, or a task deleted meanwhile, is not), and
+    /// tracks those it keeps as a join does, so a later removal takes the
+    /// socket out of them. Checked twice around the tracking, as a join is.
+    async fn readmit(&self, socket: &Socket, restored: Vec<RoomName>) {
+        let mut kept: Vec<(RoomName, WorkspaceId)> = Vec::new();
+        let mut dropped: Vec<RoomName> = Vec::new();
+        for room in restored {
+            let Some(r) = RoomsRef::of_room(&room) else {
+                continue;
+            };
+            let target = match self.resolve(&r).await {
+                Ok(mut targets) => targets.pop(),
+                Err(_) => None,
+            };
+            match target {
+                Some((room, ws)) if self.require_member(socket, &ws).await.is_ok() => {
+                    kept.push((room, ws))
+                }
+                _ => dropped.push(room),
+            }
+        }
+        self.collab.track(socket, &kept);
+        for (room, ws) in &kept {
+            if self.require_member(socket, ws).await.is_err() {
+                dropped.push(room.clone());
+            }
+        }
+        if dropped.is_empty() {
+            return;
+        }
+        log::debug!("{socket:?} recovered: no longer allowed in {dropped:?}");
+        self.collab.untrack(socket, &dropped);
+        if let Err(e) = socket.leave(dropped).await {
+            log::debug!("{socket:?}: leaving the rooms it may no longer be in: {e}");
+        }
+    }
+
     async fn handle(&self, socket: &Socket, event: RootEvent) -> Result<Value, EventError> {
         match event {
             RootEvent::Join(r) => {
@@ -281,6 +341,12 @@ impl RootNamespace {
 impl Namespace for RootNamespace {
     async fn on_connect(&self, socket: &Socket, _auth: &Value) -> Result<(), EventError> {
         self.collab.register(socket);
+        // A new socket is in its user room alone; a recovered one is back
+        // in the rooms it was in.
+        let restored = socket.rooms().await;
+        if restored.iter().any(|r| RoomsRef::of_room(r).is_some()) {
+            self.readmit(socket, restored).await;
+        }
         Ok(())
     }
 

@@ -10,7 +10,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import { withServer } from "./helpers/server.mjs";
 import * as api from "./helpers/api.mjs";
-import { ack, connectAs, noEvent, Recorder, sleep } from "./helpers/client.mjs";
+import { ack, connectAs, noEvent, once, Recorder, sleep, WAIT_MS } from "./helpers/client.mjs";
 
 const T = { timeout: 60_000 };
 const QUIET_MS = 400;
@@ -47,6 +47,19 @@ async function workspace(server, owner, name = "Acme") {
 
 async function addMember(server, ws, by, user, role = "member") {
   return call(server, by, "POST", `/workspaces/${ws}/members`, { userId: user.id, role }, 201);
+}
+
+/** A workspace of a new user `ownerName` with new users `memberNames` as members. */
+async function team(server, ownerName, memberNames) {
+  const owner = await api.externalUser(server.url, ownerName);
+  const ws = await workspace(server, owner);
+  const members = [];
+  for (const name of memberNames) {
+    const user = await api.externalUser(server.url, name);
+    await addMember(server, ws, owner, user);
+    members.push(user);
+  }
+  return { owner, members, ws };
 }
 
 async function project(server, ws, by, name = "Launch") {
@@ -288,6 +301,50 @@ test("member events; a viewer cannot write; a removed member gets member:left an
     assertFailed(await ack(b.socket, "room:join", { workspaceId: ws }), "forbidden", "removed member join");
     const gone = await api.request(server.url, "GET", `/api/v1/tasks/${task.id}`, { token: bob.token });
     assert.equal(gone.status, 404);
+  }));
+
+test("a member removed while away is not given the workspace's rooms back by a recovered reconnect, nor what was sent there", T, () =>
+  withServer(async (server) => {
+    const { owner: ann, members: [bob, cy], ws } = await team(server, "Ann", ["Bob", "Cy"]);
+    const p = await project(server, ws, ann);
+    const reconnecting = { reconnection: true, reconnectionDelay: 300, reconnectionDelayMax: 300, randomizationFactor: 0 };
+    // Bob is removed while away; Cy, who stays a member, shows what a
+    // recovery brings back.
+    const away = {};
+    for (const [who, user] of [["bob", bob], ["cy", cy]]) {
+      const socket = await connectAs(server, user, "/", { transports: ["websocket"], ...reconnecting });
+      await joinRooms(socket, { workspaceId: ws, projectId: p });
+      away[who] = { socket, rec: new Recorder(socket, [...ROOT_EVENTS, "connect"]) };
+    }
+    await createTask(server, p, ann, { title: "Before" });
+    await Promise.all(Object.values(away).map(({ rec }) => rec.count("task:created", 1)));
+
+    for (const { socket } of Object.values(away)) {
+      const gone = once(socket, "disconnect");
+      socket.io.engine.transport.ws.terminate();
+      await gone;
+    }
+    await call(server, ann, "DELETE", `/workspaces/${ws}/members/${bob.id}`, undefined, 200);
+    await createTask(server, p, ann, { title: "While away" });
+
+    for (const { rec } of Object.values(away)) await rec.count("connect", 1, WAIT_MS + 2_000);
+    assert.equal(away.cy.socket.recovered, true, "Cy's socket recovered");
+    assert.equal(away.bob.socket.recovered, true, "Bob's socket recovered (its session), without the rooms");
+    await away.cy.rec.count("task:created", 2);
+    assert.deepEqual(away.cy.rec.payloads("task:created").map((e) => e.task.title), ["Before", "While away"]);
+
+    await createTask(server, p, ann, { title: "After" });
+    await call(server, ann, "PATCH", `/workspaces/${ws}/members/${cy.id}`, { role: "viewer" }, 200);
+    await away.cy.rec.count("task:created", 3);
+    await away.cy.rec.count("member:role_changed", 1);
+    await sleep(QUIET_MS);
+    const afterDrop = away.bob.rec.events.filter((e) => e.event !== "connect" && !e.event.startsWith("presence:"));
+    assert.deepEqual(
+      afterDrop.map((e) => [e.event, e.args[0]?.task?.title ?? null]),
+      [["task:created", "Before"]],
+      "Bob heard nothing of the workspace after his removal: not replayed, not live",
+    );
+    assertFailed(await ack(away.bob.socket, "room:join", { workspaceId: ws }), "forbidden", "removed member join");
   }));
 
 test("presence: online on the first connection, away, offline after the last one closes", T, () =>

@@ -276,63 +276,76 @@ impl Connection {
         let log = restored_from.and_then(|_| self.engine.recovery());
         let log_nsp = nsp.clone();
         // As in Socket.IO, the application hears of a recovered socket too
-        // (presence, workspace tracking), with its rooms already restored.
+        // (presence, workspace tracking), with its rooms already restored;
+        // it may take the socket out of rooms it may no longer be in (a
+        // workspace the user was removed from while away).
         let fut = async move {
             let _ = join.await;
+            let res = namespace.on_connect(&socket, &auth).await;
             // Packets broadcast between taking the session and the rooms
             // having this connection were neither delivered live nor in the
             // first collection: collect again now that the join is done
-            // (later ones arrive live, held).
-            let late = match (log, restored_from) {
-                (Some(log), Some(offset)) => log.missed(&log_nsp, &joined_rooms, offset).await,
-                _ => Vec::new(),
+            // (later ones arrive live, held), from the rooms the namespace
+            // left the socket in. When it took the socket out of one, the
+            // first collection (from every remembered room) is not replayed:
+            // this one covers the rest from the same offset.
+            let (late, kept_all) = match (log, restored_from, &res) {
+                (Some(log), Some(offset), Ok(())) => {
+                    let rooms = socket.rooms().await;
+                    let kept_all = joined_rooms.iter().all(|r| rooms.contains(r));
+                    (log.missed(&log_nsp, &rooms, offset).await, kept_all)
+                }
+                _ => (Vec::new(), true),
             };
-            (namespace.on_connect(&socket, &auth).await, late)
+            (res, late, kept_all)
         };
-        ctx.spawn(fut.into_actor(self).map(move |(res, late), act, ctx| {
-            match res {
-                Ok(()) => {
-                    let answer = act.connect_answer(&nsp, &sid, &pid);
-                    act.send(ctx, answer);
-                    let mut missed = missed.unwrap_or_default();
-                    if !late.is_empty() {
-                        missed.extend(late);
-                        missed.sort_by_key(|(o, _)| *o);
-                        missed.dedup_by_key(|(o, _)| *o);
+        ctx.spawn(
+            fut.into_actor(self)
+                .map(move |(res, late, kept_all), act, ctx| {
+                    match res {
+                        Ok(()) => {
+                            let answer = act.connect_answer(&nsp, &sid, &pid);
+                            act.send(ctx, answer);
+                            let mut missed = missed.filter(|_| kept_all).unwrap_or_default();
+                            if !late.is_empty() {
+                                missed.extend(late);
+                                missed.sort_by_key(|(o, _)| *o);
+                                missed.dedup_by_key(|(o, _)| *o);
+                            }
+                            let mut replayed = HashSet::new();
+                            for (offset, packet) in missed {
+                                replayed.insert(offset);
+                                act.send(ctx, packet);
+                            }
+                            if recovered {
+                                log::debug!(
+                                    "connection {}: recovered {nsp} socket {sid} ({} packets)",
+                                    act.sid,
+                                    replayed.len()
+                                );
+                            }
+                            let any_replayed = !replayed.is_empty();
+                            act.release_held(ctx, replayed);
+                            if any_replayed {
+                                // In-flight copies arrive within moments; forget the
+                                // set after a generous bound so it cannot grow.
+                                ctx.run_later(Duration::from_secs(10), |act, _| {
+                                    act.outbox.forget_replayed()
+                                });
+                            }
+                        }
+                        Err(err) => {
+                            if let Some(state) = act.sockets.remove(&nsp) {
+                                act.drop_socket_rooms(&state);
+                            }
+                            act.connect_error(&nsp, &err.message, Some(err.code));
+                            act.release_held(ctx, HashSet::new());
+                        }
                     }
-                    let mut replayed = HashSet::new();
-                    for (offset, packet) in missed {
-                        replayed.insert(offset);
-                        act.send(ctx, packet);
-                    }
-                    if recovered {
-                        log::debug!(
-                            "connection {}: recovered {nsp} socket {sid} ({} packets)",
-                            act.sid,
-                            replayed.len()
-                        );
-                    }
-                    let any_replayed = !replayed.is_empty();
-                    act.release_held(ctx, replayed);
-                    if any_replayed {
-                        // In-flight copies arrive within moments; forget the
-                        // set after a generous bound so it cannot grow.
-                        ctx.run_later(Duration::from_secs(10), |act, _| {
-                            act.outbox.forget_replayed()
-                        });
-                    }
-                }
-                Err(err) => {
-                    if let Some(state) = act.sockets.remove(&nsp) {
-                        act.drop_socket_rooms(&state);
-                    }
-                    act.connect_error(&nsp, &err.message, Some(err.code));
-                    act.release_held(ctx, HashSet::new());
-                }
-            }
-            act.lanes.finish(Mode::Alone);
-            act.pump(ctx);
-        }));
+                    act.lanes.finish(Mode::Alone);
+                    act.pump(ctx);
+                }),
+        );
     }
 
     /// Lets the broadcasts held during a CONNECT go out, but those a

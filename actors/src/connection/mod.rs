@@ -93,6 +93,13 @@ pub struct InRoom {
     pub room: RoomName,
 }
 
+/// The rooms the socket of `nsp` is in.
+#[derive(Message)]
+#[rtype(result = "Vec<RoomName>")]
+pub struct SocketRooms {
+    pub nsp: Arc<str>,
+}
+
 /// Closes the connection from the server side (drain, kick).
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -541,5 +548,17 @@ impl Handler<InRoom> for Connection {
         self.sockets
             .get(&msg.nsp)
             .is_some_and(|s| s.rooms.contains(&msg.room))
+    }
+}
+
+impl Handler<SocketRooms> for Connection {
+    type Result = MessageResult<SocketRooms>;
+    fn handle(&mut self, msg: SocketRooms, _: &mut Self::Context) -> Self::Result {
+        MessageResult(
+            self.sockets
+                .get(&msg.nsp)
+                .map(|s| s.rooms.iter().cloned().collect())
+                .unwrap_or_default(),
+        )
     }
 }
