@@ -608,6 +608,16 @@ impl Settings {
         if self.collab.offline_grace_ms > 10_000 {
             bail!("collab.offline_grace_ms must be at most 10000 (the contract's bound)");
         }
+        let crash_bound = self.redis.node_ttl_ms.max(1_000)
+            + self.redis.heartbeat_ms
+            + self.collab.offline_grace_ms;
+        if self.redis.url.is_some() && crash_bound > 10_000 {
+            log::warn!(
+                "redis.node_ttl_ms + redis.heartbeat_ms + collab.offline_grace_ms = {crash_bound} ms: \
+                 the users of a node that stops without closing are announced offline later than \
+                 the 10 s the client contract promises"
+            );
+        }
         if self.collab.workspace_idle_ms == 0 {
             bail!("collab.workspace_idle_ms must be positive");
         }

@@ -16,7 +16,7 @@
 //! reaped by exactly one of them (an atomic `SREM` decides), which removes its
 //! slots and reports the users left with none, who then go offline after the
 //! usual grace. A user of a node that crashed is therefore announced offline
-//! within `node_ttl + beat + offline grace` (5 s + 1 s + 5 s by default).
+//! within `node_ttl + beat + offline grace` (4 s + 1 s + 5 s by default).
 //!
 //! When Redis cannot be reached, a connection is let in (the limit is not
 //! enforced) and presence is not announced; the node keeps its own slots and
