@@ -608,6 +608,15 @@ impl Settings {
         if self.collab.offline_grace_ms > 10_000 {
             bail!("collab.offline_grace_ms must be at most 10000 (the contract's bound)");
         }
+        let events = self.rate_limits.socket_events_per_second;
+        if events > 0 && self.limits.max_events_pending_per_connection < events {
+            log::warn!(
+                "limits.max_events_pending_per_connection ({}) is below \
+                 rate_limits.socket_events_per_second ({events}): a burst of events within the rate \
+                 limit is refused",
+                self.limits.max_events_pending_per_connection
+            );
+        }
         let crash_bound = self.redis.node_ttl_ms.max(1_000)
             + self.redis.heartbeat_ms
             + self.collab.offline_grace_ms;

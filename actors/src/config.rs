@@ -48,7 +48,7 @@ impl Default for EngineConfig {
             connect_timeout: Duration::from_millis(45_000),
             outbound_queue_max: 1024,
             write_through: true,
-            max_events_pending: 64,
+            max_events_pending: 100,
             events_per_second: 100,
             max_connections_per_user: 10,
             max_sessions: 0,

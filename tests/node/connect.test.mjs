@@ -462,6 +462,24 @@ test("socket events over the per-connection rate limit get rate_limited, and the
     assert.equal((await ack(a, "conversation:join", { conversationId: conv.id })).ok, true);
   }));
 
+test("at the default limits a burst of 100 events in one go (the per-second limit) is all accepted, the 101st refused", T, () =>
+  withServer(async (server) => {
+    const { ann, conv } = await pair(server);
+    for (const transports of [["websocket"], ["polling"]]) {
+      const a = await connectAs(server, ann, "/chat", { transports });
+      // Emitted at once: on polling they travel in a few POSTs of many
+      // packets each, on the WebSocket back to back; all of them wait in the
+      // connection's pipeline together.
+      const answers = await Promise.all(
+        Array.from({ length: 101 }, () => ack(a, "conversation:join", { conversationId: conv.id })),
+      );
+      const codes = answers.map((r) => (r.ok ? "ok" : r.error?.code));
+      assert.deepEqual(codes.slice(0, 100), Array(100).fill("ok"), `${transports}: ${JSON.stringify(answers.find((r) => !r.ok))}`);
+      assert.equal(codes[100], "rate_limited", transports.join());
+      a.disconnect();
+    }
+  }));
+
 test("register and login are rate limited per IP with 429 and Retry-After", T, () =>
   withServer({ env: { HUDDLE__RATE_LIMITS__AUTH_IP_PER_MINUTE: "3" } }, async (server) => {
     const statuses = [];
