@@ -199,29 +199,35 @@ impl FileUploadNamespace {
             }
         };
         for session in expired {
-            self.stop_actor(&session.user_id, &session.upload_id);
-            if let Err(e) = self.deps.blobs.delete_parts(&session.session_id).await {
-                log::error!(
-                    "deleting parts of expired upload {}: {e}",
-                    session.session_id
-                );
-                continue;
-            }
-            if let Err(e) = self
-                .deps
-                .sessions
-                .delete_upload_session(&session.user_id, &session.upload_id)
-                .await
-            {
-                log::error!("deleting expired upload {}: {e}", session.session_id);
-                continue;
-            }
-            log::info!(
-                "upload {} of {} expired; parts deleted",
-                session.upload_id,
-                session.user_id
-            );
+            self.discard_expired(&session).await;
         }
+    }
+
+    /// Deletes an expired session and its parts; whether both went.
+    async fn discard_expired(&self, session: &UploadSession) -> bool {
+        self.stop_actor(&session.user_id, &session.upload_id);
+        if let Err(e) = self.deps.blobs.delete_parts(&session.session_id).await {
+            log::error!(
+                "deleting parts of expired upload {}: {e}",
+                session.session_id
+            );
+            return false;
+        }
+        if let Err(e) = self
+            .deps
+            .sessions
+            .delete_upload_session(&session.user_id, &session.upload_id)
+            .await
+        {
+            log::error!("deleting expired upload {}: {e}", session.session_id);
+            return false;
+        }
+        log::info!(
+            "upload {} of {} expired; parts deleted",
+            session.upload_id,
+            session.user_id
+        );
+        true
     }
 
     fn stop_actor(&self, user: &UserId, upload_id: &str) {
@@ -312,9 +318,21 @@ impl FileUploadNamespace {
             .await
             .map_err(store_error)?;
         if let Some(session) = existing {
-            return self.resume(session, &req, sha256).await;
+            let expired =
+                session.completed_file_id.is_none() && session.expires_at <= chrono::Utc::now();
+            if !expired {
+                return self.resume(session, &req, sha256).await;
+            }
+            // Expired, not swept yet: it is gone all the same (the contract
+            // deletes it at expiry), so this initiation starts a new one.
+            if !self.discard_expired(&session).await {
+                return Err(EventError::internal());
+            }
         }
-        if req.file_size == 0 || req.file_size > config.max_file_size {
+        if req.file_size == 0 {
+            return Err(EventError::bad_request("fileSize must be at least 1 byte"));
+        }
+        if req.file_size > config.max_file_size {
             return Err(EventError::new(
                 "payload_too_large",
                 format!("fileSize must be 1 to {} bytes", config.max_file_size),
@@ -391,13 +409,24 @@ impl FileUploadNamespace {
             expires_at: now + chrono::Duration::from_std(config.session_ttl).unwrap_or_default(),
             completed_file_id: None,
         };
-        match self
+        let mut started = self
             .deps
             .sessions
-            .create_upload_session(session, config.max_in_progress)
+            .create_upload_session(session.clone(), config.max_in_progress)
             .await
-            .map_err(store_error)?
-        {
+            .map_err(store_error)?;
+        if matches!(started, SessionStart::TooMany) {
+            // Expired sessions do not count: sweep those not swept yet, then
+            // try once more.
+            self.sweep().await;
+            started = self
+                .deps
+                .sessions
+                .create_upload_session(session, config.max_in_progress)
+                .await
+                .map_err(store_error)?;
+        }
+        match started {
             SessionStart::Created(s) => {
                 // A previous session of this id (swept, cancelled) may still
                 // have a live actor: it must not serve the new one.

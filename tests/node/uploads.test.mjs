@@ -322,6 +322,37 @@ test("chunks sent without waiting for their acks run side by side; complete_uplo
     assert.equal(sha256(await download(server, ann, res.file)), hash, "downloaded SHA-256");
   }));
 
+test("an expired upload is gone before the sweeper runs: initiating its id starts over, and it no longer counts toward the five", T, () =>
+  // Sessions expire a second after their last chunk; the sweeper runs once an hour.
+  withServer(
+    { env: { HUDDLE__UPLOADS__SESSION_TTL_SECS: "1", HUDDLE__UPLOADS__SWEEP_INTERVAL_SECS: "3600" } },
+    async (server) => {
+      const ann = await api.externalUser(server.url, "Ann");
+      const s = await connectAs(server, ann, NSP);
+      const data = textBytes(2 * CHUNK);
+      const params = (uploadId) => ({ uploadId, fileName: `${uploadId}.txt`, fileSize: data.length, mimeType: "text/plain", chunkSize: CHUNK });
+      const ids = Array.from({ length: 5 }, () => api.randomId("exp"));
+      const first = await initiate(s, params(ids[0]));
+      await sendChunk(s, first, ids[0], data, 0);
+      for (const id of ids.slice(1)) await initiate(s, params(id));
+      assertFailed(await ack(s, "initiate_upload", params(api.randomId("sixth"))), "too_many_uploads", "a sixth while five live");
+      // Resuming within the window keeps the session and its chunk.
+      const again = await initiate(s, params(ids[0]));
+      assert.equal(again.sessionId, first.sessionId);
+      assert.deepEqual(again.receivedChunks, [0]);
+
+      await sleep(1_500);
+      const fresh = await initiate(s, params(ids[0]));
+      assert.notEqual(fresh.sessionId, first.sessionId, "an expired session is not resumed");
+      assert.deepEqual(fresh.receivedChunks, [], "nothing of the expired session is kept");
+      // The other four expired too: they no longer count.
+      for (let k = 0; k < 4; k++) await initiate(s, params(api.randomId("after")));
+      assertFailed(await ack(s, "initiate_upload", params(api.randomId("sixth"))), "too_many_uploads", "five live again");
+      // An empty file is bad input, not too large.
+      assertFailed(await ack(s, "initiate_upload", { ...params(api.randomId("empty")), fileSize: 0 }), "bad_request", "fileSize 0");
+    },
+  ));
+
 test("bad input: invalid base64, a sixth concurrent upload, completing with chunks missing", T, () =>
   withServer(async (server) => {
     const ann = await api.externalUser(server.url, "Ann");
