@@ -571,18 +571,25 @@ impl Collab {
         rooms
     }
 
-    /// Announces `presence:user_online` with `status` to the user's
-    /// workspace rooms.
-    pub async fn announce(&self, user: &UserId, event: &'static str, status: &str) {
+    /// Announces presence `event` (`presence:user_online` or
+    /// `presence:user_offline`) with `status` to the user's workspace rooms;
+    /// `deviceId` names the device the change came from (the connection that
+    /// made the user online, the one that set the status), when its client
+    /// named it.
+    pub async fn announce(
+        &self,
+        user: &UserId,
+        event: &'static str,
+        status: &str,
+        device: Option<&str>,
+    ) {
         let rooms = Self::user_workspaces(&self.store, user).await;
         if let Some(engine) = self.engine() {
-            engine.emit(
-                "/",
-                &rooms,
-                None,
-                event,
-                &json!({ "userId": user, "status": status, "at": now_iso() }),
-            );
+            let mut payload = json!({ "userId": user, "status": status, "at": now_iso() });
+            if let Some(device) = device {
+                payload["deviceId"] = json!(device);
+            }
+            engine.emit("/", &rooms, None, event, &payload);
         }
     }
 
@@ -664,13 +671,15 @@ impl Collab {
 // the whole cluster, whether the change is announced (a user who comes back
 // within the grace period never appears offline).
 impl UserPresence for Collab {
-    fn first_connection(&self, engine: &Engine, user: &UserId) {
+    fn first_connection(&self, engine: &Engine, user: &UserId, device: Option<&str>) {
         let Some(me) = self.me.upgrade() else { return };
         let slots = engine.slots();
         let user = user.clone();
+        let device = device.map(str::to_owned);
         actix::spawn(async move {
             if slots.mark_online(&user).await {
-                me.announce(&user, "presence:user_online", "online").await;
+                me.announce(&user, "presence:user_online", "online", device.as_deref())
+                    .await;
             }
         });
     }
@@ -683,7 +692,9 @@ impl UserPresence for Collab {
         actix::spawn(async move {
             tokio::time::sleep(grace).await;
             if slots.mark_offline_if_gone(&user).await {
-                me.announce(&user, "presence:user_offline", "offline").await;
+                // Offline is the user's, on no device.
+                me.announce(&user, "presence:user_offline", "offline", None)
+                    .await;
             }
         });
     }

@@ -68,8 +68,9 @@ pub(crate) struct SessionEntry {
 /// of counters. Called synchronously from the connection actor, outside the
 /// engine's locks: implementations spawn whatever async work they need.
 pub trait UserPresence: Send + Sync + 'static {
-    /// The user's connection count went from 0 to 1.
-    fn first_connection(&self, engine: &Engine, user: &UserId);
+    /// The user's connection count went from 0 to 1, on `device` (the
+    /// CONNECT's `deviceId`, when it named one).
+    fn first_connection(&self, engine: &Engine, user: &UserId, device: Option<&str>);
     /// The user's connection count went back to 0.
     fn last_connection_closed(&self, engine: &Engine, user: &UserId);
 }
@@ -442,15 +443,15 @@ impl Engine {
     }
 
     /// Takes one of the user's connection slots (named `slot`, unique in
-    /// the cluster); `false` at the limit. The user's first slot in the
-    /// cluster tells the [`UserPresence`] hook.
-    pub async fn acquire_user_slot(&self, user: &UserId, slot: &str) -> bool {
+    /// the cluster) for a connection on `device`; `false` at the limit. The
+    /// user's first slot in the cluster tells the [`UserPresence`] hook.
+    pub async fn acquire_user_slot(&self, user: &UserId, slot: &str, device: Option<&str>) -> bool {
         let max = self.inner.config.max_connections_per_user;
         match self.slots().acquire(user, slot, max).await {
             Ok(count) => {
                 if count == 1 {
                     if let Some(p) = &self.inner.presence {
-                        p.first_connection(self, user);
+                        p.first_connection(self, user, device);
                     }
                 }
                 true

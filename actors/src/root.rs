@@ -305,7 +305,12 @@ impl RootNamespace {
                     Status::Away => "away",
                 };
                 self.collab
-                    .announce(socket.user_id(), "presence:user_online", status)
+                    .announce(
+                        socket.user_id(),
+                        "presence:user_online",
+                        status,
+                        socket.device_id(),
+                    )
                     .await;
                 Ok(json!({ "ok": true, "status": status }))
             }

@@ -71,8 +71,8 @@ async function createTask(server, projectId, by, body) {
 }
 
 /** A connected `/` socket of `user` recording every event of section 4. */
-async function rootSocket(server, user) {
-  const socket = await connectAs(server, user, "/");
+async function rootSocket(server, user, opts = {}) {
+  const socket = await connectAs(server, user, "/", opts);
   return { socket, rec: new Recorder(socket, ROOT_EVENTS) };
 }
 
@@ -358,19 +358,22 @@ test("presence: online on the first connection, away, offline after the last one
     await joinRooms(a.socket, { workspaceId: ws });
     const c = await rootSocket(server, cy); // not in Ann's workspace
 
-    // Bob's first connection, on /chat, makes him online; a second one does not again.
-    const bobChat = await connectAs(server, bob, "/chat");
+    // Bob's first connection, on /chat, makes him online; a second one does
+    // not again. Each names its device (`deviceId`), and presence says which.
+    const bobChat = await connectAs(server, bob, "/chat", { auth: { deviceId: "phone" } });
     await a.rec.until((r) => r.payloads("presence:user_online").some((p) => p.userId === bob.id));
     const on = a.rec.payloads("presence:user_online").find((p) => p.userId === bob.id);
     assert.equal(on.status, "online");
     assert.match(on.at, ISO_UTC);
-    const b = await rootSocket(server, bob);
+    assert.equal(on.deviceId, "phone");
+    const b = await rootSocket(server, bob, { auth: { deviceId: "laptop" } });
     await sleep(QUIET_MS);
     assert.equal(a.rec.payloads("presence:user_online").filter((p) => p.userId === bob.id).length, 1);
 
     // presence:update.
     assert.equal((await ack(b.socket, "presence:update", { status: "away" })).ok, true);
     await a.rec.until((r) => r.payloads("presence:user_online").some((p) => p.userId === bob.id && p.status === "away"));
+    assert.equal(a.rec.payloads("presence:user_online").find((p) => p.status === "away").deviceId, "laptop");
     assertFailed(await ack(b.socket, "presence:update", { status: "sleeping" }), "bad_request", "bad status");
 
     // Closing one of two connections is not offline; closing the last is.
@@ -383,6 +386,7 @@ test("presence: online on the first connection, away, offline after the last one
     assert.equal(off.userId, bob.id);
     assert.equal(off.status, "offline");
     assert.match(off.at, ISO_UTC);
+    assert.equal(off.deviceId, undefined, "offline is the user's, on no device");
     assert.equal(c.rec.payloads("presence:user_online").filter((p) => p.userId === bob.id).length, 0);
     assert.equal(c.rec.of("presence:user_offline").length, 0);
 

@@ -61,6 +61,7 @@ impl Connection {
             .or_else(|| self.query_token.as_deref().map(str::to_owned));
         let engine = self.engine.clone();
         let sid = self.sid.clone();
+        let device = device_id(&auth);
         // The first namespace of an authenticated session takes one of the
         // user's connection slots.
         let needs_slot = self.identity.is_none() && self.engine.authenticator().is_some();
@@ -77,14 +78,14 @@ impl Connection {
             };
             let slot = match (&res, needs_slot) {
                 (Ok(identity), true) => {
-                    Some(take_slot(engine, identity.user_id.clone(), sid).await)
+                    Some(take_slot(engine, identity.user_id.clone(), sid, device).await)
                 }
                 _ => None,
             };
             (res, slot)
         };
         ctx.spawn(auth_fut.into_actor(self).map(move |(res, slot), act, ctx| {
-            match act.admit(ctx, &nsp, res, slot) {
+            match act.admit(&nsp, res, slot) {
                 Ok(identity) => act.finish_connect(
                     ctx,
                     Admitted {
@@ -104,10 +105,9 @@ impl Connection {
     }
 
     /// Checks the verified identity against the session and the per-user
-    /// connection limit.
+    /// connection limit (`slot`: whether one was taken).
     fn admit(
         &mut self,
-        _ctx: &mut Context<Self>,
         nsp: &str,
         res: Result<Identity, AuthFailure>,
         slot: Option<bool>,
@@ -214,10 +214,7 @@ impl Connection {
             identity,
             auth,
         } = admitted;
-        let device_id = auth
-            .get("deviceId")
-            .and_then(Value::as_str)
-            .map(|d| d.chars().take(128).collect());
+        let device_id = device_id(&auth);
         let (sid, pid, mut rooms, missed, restored_from) = match restored {
             Some((pid, snap, missed, offset)) => {
                 (snap.sid, pid, snap.rooms, Some(missed), Some(offset))
@@ -372,14 +369,23 @@ struct Admitted {
 /// missed, and the offset the client presented.
 type Restored = (String, Snapshot, Vec<(u64, Encoded)>, u64);
 
-/// Takes one of `user`'s connection slots for session `sid`. The slot is
-/// taken in a task of its own: if the connection stops while the answer is on
-/// its way, the task gives the slot back instead of leaking it.
-async fn take_slot(engine: Engine, user: UserId, sid: String) -> bool {
+/// The device a CONNECT's `auth` names (`deviceId`, at most 128 characters).
+fn device_id(auth: &Value) -> Option<String> {
+    auth.get("deviceId")
+        .and_then(Value::as_str)
+        .map(|d| d.chars().take(128).collect())
+}
+
+/// Takes one of `user`'s connection slots for session `sid` on `device`. The
+/// slot is taken in a task of its own: if the connection stops while the
+/// answer is on its way, the task gives the slot back instead of leaking it.
+async fn take_slot(engine: Engine, user: UserId, sid: String, device: Option<String>) -> bool {
     let (tx, rx) = tokio::sync::oneshot::channel();
     // Counted as a cleanup: a drain waits for a slot given back this way too.
     engine.clone().spawn_cleanup(async move {
-        let ok = engine.acquire_user_slot(&user, &sid).await;
+        let ok = engine
+            .acquire_user_slot(&user, &sid, device.as_deref())
+            .await;
         if tx.send(ok).is_err() && ok {
             engine.release_user_slot(&user, &sid).await;
         }
