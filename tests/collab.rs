@@ -457,6 +457,189 @@ async fn bad_input_and_non_members_get_contract_errors() {
     assert_eq!(denied["error"]["code"], "forbidden");
 }
 
+/// `GET /projects/{id}/tasks` as `user` with `query`; asserts 200 and the
+/// list shape of PROTOCOL.md section 3 (`{ items, nextCursor }`, the cursor
+/// a string or null — never absent); returns the ids and the cursor.
+async fn task_page(
+    app: &TestApp,
+    project: &str,
+    user: &TestUser,
+    query: &str,
+) -> (Vec<String>, Option<String>) {
+    let (s, b) = app
+        .get(
+            &format!("/api/v1/projects/{project}/tasks?{query}"),
+            Some(&user.token),
+        )
+        .await;
+    assert_eq!(s, 200, "?{query}: {b}");
+    let ids = b["items"]
+        .as_array()
+        .unwrap_or_else(|| panic!("?{query}: items is an array: {b}"))
+        .iter()
+        .map(|t| {
+            assert_eq!(t["projectId"], project, "?{query}: {t}");
+            t["id"].as_str().expect("task id").to_owned()
+        })
+        .collect();
+    let cursor = match b.get("nextCursor") {
+        Some(Value::Null) => None,
+        Some(Value::String(c)) => Some(c.clone()),
+        other => panic!("?{query}: nextCursor must be a string or null, got {other:?}"),
+    };
+    (ids, cursor)
+}
+
+/// Follows `nextCursor` from the page of `query` after `start` (the first
+/// page when `None`) until it is null; returns every page's ids.
+async fn walk_tasks(
+    app: &TestApp,
+    project: &str,
+    user: &TestUser,
+    query: &str,
+    start: Option<String>,
+) -> Vec<Vec<String>> {
+    let mut pages = Vec::new();
+    let mut cursor = start;
+    loop {
+        let q = match &cursor {
+            Some(c) => format!("{query}&cursor={c}"),
+            None => query.to_owned(),
+        };
+        let (ids, next) = task_page(app, project, user, &q).await;
+        pages.push(ids);
+        assert!(pages.len() <= 50, "paging ?{query} does not end");
+        match next {
+            Some(c) => cursor = Some(c),
+            None => return pages,
+        }
+    }
+}
+
+#[actix_web::test]
+async fn task_lists_filter_by_status_and_assignee_and_page_by_cursor() {
+    // The answer is `{ items, nextCursor }`: tasks of the project, oldest
+    // first (creation order, as src/http/tasks.rs documents), deleted ones
+    // left out; `nextCursor` is a string while more tasks match and null on
+    // the last page — also when that page is exactly full, so a walk never
+    // ends on an empty page.
+    let app = spawn_app(&[]).await;
+    let alice = app.register("Alice").await;
+    let bob = app.register("Bob").await;
+    let carol = app.register("Carol").await;
+    let ws = workspace(&app, &alice).await;
+    add(&app, &ws, &alice, &bob, "member").await;
+    add(&app, &ws, &alice, &carol, "viewer").await;
+    let p = project(&app, &ws, &alice).await;
+    let other = project(&app, &ws, &alice).await;
+
+    let mut ids = Vec::new();
+    for (title, status, assignee) in [
+        ("t1", "todo", Some(&bob)),
+        ("t2", "in_progress", Some(&bob)),
+        ("t3", "todo", None),
+        ("t4", "done", Some(&alice)),
+        ("t5", "todo", Some(&bob)),
+        ("t6", "in_review", Some(&alice)),
+        ("t7", "todo", Some(&alice)),
+        ("t8", "todo", Some(&bob)),
+        ("t9", "todo", Some(&bob)),
+    ] {
+        let mut body = json!({ "title": title, "status": status });
+        if let Some(a) = assignee {
+            body["assigneeId"] = json!(a.id);
+        }
+        let t = task(&app, &p, &bob, body).await;
+        assert_eq!(t["status"], status);
+        ids.push(t["id"].as_str().unwrap().to_owned());
+    }
+    let id = |n: usize| ids[n - 1].clone();
+    // Another project's task matches every filter but is not in this list.
+    task(
+        &app,
+        &other,
+        &alice,
+        json!({ "title": "elsewhere", "assigneeId": bob.id }),
+    )
+    .await;
+    // t8 is deleted; t9 is moved to done and reassigned to Alice: the
+    // filters see tasks as they are now.
+    let (s, b) = app
+        .send(
+            "DELETE",
+            &format!("/api/v1/tasks/{}", id(8)),
+            Some(&alice.token),
+            None,
+        )
+        .await;
+    assert_eq!(s, 200, "{b}");
+    let (s, b) = app
+        .send(
+            "PATCH",
+            &format!("/api/v1/tasks/{}", id(9)),
+            Some(&alice.token),
+            Some(json!({ "status": "done", "assigneeId": alice.id })),
+        )
+        .await;
+    assert_eq!(s, 200, "{b}");
+
+    let expect = |ns: &[usize]| -> Vec<String> { ns.iter().map(|&n| id(n)).collect() };
+    let everything = expect(&[1, 2, 3, 4, 5, 6, 7, 9]);
+    let (bob_id, alice_id) = (bob.id.as_str(), alice.id.as_str());
+    let cases: Vec<(String, Vec<String>)> = vec![
+        (String::new(), everything.clone()),
+        ("status=todo".into(), expect(&[1, 3, 5, 7])),
+        ("status=in_progress".into(), expect(&[2])),
+        ("status=in_review".into(), expect(&[6])),
+        ("status=done".into(), expect(&[4, 9])),
+        (format!("assigneeId={bob_id}"), expect(&[1, 2, 5])),
+        (format!("assigneeId={alice_id}"), expect(&[4, 6, 7, 9])),
+        (format!("assigneeId={}", carol.id), vec![]),
+        ("assigneeId=no-such-user".into(), vec![]),
+        (format!("status=todo&assigneeId={bob_id}"), expect(&[1, 5])),
+        (
+            format!("status=done&assigneeId={alice_id}"),
+            expect(&[4, 9]),
+        ),
+        (format!("status=done&assigneeId={bob_id}"), vec![]),
+    ];
+    for (query, want) in &cases {
+        // Any member reads, a viewer too.
+        for user in [&alice, &carol] {
+            let (got, next) = task_page(&app, &p, user, query).await;
+            assert_eq!(&got, want, "?{query}");
+            assert_eq!(next, None, "?{query}: one page holds them all");
+        }
+    }
+
+    // Paging with a small limit walks every matching task once, in the same
+    // order, full pages until the last, which ends the walk.
+    for (query, want) in &cases {
+        for limit in [1usize, 2, 3] {
+            let q = format!("{query}&limit={limit}");
+            let pages = walk_tasks(&app, &p, &bob, &q, None).await;
+            let sizes: Vec<usize> = pages.iter().map(Vec::len).collect();
+            let mut expected_sizes: Vec<usize> = want.chunks(limit).map(<[String]>::len).collect();
+            if expected_sizes.is_empty() {
+                expected_sizes.push(0);
+            }
+            assert_eq!(sizes, expected_sizes, "?{q}: page sizes");
+            assert_eq!(&pages.concat(), want, "?{q}: every task once, in order");
+        }
+    }
+
+    // A task created during a walk is met once, at its end.
+    let (first, cursor) = task_page(&app, &p, &bob, "limit=3").await;
+    assert_eq!(first, expect(&[1, 2, 3]));
+    let cursor = cursor.expect("more pages");
+    let late = task(&app, &p, &alice, json!({ "title": "late" })).await;
+    let late = late["id"].as_str().unwrap().to_owned();
+    let rest = walk_tasks(&app, &p, &bob, "limit=3", Some(cursor)).await;
+    let mut want = expect(&[4, 5, 6, 7, 9]);
+    want.push(late);
+    assert_eq!(rest.concat(), want);
+}
+
 #[actix_web::test]
 async fn notifications_for_assignment_comment_and_mention() {
     let app = spawn_app(&[]).await;

@@ -590,3 +590,158 @@ async fn http_uploads_download_tokens_ranges_and_sharing() {
         .await;
     assert_eq!(not_mine["error"]["code"], "not_found");
 }
+
+#[actix_web::test]
+async fn an_upload_targeting_a_conversation_is_shared_there_on_completion() {
+    let app = spawn_app(&[]).await;
+    let ivy = app.register("Ivy").await;
+    let jon = app.register("Jon").await;
+    let kim = app.register("Kim").await;
+    let conversation = app.conversation(&ivy, &[&jon]).await;
+    let data = pdf_bytes(2 * CHUNK + 500);
+    let req = json!({ "uploadId": "conv-1", "fileName": "minutes.pdf", "fileSize": data.len(),
+                      "mimeType": "application/pdf", "sha256": sha(&data),
+                      "target": { "conversationId": conversation } });
+
+    // Someone outside the conversation cannot target it.
+    let mut k = SioClient::connect(app.port, NSP, &kim.token).await;
+    let refused = initiate(&mut k, 1, req.clone()).await;
+    assert_eq!(refused["ok"], false, "{refused}");
+    assert_eq!(refused["error"]["code"], "not_found", "{refused}");
+
+    // Both members have a /chat socket in the conversation's room.
+    let mut ivy_chat = SioClient::connect(app.port, "/chat", &ivy.token).await;
+    let mut jon_chat = SioClient::connect(app.port, "/chat", &jon.token).await;
+    let mut last_seq = Value::Null;
+    for c in [&mut ivy_chat, &mut jon_chat] {
+        let joined = c
+            .emit_ack(
+                "/chat",
+                1,
+                "conversation:join",
+                json!({ "conversationId": conversation }),
+            )
+            .await;
+        assert_eq!(joined["ok"], true, "{joined}");
+        last_seq = joined["lastSeq"].clone();
+    }
+
+    let mut up_client = SioClient::connect(app.port, NSP, &ivy.token).await;
+    let up = initiate(&mut up_client, 1, req).await;
+    assert_eq!(up["ok"], true, "{up}");
+    assert_eq!(up["totalChunks"], 3);
+    for i in 0..3 {
+        assert_eq!(
+            send_chunk(&mut up_client, 10 + i as u64, &up, i, &data).await["ok"],
+            true
+        );
+    }
+    let done = complete(&mut up_client, 20, &up).await;
+    assert_eq!(done["ok"], true, "{done}");
+    let file = done["file"].clone();
+    let file_id = file["id"].as_str().unwrap().to_owned();
+
+    let mut seen = Vec::new();
+    for (who, c) in [("Ivy", &mut ivy_chat), ("Jon", &mut jon_chat)] {
+        let ev = c.expect_event("/chat", "new_file_message").await;
+        assert!(ev["id"].is_string(), "{who}: {ev}");
+        assert_eq!(
+            ev["seq"].as_u64(),
+            last_seq.as_u64().map(|s| s + 1),
+            "{who}: {ev}"
+        );
+        assert_eq!(ev["conversationId"], conversation.as_str(), "{who}: {ev}");
+        assert_eq!(ev["senderId"], ivy.id.as_str(), "{who}: {ev}");
+        let want = json!({ "id": file_id, "fileName": "minutes.pdf", "size": data.len(),
+                           "mimeType": "application/pdf", "downloadUrl": file["downloadUrl"] });
+        for (k, v) in want.as_object().unwrap() {
+            assert_eq!(&ev["fileInfo"][k], v, "{who}: fileInfo.{k} in {ev}");
+        }
+        let message = ev.as_object().unwrap().get("message");
+        assert_eq!(message, Some(&Value::Null), "{who}: no message given: {ev}");
+        assert!(
+            chrono::DateTime::parse_from_rfc3339(ev["createdAt"].as_str().unwrap_or("")).is_ok(),
+            "{who}: createdAt: {ev}"
+        );
+        seen.push(ev);
+    }
+    assert_eq!(seen[0], seen[1], "both sockets got the same message");
+
+    // Jon can read the file now; Kim still cannot.
+    let url = file["downloadUrl"].as_str().unwrap();
+    let (status, _, body) = download(&app, url, Some(&jon.token), None).await;
+    assert_eq!(status, 200);
+    assert_eq!(body, data);
+    let (status, _, _) = download(&app, url, Some(&kim.token), None).await;
+    assert_eq!(status, 404);
+    // It is in the conversation's history.
+    let (status, history) = app
+        .get(
+            &format!("/api/v1/conversations/{conversation}/messages"),
+            Some(&jon.token),
+        )
+        .await;
+    assert_eq!(status, 200, "{history}");
+    let items = history["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "{history}");
+    assert_eq!(items[0]["id"], seen[0]["id"]);
+    assert_eq!(items[0]["fileInfo"]["id"], file_id.as_str());
+}
+
+#[actix_web::test]
+async fn download_tokens_refuse_out_of_range_lifetimes_and_expire() {
+    let app = spawn_app(&[]).await;
+    let lea = app.register("Lea").await;
+    let data = pdf_bytes(5_000);
+    let (status, file) = post_multipart(&app, &lea.token, "t.pdf", "application/pdf", &data).await;
+    assert_eq!(status, 201, "{file}");
+    let path = format!(
+        "/api/v1/files/{}/download-token",
+        file["id"].as_str().unwrap()
+    );
+
+    for bad in [json!(0), json!(86_401), json!("60"), json!(-1)] {
+        let (status, body) = app
+            .post(
+                &path,
+                Some(&lea.token),
+                json!({ "permission": "download", "expiresIn": bad }),
+            )
+            .await;
+        assert_eq!(status, 400, "expiresIn {bad}: {body}");
+        assert_eq!(
+            body["error"]["code"], "bad_request",
+            "expiresIn {bad}: {body}"
+        );
+    }
+
+    // The bounds themselves are accepted, and expiresAt is that far away.
+    for secs in [86_400i64, 1] {
+        let before = chrono::Utc::now();
+        let (status, tok) = app
+            .post(
+                &path,
+                Some(&lea.token),
+                json!({ "permission": "download", "expiresIn": secs }),
+            )
+            .await;
+        let after = chrono::Utc::now();
+        assert_eq!(status, 201, "expiresIn {secs}: {tok}");
+        let at = chrono::DateTime::parse_from_rfc3339(tok["expiresAt"].as_str().unwrap())
+            .expect("expiresAt is ISO 8601");
+        let ttl = chrono::Duration::seconds(secs);
+        let ms = chrono::Duration::milliseconds(1);
+        assert!(
+            at >= before + ttl - ms && at <= after + ttl + ms,
+            "expiresIn {secs}: expiresAt {at} not within [{before}, {after}] + {secs} s"
+        );
+        if secs == 1 {
+            // Once its second has passed, the token is gone.
+            tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+            let (status, _, body) = download(&app, tok["url"].as_str().unwrap(), None, None).await;
+            let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            assert_eq!(status, 410, "{body}");
+            assert_eq!(body["error"]["code"], "gone", "{body}");
+        }
+    }
+}

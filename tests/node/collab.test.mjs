@@ -585,6 +585,136 @@ test("notifications: assignment, comment, @mention in a comment and in chat, wit
     assert.equal(none.unreadCount, 0);
   }));
 
+/** Asserts a `notification` event's shape (section 4) and its type, link and unreadCount. */
+function assertNotification(n, { type, link, unreadCount }, what) {
+  const at = `${what}: ${JSON.stringify(n)}`;
+  assert.equal(n.type, type, at);
+  assert.equal(n.link, link, at);
+  assert.equal(n.unreadCount, unreadCount, at);
+  assert.equal(typeof n.id, "string", at);
+  assert.equal(typeof n.title, "string", at);
+  assert.equal(typeof n.body, "string", at);
+  assert.match(n.createdAt, ISO_UTC, at);
+}
+
+/** Waits QUIET_MS, then asserts how many `notification` events each recorder got. */
+async function notificationCounts(recs, want) {
+  await sleep(QUIET_MS);
+  for (const [who, n] of Object.entries(want)) {
+    const got = recs[who].payloads("notification");
+    assert.equal(got.length, n, `${who}: ${n} notification(s), got ${JSON.stringify(got)}`);
+  }
+}
+
+test("notifications: a PATCH that reassigns tells the new assignee; a comment tells the assignee and the creator; never your own actions; reading lowers unreadCount", T, () =>
+  withServer(async (server) => {
+    const { owner: ann, members: [bob, cy, dee], ws } = await team(server, "Ann", ["Bob", "Cy", "Dee"]);
+    const p = await project(server, ws, ann);
+    const a = await rootSocket(server, ann);
+    const b = await rootSocket(server, bob);
+    const c = await rootSocket(server, cy);
+    const d = await rootSocket(server, dee);
+    const recs = { ann: a.rec, bob: b.rec, cy: c.rec, dee: d.rec };
+    const latest = (rec) => rec.payloads("notification").at(-1);
+
+    // A task without an assignee tells no one; assigning it by PATCH tells the assignee.
+    const task = await createTask(server, p, ann, { title: "Review" });
+    const link = `/tasks/${task.id}`;
+    await notificationCounts(recs, { ann: 0, bob: 0, cy: 0, dee: 0 });
+    const assigned = await call(server, ann, "PATCH", `/tasks/${task.id}`, { assigneeId: bob.id }, 200);
+    assert.equal(assigned.assigneeId, bob.id);
+    await b.rec.count("notification", 1);
+    assertNotification(latest(b.rec), { type: "task_assigned", link, unreadCount: 1 }, "assigned by PATCH");
+    await notificationCounts(recs, { ann: 0, bob: 1, cy: 0, dee: 0 });
+    const bobList = await call(server, bob, "GET", "/notifications?unread=true", undefined, 200);
+    assert.equal(bobList.unreadCount, 1);
+    assert.deepEqual(
+      bobList.items.map(({ id, type, link: l }) => ({ id, type, link: l })),
+      [{ id: latest(b.rec).id, type: "task_assigned", link }],
+    );
+
+    // Changing other fields, or naming the same assignee again, is no new assignment.
+    await call(server, ann, "PATCH", `/tasks/${task.id}`, { title: "Review the plan" }, 200);
+    await call(server, ann, "PATCH", `/tasks/${task.id}`, { assigneeId: bob.id }, 200);
+    await notificationCounts(recs, { ann: 0, bob: 1, cy: 0, dee: 0 });
+
+    // Reassigned to Cy (with a move): Cy is told, Bob is not told again.
+    const reassigned = await call(server, ann, "PATCH", `/tasks/${task.id}`, { assigneeId: cy.id, status: "in_progress" }, 200);
+    assert.equal(reassigned.assigneeId, cy.id);
+    await c.rec.count("notification", 1);
+    assertNotification(latest(c.rec), { type: "task_assigned", link, unreadCount: 1 }, "reassigned");
+    await notificationCounts(recs, { ann: 0, bob: 1, cy: 1, dee: 0 });
+
+    // Assigning a task to yourself by PATCH tells no one.
+    const own = await createTask(server, p, bob, { title: "Bob's own" });
+    await call(server, bob, "PATCH", `/tasks/${own.id}`, { assigneeId: bob.id }, 200);
+    await notificationCounts(recs, { ann: 0, bob: 1, cy: 1, dee: 0 });
+
+    // Dee comments on Ann's task assigned to Cy: both are told; Bob, no
+    // longer the assignee, and Dee herself are not.
+    await call(server, dee, "POST", `/tasks/${task.id}/comments`, { body: "a question" }, 201);
+    await Promise.all([a.rec.count("notification", 1), c.rec.count("notification", 2)]);
+    assertNotification(latest(a.rec), { type: "task_comment", link, unreadCount: 1 }, "creator told of a comment");
+    assertNotification(latest(c.rec), { type: "task_comment", link, unreadCount: 2 }, "assignee told of a comment");
+    await notificationCounts(recs, { ann: 1, bob: 1, cy: 2, dee: 0 });
+
+    // The assignee comments: only the creator is told; the creator comments: only the assignee.
+    await call(server, cy, "POST", `/tasks/${task.id}/comments`, { body: "an answer" }, 201);
+    await a.rec.count("notification", 2);
+    assertNotification(latest(a.rec), { type: "task_comment", link, unreadCount: 2 }, "assignee's comment");
+    await notificationCounts(recs, { ann: 2, bob: 1, cy: 2, dee: 0 });
+    await call(server, ann, "POST", `/tasks/${task.id}/comments`, { body: "thanks" }, 201);
+    await c.rec.count("notification", 3);
+    assertNotification(latest(c.rec), { type: "task_comment", link, unreadCount: 3 }, "creator's comment");
+    await notificationCounts(recs, { ann: 2, bob: 1, cy: 3, dee: 0 });
+
+    // Ann's task assigned to Ann: her own comment tells no one; Bob's tells
+    // her once, though she is both its creator and its assignee.
+    const mine = await createTask(server, p, ann, { title: "Ann's own", assigneeId: ann.id });
+    await call(server, ann, "POST", `/tasks/${mine.id}/comments`, { body: "note to self" }, 201);
+    await notificationCounts(recs, { ann: 2, bob: 1, cy: 3, dee: 0 });
+    await call(server, bob, "POST", `/tasks/${mine.id}/comments`, { body: "can I help?" }, 201);
+    await a.rec.count("notification", 3);
+    assertNotification(latest(a.rec), { type: "task_comment", link: `/tasks/${mine.id}`, unreadCount: 3 }, "creator and assignee");
+    await notificationCounts(recs, { ann: 3, bob: 1, cy: 3, dee: 0 });
+
+    // Cy's unread list: what was pushed, newest first.
+    const pushed = c.rec.payloads("notification");
+    const unread = await call(server, cy, "GET", "/notifications?unread=true", undefined, 200);
+    assert.equal(unread.unreadCount, 3);
+    const fields = ({ id, type, title, body, link: l, createdAt }) => ({ id, type, title, body, link: l, createdAt });
+    assert.deepEqual(unread.items.map(fields), [...pushed].reverse().map(fields));
+
+    // Reading one lowers unreadCount by one, once; it leaves the unread list, not the list.
+    const oldest = pushed[0].id;
+    const read = await call(server, cy, "POST", `/notifications/${oldest}/read`, {}, 200);
+    assert.equal(read.unreadCount, 2);
+    const again = await call(server, cy, "POST", `/notifications/${oldest}/read`, {}, 200);
+    assert.equal(again.unreadCount, 2, "reading a read notification changes nothing");
+    const afterRead = await call(server, cy, "GET", "/notifications?unread=true", undefined, 200);
+    assert.equal(afterRead.unreadCount, 2);
+    assert.deepEqual(afterRead.items.map((n) => n.id), [pushed[2].id, pushed[1].id]);
+    const everything = await call(server, cy, "GET", "/notifications", undefined, 200);
+    assert.deepEqual(everything.items.map((n) => n.id), [pushed[2].id, pushed[1].id, pushed[0].id]);
+    assert.equal(everything.unreadCount, 2);
+    // The next notification counts from there.
+    await call(server, ann, "POST", `/tasks/${task.id}/comments`, { body: "one more thing" }, 201);
+    await c.rec.count("notification", 4);
+    assertNotification(latest(c.rec), { type: "task_comment", link, unreadCount: 3 }, "after reading one");
+
+    // Read-all: zero for Cy, and the next one counts from zero; Ann's are hers.
+    const all = await call(server, cy, "POST", "/notifications/read-all", {}, 200);
+    assert.equal(all.unreadCount, 0);
+    const none = await call(server, cy, "GET", "/notifications?unread=true", undefined, 200);
+    assert.deepEqual(none.items, []);
+    assert.equal(none.unreadCount, 0);
+    await call(server, dee, "POST", `/tasks/${task.id}/comments`, { body: "last one" }, 201);
+    await Promise.all([c.rec.count("notification", 5), a.rec.count("notification", 4)]);
+    assertNotification(latest(c.rec), { type: "task_comment", link, unreadCount: 1 }, "after read-all");
+    assertNotification(latest(a.rec), { type: "task_comment", link, unreadCount: 4 }, "someone else's read-all");
+    await notificationCounts(recs, { ann: 4, bob: 1, cy: 5, dee: 0 });
+  }));
+
 test("search ranks tasks and tolerates a typo; non-members learn nothing", T, () =>
   withServer(async (server) => {
     const ann = await api.externalUser(server.url, "Ann");
@@ -609,4 +739,119 @@ test("search ranks tasks and tolerates a typo; non-members learn nothing", T, ()
     const tag = api.expectStatus(await search(ann, "infra"), 200, "tag search");
     assert.deepEqual(tag.items.map((t) => t.id), [backend.id]);
     assert.equal((await search(cy, "backend")).status, 404);
+  }));
+
+/** An HTTP call as `user` that must fail with `status` and error `code`. */
+async function refused(server, user, method, path, body, status, code) {
+  const res = await api.request(server.url, method, `/api/v1${path}`, { token: user.token, body });
+  assert.equal(res.status, status, `${method} ${path}: ${JSON.stringify(res.body)}`);
+  assert.equal(res.body?.error?.code, code, `${method} ${path}: ${JSON.stringify(res.body)}`);
+}
+
+test("workspaces, members, projects and comments over HTTP: lists are the caller's, members added by email, the owner stays, comments changed by their author or an admin only", T, () =>
+  withServer(async (server) => {
+    const ann = await api.registeredUser(server.url, "Ann");
+    const bob = await api.registeredUser(server.url, "Bob");
+    const cy = await api.registeredUser(server.url, "Cy");
+    const dee = await api.registeredUser(server.url, "Dee");
+    const eve = await api.externalUser(server.url, "Eve");
+    const ws = await workspace(server, ann, "Acme");
+    const bobWs = await workspace(server, bob, "Bob's");
+    const eveWs = await workspace(server, eve, "Elsewhere");
+    const members = `/workspaces/${ws}/members`;
+
+    // Added by email (case-insensitive), with the role asked for.
+    const added = await call(server, ann, "POST", members, { email: bob.email, role: "member" }, 201);
+    assert.equal(added.userId, bob.id);
+    assert.equal(added.name, "Bob");
+    assert.equal(added.role, "member");
+    assert.equal((await call(server, ann, "POST", members, { email: cy.email.toUpperCase(), role: "member" }, 201)).userId, cy.id);
+    assert.equal((await call(server, ann, "POST", members, { email: dee.email, role: "admin" }, 201)).role, "admin");
+    // Twice is a conflict, by email or by id; an unknown email is not found.
+    await refused(server, ann, "POST", members, { email: bob.email, role: "member" }, 409, "conflict");
+    await refused(server, ann, "POST", members, { userId: bob.id, role: "viewer" }, 409, "conflict");
+    await refused(server, ann, "POST", members, { email: `nobody-${api.randomId()}@example.test`, role: "member" }, 404, "not_found");
+    // A member does not manage members.
+    await refused(server, bob, "POST", members, { userId: eve.id, role: "member" }, 403, "forbidden");
+
+    // GET /workspaces: the caller's workspaces only, each with the caller's role.
+    const mine = async (user) => {
+      const list = await call(server, user, "GET", "/workspaces", undefined, 200);
+      assert.equal(list.nextCursor, null);
+      return list.items.map(({ id, name, role }) => ({ id, name, role })).sort((x, y) => x.id.localeCompare(y.id));
+    };
+    const byId = (xs) => xs.sort((x, y) => x.id.localeCompare(y.id));
+    assert.deepEqual(await mine(ann), [{ id: ws, name: "Acme", role: "owner" }]);
+    assert.deepEqual(await mine(bob), byId([{ id: ws, name: "Acme", role: "member" }, { id: bobWs, name: "Bob's", role: "owner" }]));
+    assert.deepEqual(await mine(dee), [{ id: ws, name: "Acme", role: "admin" }]);
+    assert.deepEqual(await mine(eve), [{ id: eveWs, name: "Elsewhere", role: "owner" }]);
+
+    // GET members: everyone, with name and role, for any member.
+    const memberList = async (user) => {
+      const list = await call(server, user, "GET", members, undefined, 200);
+      assert.equal(list.nextCursor, null);
+      return list.items.map(({ userId, name, role }) => ({ userId, name, role })).sort((x, y) => x.userId.localeCompare(y.userId));
+    };
+    const everyone = [
+      { userId: ann.id, name: "Ann", role: "owner" },
+      { userId: bob.id, name: "Bob", role: "member" },
+      { userId: cy.id, name: "Cy", role: "member" },
+      { userId: dee.id, name: "Dee", role: "admin" },
+    ].sort((x, y) => x.userId.localeCompare(y.userId));
+    assert.deepEqual(await memberList(cy), everyone);
+
+    // The owner is neither removed nor demoted, by an admin or by herself.
+    await refused(server, dee, "PATCH", `${members}/${ann.id}`, { role: "member" }, 409, "conflict");
+    await refused(server, dee, "DELETE", `${members}/${ann.id}`, undefined, 409, "conflict");
+    await refused(server, ann, "PATCH", `${members}/${ann.id}`, { role: "admin" }, 409, "conflict");
+    assert.deepEqual(await memberList(bob), everyone);
+
+    // Projects: those of this workspace, as created, oldest first.
+    const p1 = await call(server, ann, "POST", `/workspaces/${ws}/projects`, { name: "One", description: "the first" }, 201);
+    assert.deepEqual({ workspaceId: p1.workspaceId, name: p1.name, description: p1.description }, { workspaceId: ws, name: "One", description: "the first" });
+    const p2 = await call(server, bob, "POST", `/workspaces/${ws}/projects`, { name: "Two" }, 201);
+    assert.equal(p2.workspaceId, ws);
+    await project(server, eveWs, eve, "Not Acme's");
+    const projects = await call(server, dee, "GET", `/workspaces/${ws}/projects`, undefined, 200);
+    assert.deepEqual(projects.items, [p1, p2]);
+    assert.equal(projects.nextCursor, null);
+
+    // Comments of a task: oldest first, paged by cursor.
+    const task = await createTask(server, p1.id, ann, { title: "Discuss" });
+    const comments = `/tasks/${task.id}/comments`;
+    const c1 = await call(server, ann, "POST", comments, { body: "first" }, 201);
+    const c2 = await call(server, bob, "POST", comments, { body: "second" }, 201);
+    const c3 = await call(server, cy, "POST", comments, { body: "third" }, 201);
+    assert.deepEqual([c1, c2, c3].map((x) => [x.taskId, x.authorId, x.body]), [
+      [task.id, ann.id, "first"],
+      [task.id, bob.id, "second"],
+      [task.id, cy.id, "third"],
+    ]);
+    const listed = await call(server, dee, "GET", comments, undefined, 200);
+    assert.deepEqual(listed, { items: [c1, c2, c3], nextCursor: null });
+    const page1 = await call(server, bob, "GET", `${comments}?limit=2`, undefined, 200);
+    assert.deepEqual(page1.items, [c1, c2]);
+    assert.equal(typeof page1.nextCursor, "string");
+    const page2 = await call(server, bob, "GET", `${comments}?limit=2&cursor=${encodeURIComponent(page1.nextCursor)}`, undefined, 200);
+    assert.deepEqual(page2, { items: [c3], nextCursor: null });
+
+    // A member who is not the author may neither edit nor delete.
+    await refused(server, bob, "PATCH", `/comments/${c1.id}`, { body: "hijacked" }, 403, "forbidden");
+    await refused(server, bob, "DELETE", `/comments/${c1.id}`, undefined, 403, "forbidden");
+    await refused(server, cy, "PATCH", `/comments/${c2.id}`, { body: "hijacked" }, 403, "forbidden");
+    assert.deepEqual((await call(server, ann, "GET", comments, undefined, 200)).items, [c1, c2, c3]);
+
+    // An admin and the owner may, whoever wrote it.
+    const byAdmin = await call(server, dee, "PATCH", `/comments/${c2.id}`, { body: "edited by an admin" }, 200);
+    assert.deepEqual([byAdmin.id, byAdmin.authorId, byAdmin.body], [c2.id, bob.id, "edited by an admin"]);
+    await call(server, dee, "DELETE", `/comments/${c1.id}`, undefined, 200);
+    const byOwner = await call(server, ann, "PATCH", `/comments/${c3.id}`, { body: "edited by the owner" }, 200);
+    assert.deepEqual([byOwner.id, byOwner.authorId, byOwner.body], [c3.id, cy.id, "edited by the owner"]);
+    await refused(server, dee, "PATCH", `/comments/${c1.id}`, { body: "gone" }, 404, "not_found");
+    const after = await call(server, bob, "GET", comments, undefined, 200);
+    assert.deepEqual(after.items.map((x) => [x.id, x.authorId, x.body]), [
+      [c2.id, bob.id, "edited by an admin"],
+      [c3.id, cy.id, "edited by the owner"],
+    ]);
+    assert.equal(after.nextCursor, null);
   }));

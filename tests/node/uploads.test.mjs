@@ -458,3 +458,120 @@ test("bad input: invalid base64, a sixth concurrent upload, completing with chun
 
     assert.equal(s.connected, true, "the connection survived the bad input");
   }));
+
+test("a whole-file sha256 that the bytes do not match: complete_upload answers checksum_mismatch and the session is discarded, so the uploadId starts over", T, () =>
+  withServer(async (server) => {
+    const ann = await api.externalUser(server.url, "Ann");
+    const s = await connectAs(server, ann, NSP);
+    const data = textBytes(3 * CHUNK + 100);
+    // The declared SHA-256 is that of the same bytes with one changed.
+    const other = Buffer.from(data);
+    other[other.length - 1] = other[other.length - 1] === 0x41 ? 0x42 : 0x41;
+    const params = {
+      uploadId: api.randomId("sum"),
+      fileName: "sum.txt",
+      fileSize: data.length,
+      mimeType: "text/plain",
+      chunkSize: CHUNK,
+      sha256: sha256(other),
+    };
+    assert.notEqual(params.sha256, sha256(data));
+
+    const first = await initiate(s, params);
+    assert.equal(first.totalChunks, 4);
+    // Every chunk is right (its own checksum matches): only the whole file is not.
+    for (let i = 0; i < first.totalChunks; i++) await sendChunk(s, first, params.uploadId, data, i);
+    const res = await ack(s, "complete_upload", { sessionId: first.sessionId, uploadId: params.uploadId });
+    assertFailed(res, "checksum_mismatch", "complete_upload with a wrong sha256");
+
+    // Discarded: the same uploadId is a new session holding nothing.
+    const again = await initiate(s, params);
+    assert.notEqual(again.sessionId, first.sessionId, "the discarded session is not resumed");
+    assert.deepEqual(again.receivedChunks, [], "nothing of the discarded session is kept");
+    assert.equal(again.totalChunks, 4);
+  }));
+
+test("re-initiating a known uploadId with a different chunkSize or a different sha256 is a conflict, and the session stays as it was", T, () =>
+  withServer(async (server) => {
+    const ann = await api.externalUser(server.url, "Ann");
+    const phone = await connectAs(server, ann, NSP, { auth: { deviceId: "phone" } });
+    const laptop = await connectAs(server, ann, NSP, { auth: { deviceId: "laptop" } });
+    const data = textBytes(4 * CHUNK);
+    const hash = sha256(data);
+    const params = {
+      uploadId: api.randomId("conf"),
+      fileName: "conf.txt",
+      fileSize: data.length,
+      mimeType: "text/plain",
+      chunkSize: CHUNK,
+      sha256: hash,
+    };
+    const session = await initiate(phone, params);
+    await sendChunk(phone, session, params.uploadId, data, 0);
+    await sendChunk(phone, session, params.uploadId, data, 1);
+
+    assertFailed(
+      await ack(phone, "initiate_upload", { ...params, chunkSize: CHUNK / 2 }),
+      "conflict",
+      "a different chunkSize",
+    );
+    assertFailed(
+      await ack(laptop, "initiate_upload", { ...params, sha256: sha256(textBytes(data.length)) }),
+      "conflict",
+      "a different sha256, from another device",
+    );
+
+    // Neither changed the session: it resumes with its chunks and completes.
+    const resumed = await initiate(laptop, params);
+    assert.equal(resumed.sessionId, session.sessionId);
+    assert.equal(resumed.chunkSize, CHUNK);
+    assert.equal(resumed.totalChunks, 4);
+    assert.deepEqual([...resumed.receivedChunks].sort((a, b) => a - b), [0, 1]);
+    await sendChunk(laptop, resumed, params.uploadId, data, 2);
+    await sendChunk(laptop, resumed, params.uploadId, data, 3);
+    const file = await complete(laptop, resumed, params.uploadId);
+    assertFile(file, { fileName: "conf.txt", size: data.length, mimeType: "text/plain", hash });
+  }));
+
+test("text/plain whose second chunk holds a NUL byte: chunk_error unsupported_media_type to the sender, upload_error to every device, the session is discarded", T, () =>
+  withServer(async (server) => {
+    const ann = await api.externalUser(server.url, "Ann");
+    const phone = await connectAs(server, ann, NSP, { auth: { deviceId: "phone" } });
+    const laptop = await connectAs(server, ann, NSP, { auth: { deviceId: "laptop" } });
+    const rec = new Recorder(phone, UPLOAD_EVENTS);
+    const otherRec = new Recorder(laptop, UPLOAD_EVENTS);
+    const data = textBytes(3 * CHUNK);
+    data[CHUNK + 500] = 0x00;
+    const uploadId = api.randomId("nul");
+    const params = { uploadId, fileName: "nul.txt", fileSize: data.length, mimeType: "text/plain", chunkSize: CHUNK };
+
+    const session = await initiate(phone, params);
+    await sendChunk(phone, session, uploadId, data, 0);
+    const bytes = chunkOf(data, 1);
+    const res = await ack(phone, "upload_chunk", {
+      sessionId: session.sessionId,
+      uploadId,
+      chunkIndex: 1,
+      chunkData: bytes.toString("base64"),
+      checksum: sha256(bytes),
+    });
+    assertFailed(res, "unsupported_media_type", "a NUL byte in chunk 1 of text/plain");
+
+    await rec.count("chunk_error", 1);
+    const [ce] = rec.payloads("chunk_error");
+    assert.equal(ce.uploadId, uploadId, JSON.stringify(ce));
+    assert.equal(ce.chunkIndex, 1, JSON.stringify(ce));
+    assert.equal(errorCode(ce.error), "unsupported_media_type", JSON.stringify(ce));
+    for (const [who, r] of [["the sender", rec], ["the other device", otherRec]]) {
+      await r.until((x) => x.payloads("upload_error").some((p) => p.uploadId === uploadId), WAIT_MS, `upload_error on ${who}`);
+      const ue = r.payloads("upload_error").find((p) => p.uploadId === uploadId);
+      assert.equal(ue.error?.code, "unsupported_media_type", `${who}: ${JSON.stringify(ue)}`);
+    }
+    await sleep(200);
+    assert.equal(otherRec.of("chunk_error").length, 0, "chunk_error reached another device");
+
+    // Discarded: the uploadId starts over with a new, empty session.
+    const again = await initiate(laptop, params);
+    assert.notEqual(again.sessionId, session.sessionId, "the discarded session is not resumed");
+    assert.deepEqual(again.receivedChunks, [], "nothing of the discarded session is kept");
+  }));
