@@ -303,6 +303,42 @@ test("member events; a viewer cannot write; a removed member gets member:left an
     assert.equal(gone.status, 404);
   }));
 
+test("a recovered / socket gets the notifications it missed while away (its user room), once each, in order", T, () =>
+  withServer(async (server) => {
+    const { owner: ann, members: [bob], ws } = await team(server, "Ann", ["Bob"]);
+    const p = await project(server, ws, ann);
+    const b = await connectAs(server, bob, "/", {
+      transports: ["websocket"],
+      reconnection: true,
+      reconnectionDelay: 300,
+      reconnectionDelayMax: 300,
+      randomizationFactor: 0,
+    });
+    const rec = new Recorder(b, ["notification", "connect"]);
+    // A first notification gives the client an offset to recover from.
+    await createTask(server, p, ann, { title: "One", assigneeId: bob.id });
+    await rec.count("notification", 1);
+
+    const gone = once(b, "disconnect");
+    b.io.engine.transport.ws.terminate();
+    await gone;
+    await createTask(server, p, ann, { title: "Two", assigneeId: bob.id });
+    await createTask(server, p, ann, { title: "Three", assigneeId: bob.id });
+
+    await rec.count("connect", 1, WAIT_MS + 2_000);
+    assert.equal(b.recovered, true, "the / socket recovered");
+    await rec.count("notification", 3);
+    await sleep(QUIET_MS);
+    const got = rec.payloads("notification");
+    assert.equal(got.length, 3, JSON.stringify(got));
+    assert.deepEqual(got.map((n) => n.unreadCount), [1, 2, 3], "every one once, in order");
+    assert.equal(new Set(got.map((n) => n.id)).size, 3);
+    // Live ones keep coming without joining anything again.
+    await createTask(server, p, ann, { title: "Four", assigneeId: bob.id });
+    await rec.count("notification", 4);
+    assert.equal(rec.payloads("notification")[3].unreadCount, 4);
+  }));
+
 test("a member removed while away is not given the workspace's rooms back by a recovered reconnect, nor what was sent there", T, () =>
   withServer(async (server) => {
     const { owner: ann, members: [bob, cy], ws } = await team(server, "Ann", ["Bob", "Cy"]);
