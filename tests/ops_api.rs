@@ -1,6 +1,7 @@
 //! The operations surface through a real node: `/metrics` scraped after some
-//! traffic and parsed as Prometheus text, and the publish API delivering to a
-//! socket client, with every bad input refused in the contract's shape.
+//! traffic and parsed as Prometheus text, the publish API delivering to a
+//! socket client, with every bad input refused in the contract's shape, and
+//! CORS (`CORS_ORIGINS`) for browsers on other origins.
 
 mod support;
 
@@ -276,4 +277,76 @@ async fn publish_refuses_bad_requests() {
     let (status, answer) = publish(&off, Some(KEY), &ok).await;
     assert_eq!(status, 404, "{answer}");
     assert_eq!(answer["error"]["code"], "not_found");
+}
+
+/// Sends `method path` with an `Origin` (and, for a preflight, the
+/// requested method); the answer's status and its CORS allow-origin header.
+async fn with_origin(
+    app: &TestApp,
+    method: &str,
+    path: &str,
+    origin: &str,
+    preflight: bool,
+) -> (u16, Option<String>) {
+    let method = awc::http::Method::from_bytes(method.as_bytes()).expect("method");
+    let mut req = awc::Client::default()
+        .request(method, app.url(path))
+        .insert_header(("Origin", origin));
+    if preflight {
+        req = req
+            .insert_header(("Access-Control-Request-Method", "POST"))
+            .insert_header((
+                "Access-Control-Request-Headers",
+                "authorization, content-type",
+            ));
+    }
+    let res = req.send().await.expect("request sent");
+    let allowed = res
+        .headers()
+        .get("access-control-allow-origin")
+        .map(|v| v.to_str().unwrap().to_owned());
+    (res.status().as_u16(), allowed)
+}
+
+#[actix_web::test]
+async fn cors_lets_the_listed_origins_call_the_api_and_the_polling_transport_and_no_others() {
+    let app = spawn_app(&[("CORS_ORIGINS", "https://app.example,https://admin.example")]).await;
+    for origin in ["https://app.example", "https://admin.example"] {
+        // A preflight for an authenticated JSON POST, and the calls themselves.
+        let (status, allowed) =
+            with_origin(&app, "OPTIONS", "/api/v1/workspaces", origin, true).await;
+        assert_eq!(status, 200, "preflight from {origin}");
+        assert_eq!(allowed.as_deref(), Some(origin));
+        let (status, allowed) = with_origin(&app, "GET", "/health", origin, false).await;
+        assert_eq!((status, allowed.as_deref()), (200, Some(origin)));
+        // The long-polling handshake of a browser client on another origin.
+        let (status, allowed) = with_origin(
+            &app,
+            "GET",
+            "/socket.io/?EIO=4&transport=polling",
+            origin,
+            false,
+        )
+        .await;
+        assert_eq!((status, allowed.as_deref()), (200, Some(origin)));
+    }
+    // Another origin gets no allow-origin: the browser keeps the answer from it.
+    let (status, allowed) = with_origin(
+        &app,
+        "OPTIONS",
+        "/api/v1/workspaces",
+        "https://evil.example",
+        true,
+    )
+    .await;
+    assert_ne!(status, 200, "preflight from an unlisted origin");
+    assert_eq!(allowed, None);
+    let (_, allowed) = with_origin(&app, "GET", "/health", "https://evil.example", false).await;
+    assert_eq!(allowed, None);
+
+    // Without CORS_ORIGINS, no origin but the server's own is let in.
+    let same_only = spawn_app(&[]).await;
+    let (_, allowed) =
+        with_origin(&same_only, "GET", "/health", "https://app.example", false).await;
+    assert_eq!(allowed, None);
 }
