@@ -224,7 +224,7 @@ test("a member removed through node 2 leaves the rooms of their sockets on node 
   }),
 );
 
-test("an upload started on node 1 resumes and completes on node 2", T, () =>
+test("an upload started on node 1 resumes and completes on node 2; a device on node 1 sees its progress and completion", T, () =>
   withCluster(async ({ nodes: [n1, n2] }) => {
     const ann = await api.externalUser(n1.url, "Ann");
     const chunk = 64 * 1024;
@@ -235,6 +235,9 @@ test("an upload started on node 1 resumes and completes on node 2", T, () =>
     data.write("PK\u0003\u0004", 0, "latin1");
     const chunkOf = (i) => data.subarray(i * chunk, Math.min(data.length, (i + 1) * chunk));
 
+    // Another device of Ann's stays on node 1 throughout.
+    const watcher = await connectAs(n1, ann, "/file-upload", { auth: { deviceId: "tablet" } });
+    const watched = new Recorder(watcher, ["upload_progress", "upload_completed"]);
     const u1 = await connectAs(n1, ann, "/file-upload");
     const init1 = await ack(u1, "initiate_upload", params);
     assert.equal(init1.ok, true, JSON.stringify(init1));
@@ -259,6 +262,16 @@ test("an upload started on node 1 resumes and completes on node 2", T, () =>
     const res = await fetch(`${n1.url}${done.file.downloadUrl}`, { headers: { authorization: `Bearer ${ann.token}` } });
     assert.equal(res.status, 200);
     assert.ok(Buffer.from(await res.arrayBuffer()).equals(data), "node 1 serves the bytes assembled on node 2");
+
+    // What node 2 did reached the device on node 1.
+    await watched.count("upload_completed", 1);
+    const completed = watched.payloads("upload_completed")[0];
+    assert.equal(completed.uploadId, params.uploadId);
+    assert.equal(completed.file.id, done.file.id);
+    const progress = watched.payloads("upload_progress").filter((p) => p.uploadId === params.uploadId);
+    assert.equal(progress.at(-1)?.progress, 100, JSON.stringify(progress));
+    const values = progress.map((p) => p.progress);
+    assert.deepEqual(values, [...values].sort((x, y) => x - y), "progress only rises");
   }),
 );
 
