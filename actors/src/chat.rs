@@ -619,6 +619,20 @@ impl ChatNamespace {
                 self.require_member(&r.conversation_id, socket.user_id())
                     .await?;
                 let conversation = ConversationId::from(r.conversation_id.as_str());
+                // A read marker past the last message would stick there
+                // (markers only move forward) and hide every later one.
+                let last = self
+                    .store
+                    .last_seq(&conversation)
+                    .await
+                    .map_err(store_error)?
+                    .unwrap_or(0);
+                if r.seq > last {
+                    return Err(EventError::bad_request(format!(
+                        "seq {} is past the conversation's last message ({last})",
+                        r.seq
+                    )));
+                }
                 self.store
                     .mark_read(&conversation, socket.user_id(), r.seq)
                     .await

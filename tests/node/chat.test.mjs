@@ -414,8 +414,21 @@ test("message:read is broadcast to the room, the reader's sockets included", T, 
 
     const c = await connectAs(server, cy);
     assertFailed(await ack(c, "message:read", { conversationId: conv.id, seq: 1 }), "not_found", "non-member read");
+    // A marker past the last message is refused (it would stick there and
+    // hide the messages still to come), and nothing is broadcast.
+    assertFailed(await ack(b, "message:read", { conversationId: conv.id, seq: 4 }), "bad_request", "seq past the last message");
+    assertFailed(
+      await ack(b, "message:read", { conversationId: conv.id, seq: Number.MAX_SAFE_INTEGER }),
+      "bad_request",
+      "a huge seq",
+    );
     await sleep(150);
     assert.equal(recA.of("message:read").length, 1);
+    // The next message can be marked read as usual.
+    await ack(a, "send_message", { conversationId: conv.id, text: "m4", clientId: "m4" });
+    assert.equal((await ack(b, "message:read", { conversationId: conv.id, seq: 4 })).ok, true);
+    await recA.count("message:read", 2);
+    assert.equal(recA.payloads("message:read")[1].seq, 4);
   }));
 
 test("conversation:leave stops the room's broadcasts to that socket", T, () =>
