@@ -11,6 +11,8 @@
 #   - every ${VAR} compose interpolates is documented in docker/.env.example,
 #     secrets are required with ${VAR:?...}, and .env.example holds no values
 #     for them;
+#   - docker/Dockerfile copies the manifest of every workspace member (cargo
+#     loads them all, even to build one binary) and gives each sources;
 #   - docker/compose.yml is valid YAML with a health check on every service,
 #     and docker/nginx.conf passes `nginx -t` (when nginx is installed or can
 #     be installed quietly from apt; skipped with a notice otherwise).
@@ -154,6 +156,16 @@ for line in dockerfile.splitlines():
 for needed in ("HEALTHCHECK", "USER ", "EXPOSE 3000", "HUDDLE_ENV=production", "/app/config", "/app/static"):
     if needed not in dockerfile:
         bad(f"docker/Dockerfile: missing {needed.strip()}")
+# Cargo loads every workspace member's manifest and targets, even to build one
+# binary: the build stage must copy each member's manifest and give it sources
+# (its own, or an empty main).
+members = tomllib.loads(Path("Cargo.toml").read_text()).get("workspace", {}).get("members", [])
+for member in members:
+    if f"COPY {member}/Cargo.toml {member}/Cargo.toml" not in dockerfile:
+        bad(f"docker/Dockerfile: no COPY of workspace member {member}'s manifest "
+            f"(cargo cannot load the workspace without it)")
+    if f"COPY {member}/src {member}/src" not in dockerfile and f"> {member}/src/main.rs" not in dockerfile:
+        bad(f"docker/Dockerfile: workspace member {member} gets neither its sources nor an empty main")
 
 # --- config/*.toml overlays ------------------------------------------------
 for path in sorted(Path("config").glob("*.toml")):
