@@ -249,6 +249,11 @@ async fn publish_refuses_bad_requests() {
         (Some(KEY), json!({ "rooms": ["r"], "event": "e" }).to_string(), 400, "bad_request"),
         (Some(KEY), json!({ "rooms": ["r"], "event": "e", "data": 1, "x": 1 }).to_string(), 400, "bad_request"),
         (Some(KEY), json!({ "rooms": ["r"], "event": "e", "data": "x".repeat(70_000) }).to_string(), 413, "payload_too_large"),
+        // Past actix's own default body limit (256 KiB): still the key first,
+        // then the contract's JSON error.
+        (None, "x".repeat(300_000), 401, "unauthorized"),
+        (Some("wrong"), "x".repeat(300_000), 401, "unauthorized"),
+        (Some(KEY), json!({ "rooms": ["r"], "event": "e", "data": "x".repeat(300_000) }).to_string(), 413, "payload_too_large"),
     ];
     for (key, body, status, code) in cases {
         let (got, answer) = publish(&app, key, &body).await;

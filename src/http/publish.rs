@@ -147,10 +147,11 @@ fn first_key(obj: &Map<String, Value>) -> Option<&str> {
     obj.keys().next().map(String::as_str)
 }
 
-/// `POST /api/v1/publish`.
+/// `POST /api/v1/publish`. The body is read only once the key is known good,
+/// and no further than the JSON limit.
 pub async fn publish(
     req: HttpRequest,
-    body: web::Bytes,
+    payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let keys = &state.settings.service.keys;
@@ -166,11 +167,15 @@ pub async fn publish(
     if !key_matches(keys, presented) {
         return Err(ApiError::Unauthorized("unknown service key".into()));
     }
-    if body.len() > JSON_BODY_LIMIT {
-        return Err(ApiError::PayloadTooLarge(format!(
-            "JSON body larger than {JSON_BODY_LIMIT} bytes"
-        )));
-    }
+    let body = match payload.to_bytes_limited(JSON_BODY_LIMIT).await {
+        Ok(Ok(body)) => body,
+        Ok(Err(e)) => return Err(bad(format!("reading the body: {e}"))),
+        Err(_) => {
+            return Err(ApiError::PayloadTooLarge(format!(
+                "JSON body larger than {JSON_BODY_LIMIT} bytes"
+            )))
+        }
+    };
     let json_type = req
         .headers()
         .get(header::CONTENT_TYPE)
