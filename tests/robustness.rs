@@ -87,6 +87,16 @@ async fn garbage_truncated_and_oversized_frames_hurt_no_one_else() {
     c.send_text("42/chat,[\"typing:stop\",{}]").await;
     c.closed().await;
 
+    // Attachments adding up to more than maxPayload, each within it: closed
+    // with 1009 at the frame that passes the total (not after the last one
+    // announced, which never needs to come).
+    let mut c = SioClient::open(app.port).await;
+    c.send_text("453-[\"x\",{\"_placeholder\":true,\"num\":0}]")
+        .await;
+    c.send_binary(vec![1; 600_000]).await;
+    c.send_binary(vec![2; 600_000]).await;
+    assert_eq!(c.closed().await, Some(1009));
+
     // A frame over maxPayload: close code 1009.
     let mut c = SioClient::open(app.port).await;
     let mut big = String::from("4");

@@ -305,7 +305,9 @@ impl Connection {
                 self.on_decoded(ctx, decoded);
             }
             engineio::Packet::Binary(data) => {
-                let decoded = self.reassembler.push_binary(data);
+                let decoded = self
+                    .reassembler
+                    .push_binary(data, self.engine.config().max_payload);
                 self.on_decoded(ctx, decoded);
             }
             engineio::Packet::Close => {
@@ -327,11 +329,6 @@ impl Connection {
     ) {
         match decoded {
             Ok(Some((packet, attachments))) => {
-                let total: usize = attachments.iter().map(|a| a.len()).sum();
-                if total > self.engine.config().max_payload {
-                    log::debug!("connection {}: attachments too large", self.sid);
-                    return self.close(ctx, DisconnectReason::ParseError, 1009);
-                }
                 if self.pending.len() >= self.engine.config().max_events_pending {
                     self.refuse(
                         &packet,
@@ -346,6 +343,12 @@ impl Connection {
                 self.pump(ctx);
             }
             Ok(None) => {}
+            Err(crate::protocol::DecodeError::AttachmentsTooLarge) => {
+                // Checked as each attachment arrives: no more than the
+                // limit is ever held for one packet.
+                log::debug!("connection {}: attachments too large", self.sid);
+                self.close(ctx, DisconnectReason::ParseError, 1009);
+            }
             Err(e) => {
                 // Socket.IO closes the connection on a packet it cannot parse.
                 log::debug!("connection {}: invalid packet: {e}", self.sid);

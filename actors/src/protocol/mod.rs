@@ -64,4 +64,7 @@ pub enum DecodeError {
     /// Binary data arrived while no binary packet was waiting for attachments.
     #[error("binary data received when no attachment was expected")]
     UnexpectedBinary,
+    /// The attachments of one binary packet add up to more than allowed.
+    #[error("binary attachments larger than allowed")]
+    AttachmentsTooLarge,
 }

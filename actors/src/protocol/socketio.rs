@@ -418,6 +418,8 @@ pub fn write_ack(
 struct Pending {
     packet: Packet,
     attachments: Vec<Bytes>,
+    /// Bytes of the attachments so far.
+    bytes: usize,
 }
 
 /// Collects the binary attachments that follow a BINARY_EVENT / BINARY_ACK
@@ -460,16 +462,28 @@ impl Reassembler {
         self.pending = Some(Box::new(Pending {
             attachments: Vec::with_capacity(p.attachments),
             packet: p,
+            bytes: 0,
         }));
         Ok(None)
     }
 
     /// Feed a binary attachment. `Err(UnexpectedBinary)` if none is
-    /// expected; `Ok(Some(..))` when the last one arrives.
-    pub fn push_binary(&mut self, b: Bytes) -> Result<Option<(Packet, Vec<Bytes>)>, DecodeError> {
+    /// expected, `Err(AttachmentsTooLarge)` as soon as the packet's
+    /// attachments add up to more than `max_total` bytes (nothing more of it
+    /// is held); `Ok(Some(..))` when the last one arrives.
+    pub fn push_binary(
+        &mut self,
+        b: Bytes,
+        max_total: usize,
+    ) -> Result<Option<(Packet, Vec<Bytes>)>, DecodeError> {
         let Some(pending) = self.pending.as_mut() else {
             return Err(DecodeError::UnexpectedBinary);
         };
+        pending.bytes += b.len();
+        if pending.bytes > max_total {
+            self.pending = None;
+            return Err(DecodeError::AttachmentsTooLarge);
+        }
         pending.attachments.push(b);
         if pending.attachments.len() < pending.packet.attachments {
             return Ok(None);
@@ -478,6 +492,7 @@ impl Reassembler {
             let Pending {
                 packet,
                 attachments,
+                ..
             } = *p;
             (packet, attachments)
         }))
@@ -1315,9 +1330,9 @@ mod tests {
         assert!(r.is_waiting());
         let one = Bytes::from_static(&[1, 2, 3]);
         let two = Bytes::from_static(&[4, 5, 6]);
-        assert_eq!(r.push_binary(one.clone()), Ok(None));
+        assert_eq!(r.push_binary(one.clone(), usize::MAX), Ok(None));
         assert!(r.is_waiting());
-        let (packet, atts) = r.push_binary(two.clone()).unwrap().unwrap();
+        let (packet, atts) = r.push_binary(two.clone(), usize::MAX).unwrap().unwrap();
         assert!(!r.is_waiting());
         assert_eq!(packet, header);
         assert_eq!(atts, vec![one.clone(), two.clone()]);
@@ -1330,10 +1345,30 @@ mod tests {
     }
 
     #[test]
+    fn reassembler_stops_holding_attachments_past_the_limit() {
+        let mut r = Reassembler::default();
+        let header = dec(r#"53-["a",{"_placeholder":true,"num":0}]"#);
+        assert_eq!(r.push_packet(header.clone()), Ok(None));
+        let kib = Bytes::from(vec![7u8; 1024]);
+        assert_eq!(r.push_binary(kib.clone(), 2048), Ok(None));
+        assert_eq!(r.push_binary(kib.clone(), 2048), Ok(None));
+        assert_eq!(
+            r.push_binary(Bytes::from_static(b"x"), 2048),
+            Err(DecodeError::AttachmentsTooLarge)
+        );
+        assert!(!r.is_waiting(), "what it held is dropped");
+        // Exactly at the limit is allowed.
+        assert_eq!(r.push_packet(header), Ok(None));
+        assert_eq!(r.push_binary(kib.clone(), 2048), Ok(None));
+        assert_eq!(r.push_binary(kib.clone(), 2048), Ok(None));
+        assert!(r.push_binary(Bytes::new(), 2048).unwrap().is_some());
+    }
+
+    #[test]
     fn reassembler_rejects_out_of_order_input() {
         let mut r = Reassembler::default();
         assert_eq!(
-            r.push_binary(Bytes::from_static(b"x")),
+            r.push_binary(Bytes::from_static(b"x"), usize::MAX),
             Err(DecodeError::UnexpectedBinary)
         );
         let header = dec(r#"61-4[{"_placeholder":true,"num":0}]"#);
@@ -1347,7 +1382,7 @@ mod tests {
         assert_eq!(r.push_packet(header.clone()), Ok(None));
         assert_eq!(r.push_packet(header), Err(DecodeError::AttachmentsPending));
         assert_eq!(
-            r.push_binary(Bytes::new()),
+            r.push_binary(Bytes::new(), usize::MAX),
             Err(DecodeError::UnexpectedBinary)
         );
     }
