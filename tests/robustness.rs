@@ -160,6 +160,39 @@ async fn garbage_truncated_and_oversized_frames_hurt_no_one_else() {
         .unwrap();
     assert_eq!(res.status().as_u16(), 413);
 
+    // Pings sent without ever polling for the pongs: past the outbound bound
+    // (1024) and its headroom for control packets the session is closed as
+    // too slow, instead of queueing a pong for every ping.
+    let open = client
+        .get(app.url("/socket.io/?EIO=4&transport=polling"))
+        .send()
+        .await
+        .unwrap()
+        .body()
+        .await
+        .unwrap();
+    let open: serde_json::Value = serde_json::from_slice(&open[1..]).unwrap();
+    let sid = open["sid"].as_str().unwrap().to_owned();
+    let pings = vec!["2"; 1024 + 200].join("\u{1e}");
+    let res = client
+        .post(app.url(&format!("/socket.io/?EIO=4&transport=polling&sid={sid}")))
+        .send_body(pings)
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 200);
+    let mut res = client
+        .get(app.url(&format!("/socket.io/?EIO=4&transport=polling&sid={sid}")))
+        .send()
+        .await
+        .unwrap();
+    let status = res.status().as_u16();
+    let body = res.body().await.unwrap();
+    assert!(
+        status == 400 || &body[..] == b"1",
+        "the session should be closed, got {status} with {} bytes",
+        body.len()
+    );
+
     // Wrong field types and unknown events: an error, and the socket stays.
     let ack = a
         .emit_ack(

@@ -64,6 +64,11 @@ pub enum Delivery {
     TooSlow,
 }
 
+/// Control packets and raw frames a queue takes past its bound, so a full
+/// queue still answers pings and refuses events; a client that keeps sending
+/// them without reading is closed rather than given memory without limit.
+pub const CONTROL_HEADROOM: usize = 64;
+
 /// How many recent broadcast ids are remembered to drop duplicates when a
 /// broadcast names several rooms the connection is in.
 const RECENT_IDS: usize = 16;
@@ -379,11 +384,24 @@ impl Outbox {
         self.lock().replayed = None;
     }
 
-    /// Queues a control packet (ping, noop, close) regardless of the bound.
+    /// Whether a control packet or raw frame still fits: up to
+    /// [`CONTROL_HEADROOM`] past the bound. Past it the client sends without
+    /// reading (pings, refused events, bad CONNECTs), and is reported as
+    /// too slow, like a delivery that overflows.
+    fn control_fits(&self, s: &mut State) -> bool {
+        if s.queue.len() + s.ws_direct.len() < self.capacity + CONTROL_HEADROOM {
+            return true;
+        }
+        s.overflow();
+        false
+    }
+
+    /// Queues a control packet (pong, refusal, CONNECT answer) even when the
+    /// queue is at its bound, up to [`CONTROL_HEADROOM`] past it.
     pub fn push_control(&self, packet: Encoded) {
         let waker = {
             let mut s = self.lock();
-            if s.closed {
+            if s.closed || !self.control_fits(&mut s) {
                 return;
             }
             s.queue.push_back(packet);
@@ -397,7 +415,7 @@ impl Outbox {
     pub fn push_ws_direct(&self, frame: Bytes) {
         let waker = {
             let mut s = self.lock();
-            if s.closed {
+            if s.closed || !self.control_fits(&mut s) {
                 return;
             }
             s.ws_direct.push_back(frame);
@@ -585,6 +603,24 @@ pub(crate) mod tests {
         assert_eq!(o.push(pkt("4c")), Err(OutboxFull));
         o.push_control(pkt("2"));
         assert_eq!(o.len(), 3);
+    }
+
+    #[test]
+    fn control_packets_go_past_the_bound_only_so_far() {
+        let o = Outbox::new(2, Drain::WebSocket);
+        o.push(pkt("4a")).unwrap();
+        o.push(pkt("4b")).unwrap();
+        for _ in 0..CONTROL_HEADROOM - 1 {
+            o.push_control(pkt("3"));
+        }
+        o.push_ws_direct(Frame::text(b"3").ws_bytes().clone());
+        assert_eq!(o.len(), 2 + CONTROL_HEADROOM - 1);
+        // Full: no more, and the client is reported too slow (once: a
+        // broadcast now is dropped without a second report).
+        o.push_control(pkt("3"));
+        o.push_ws_direct(Frame::text(b"3").ws_bytes().clone());
+        assert_eq!(o.len(), 2 + CONTROL_HEADROOM - 1);
+        assert_eq!(o.deliver(&pkt("4c"), 1), Delivery::Dropped);
     }
 
     #[test]
