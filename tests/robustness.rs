@@ -127,32 +127,14 @@ async fn garbage_truncated_and_oversized_frames_hurt_no_one_else() {
 
     // Polling: a garbage body is refused, an oversized one gets 413.
     let client = awc::Client::default();
-    let open = client
-        .get(app.url("/socket.io/?EIO=4&transport=polling"))
-        .send()
-        .await
-        .unwrap()
-        .body()
-        .await
-        .unwrap();
-    let open: serde_json::Value = serde_json::from_slice(&open[1..]).unwrap();
-    let sid = open["sid"].as_str().unwrap().to_owned();
+    let sid = polling_session(&client, &app).await;
     let res = client
         .post(app.url(&format!("/socket.io/?EIO=4&transport=polling&sid={sid}")))
         .send_body("\u{1e}\u{1e}zz")
         .await
         .unwrap();
     assert_eq!(res.status().as_u16(), 400);
-    let open = client
-        .get(app.url("/socket.io/?EIO=4&transport=polling"))
-        .send()
-        .await
-        .unwrap()
-        .body()
-        .await
-        .unwrap();
-    let open: serde_json::Value = serde_json::from_slice(&open[1..]).unwrap();
-    let sid = open["sid"].as_str().unwrap().to_owned();
+    let sid = polling_session(&client, &app).await;
     let res = client
         .post(app.url(&format!("/socket.io/?EIO=4&transport=polling&sid={sid}")))
         .send_body(vec![b'4'; 1_000_001])
@@ -163,16 +145,7 @@ async fn garbage_truncated_and_oversized_frames_hurt_no_one_else() {
     // Pings sent without ever polling for the pongs: past the outbound bound
     // (1024) and its headroom for control packets the session is closed as
     // too slow, instead of queueing a pong for every ping.
-    let open = client
-        .get(app.url("/socket.io/?EIO=4&transport=polling"))
-        .send()
-        .await
-        .unwrap()
-        .body()
-        .await
-        .unwrap();
-    let open: serde_json::Value = serde_json::from_slice(&open[1..]).unwrap();
-    let sid = open["sid"].as_str().unwrap().to_owned();
+    let sid = polling_session(&client, &app).await;
     let pings = vec!["2"; 1024 + 200].join("\u{1e}");
     let res = client
         .post(app.url(&format!("/socket.io/?EIO=4&transport=polling&sid={sid}")))
@@ -246,4 +219,18 @@ async fn garbage_truncated_and_oversized_frames_hurt_no_one_else() {
         )
         .await;
     assert_eq!(ack["ok"], true, "bob's connection still works: {ack}");
+}
+
+/// Opens an Engine.IO session over long-polling; its id.
+async fn polling_session(client: &awc::Client, app: &support::app::TestApp) -> String {
+    let open = client
+        .get(app.url("/socket.io/?EIO=4&transport=polling"))
+        .send()
+        .await
+        .unwrap()
+        .body()
+        .await
+        .unwrap();
+    let open: serde_json::Value = serde_json::from_slice(&open[1..]).unwrap();
+    open["sid"].as_str().unwrap().to_owned()
 }
