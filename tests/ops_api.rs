@@ -355,3 +355,51 @@ async fn cors_lets_the_listed_origins_call_the_api_and_the_polling_transport_and
         with_origin(&same_only, "GET", "/health", "https://app.example", false).await;
     assert_eq!(allowed, None);
 }
+
+/// `huddle_workspace_actors` once it has settled at `want` (within 2 s).
+async fn workspace_actors_settle_at(app: &TestApp, want: f64) {
+    let mut last = f64::NAN;
+    for _ in 0..40 {
+        last = scrape(app).await.1["huddle_workspace_actors"];
+        if last == want {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("huddle_workspace_actors is {last}, expected {want}");
+}
+
+#[actix_web::test]
+async fn made_up_workspace_ids_leave_no_workspace_actors_behind() {
+    let app = spawn_app(&[]).await;
+    let ann = app.register("Ann").await;
+    let (status, ws) = app
+        .post(
+            "/api/v1/workspaces",
+            Some(&ann.token),
+            json!({ "name": "Acme" }),
+        )
+        .await;
+    assert_eq!(status, 201, "{ws}");
+    let mut c = SioClient::connect(app.port, "/", &ann.token).await;
+    // Thirty ids nobody owns: each is refused, and no actor stays for them.
+    for i in 0..30u64 {
+        let res = c
+            .emit_ack(
+                "/",
+                10 + i,
+                "room:join",
+                json!({ "workspaceId": format!("made-up-{i}") }),
+            )
+            .await;
+        assert_eq!(res["ok"], false, "{res}");
+        assert_eq!(res["error"]["code"], "forbidden", "{res}");
+    }
+    workspace_actors_settle_at(&app, 0.0).await;
+    // A workspace in use keeps its actor (its membership cache).
+    let res = c
+        .emit_ack("/", 100, "room:join", json!({ "workspaceId": ws["id"] }))
+        .await;
+    assert_eq!(res["ok"], true, "{res}");
+    workspace_actors_settle_at(&app, 1.0).await;
+}

@@ -120,13 +120,21 @@ impl Handler<Authorize> for WorkspaceActor {
         Box::pin(
             async move { store.member(&ws, &user).await }
                 .into_actor(self)
-                .map(move |res, act, _| {
+                .map(move |res, act, ctx| {
                     let role = res?.map(|m| m.role);
                     if act.epoch == epoch {
                         if act.members.len() >= CACHE_MAX {
                             act.members.clear();
                         }
                         act.members.insert(msg.user, role);
+                    }
+                    // An actor that has only ever said "not a member" (a
+                    // workspace id made up, or of a workspace the asker is
+                    // not in) holds nothing worth keeping: it stops at once
+                    // instead of living `idle`, so made-up ids cannot pile
+                    // actors up.
+                    if role.is_none() && !act.members.values().any(Option::is_some) {
+                        ctx.stop();
                     }
                     Ok(role)
                 }),

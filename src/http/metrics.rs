@@ -244,6 +244,12 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
         rooms as u64,
     );
     out.single(
+        "huddle_workspace_actors",
+        "gauge",
+        "Workspace actors (membership cache, event routing) running on this node.",
+        state.collab.active_workspaces() as u64,
+    );
+    out.single(
         "huddle_socketio_events_in_total",
         "counter",
         "Socket.IO events received from clients.",
