@@ -745,3 +745,43 @@ async fn download_tokens_refuse_out_of_range_lifetimes_and_expire() {
         }
     }
 }
+
+#[actix_web::test]
+async fn a_multipart_body_cannot_go_on_with_small_fields() {
+    let app = spawn_app(&[]).await;
+    let ann = app.register("Ann").await;
+    // 200 fields of 1 KiB before the file: each small, together past the
+    // 64 KiB the fields other than the file may take.
+    let boundary = "----huddle-test-boundary";
+    let mut body = Vec::new();
+    for i in 0..200 {
+        body.extend_from_slice(
+            format!("--{boundary}\r\nContent-Disposition: form-data; name=\"f{i}\"\r\n\r\n")
+                .as_bytes(),
+        );
+        body.extend_from_slice(&[b'x'; 1024]);
+        body.extend_from_slice(b"\r\n");
+    }
+    let (_, file) = multipart("a.pdf", "application/pdf", &pdf_bytes(1000));
+    body.extend_from_slice(&file);
+    let mut res = awc::Client::default()
+        .post(app.url("/api/v1/uploads"))
+        .bearer_auth(&ann.token)
+        .insert_header((
+            "Content-Type",
+            format!("multipart/form-data; boundary={boundary}"),
+        ))
+        .send_body(body)
+        .await
+        .expect("request sent");
+    assert_eq!(res.status().as_u16(), 400);
+    let answer: Value = res.json().await.unwrap();
+    assert_eq!(answer["error"]["code"], "bad_request", "{answer}");
+    assert!(
+        answer["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("only the file field"),
+        "{answer}"
+    );
+}

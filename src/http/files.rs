@@ -138,13 +138,14 @@ pub async fn receive_file(
     let bad = |e: actix_multipart::MultipartError| {
         ApiError::BadRequest(format!("malformed multipart body: {e}"))
     };
+    // Bytes of the fields other than the file, all of them together: a body
+    // sent without Content-Length cannot go on with small fields forever.
+    let mut others = 0u64;
     while let Some(mut field) = form.try_next().await.map_err(bad)? {
         if field.name() != Some("file") {
-            // Drain other fields, bounded by the same limit.
-            let mut seen = 0u64;
             while let Some(piece) = field.try_next().await.map_err(bad)? {
-                seen += piece.len() as u64;
-                if seen > MULTIPART_OVERHEAD {
+                others += piece.len() as u64;
+                if others > MULTIPART_OVERHEAD {
                     return Err(ApiError::BadRequest(
                         "only the file field may be large".to_owned(),
                     ));
