@@ -34,18 +34,13 @@ async fn attach_http(app: &TestApp, task: &str, token: &str, data: &[u8]) -> (u1
     .into_bytes();
     body.extend_from_slice(data);
     body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
-    let mut res = awc::Client::default()
-        .post(app.url(&format!("/api/v1/tasks/{task}/attachments")))
-        .bearer_auth(token)
-        .insert_header((
-            "Content-Type",
-            format!("multipart/form-data; boundary={boundary}"),
-        ))
-        .send_body(body)
-        .await
-        .expect("request sent");
-    let status = res.status().as_u16();
-    (status, res.json::<Value>().await.unwrap_or(Value::Null))
+    app.post_form(
+        &format!("/api/v1/tasks/{task}/attachments"),
+        token,
+        boundary,
+        body,
+    )
+    .await
 }
 
 #[actix_web::test]

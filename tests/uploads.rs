@@ -443,8 +443,10 @@ async fn bad_initiations_are_refused() {
 }
 
 /// A multipart body with one `file` field.
+const BOUNDARY: &str = "----huddle-test-boundary";
+
 fn multipart(name: &str, mime: &str, data: &[u8]) -> (String, Vec<u8>) {
-    let boundary = "----huddle-test-boundary";
+    let boundary = BOUNDARY;
     let mut body = format!(
         "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{name}\"\r\nContent-Type: {mime}\r\n\r\n"
     )
@@ -461,16 +463,9 @@ async fn post_multipart(
     mime: &str,
     data: &[u8],
 ) -> (u16, Value) {
-    let (ct, body) = multipart(name, mime, data);
-    let mut res = awc::Client::default()
-        .post(app.url("/api/v1/uploads"))
-        .bearer_auth(token)
-        .insert_header(("Content-Type", ct))
-        .send_body(body)
+    let (_, body) = multipart(name, mime, data);
+    app.post_form("/api/v1/uploads", token, BOUNDARY, body)
         .await
-        .expect("request sent");
-    let status = res.status().as_u16();
-    (status, res.json::<Value>().await.unwrap_or(Value::Null))
 }
 
 #[actix_web::test]
@@ -752,7 +747,7 @@ async fn a_multipart_body_cannot_go_on_with_small_fields() {
     let ann = app.register("Ann").await;
     // 200 fields of 1 KiB before the file: each small, together past the
     // 64 KiB the fields other than the file may take.
-    let boundary = "----huddle-test-boundary";
+    let boundary = BOUNDARY;
     let mut body = Vec::new();
     for i in 0..200 {
         body.extend_from_slice(
@@ -764,18 +759,10 @@ async fn a_multipart_body_cannot_go_on_with_small_fields() {
     }
     let (_, file) = multipart("a.pdf", "application/pdf", &pdf_bytes(1000));
     body.extend_from_slice(&file);
-    let mut res = awc::Client::default()
-        .post(app.url("/api/v1/uploads"))
-        .bearer_auth(&ann.token)
-        .insert_header((
-            "Content-Type",
-            format!("multipart/form-data; boundary={boundary}"),
-        ))
-        .send_body(body)
-        .await
-        .expect("request sent");
-    assert_eq!(res.status().as_u16(), 400);
-    let answer: Value = res.json().await.unwrap();
+    let (status, answer) = app
+        .post_form("/api/v1/uploads", &ann.token, boundary, body)
+        .await;
+    assert_eq!(status, 400);
     assert_eq!(answer["error"]["code"], "bad_request", "{answer}");
     assert!(
         answer["error"]["message"]

@@ -159,6 +159,29 @@ impl TestApp {
         (status, body)
     }
 
+    /// Posts a `multipart/form-data` `body` with `boundary`; returns status and
+    /// JSON body.
+    pub async fn post_form(
+        &self,
+        path: &str,
+        token: &str,
+        boundary: &str,
+        body: Vec<u8>,
+    ) -> (u16, Value) {
+        let mut res = awc::Client::default()
+            .post(self.url(path))
+            .bearer_auth(token)
+            .insert_header((
+                "Content-Type",
+                format!("multipart/form-data; boundary={boundary}"),
+            ))
+            .send_body(body)
+            .await
+            .expect("request sent");
+        let status = res.status().as_u16();
+        (status, res.json::<Value>().await.unwrap_or(Value::Null))
+    }
+
     /// Registers a user named `name`.
     pub async fn register(&self, name: &str) -> TestUser {
         let email = format!(
