@@ -260,6 +260,8 @@ pub struct LimitSettings {
     pub max_connections: u64,
     /// Events of one connection being handled at once before it is throttled.
     pub max_events_pending_per_connection: u32,
+    /// Rooms one socket may be in at once (0: no limit).
+    pub max_rooms_per_socket: u32,
 }
 
 /// `[chat]`: conversations and messages.

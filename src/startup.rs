@@ -44,6 +44,7 @@ pub fn engine_config(settings: &Settings) -> EngineConfig {
         outbound_queue_max: settings.engine.outbound_queue_max,
         write_through: settings.engine.write_through.enabled(),
         max_events_pending: settings.limits.max_events_pending_per_connection as usize,
+        max_rooms_per_socket: settings.limits.max_rooms_per_socket as usize,
         events_per_second: settings.rate_limits.socket_events_per_second,
         max_connections_per_user: settings.limits.max_connections_per_user as usize,
         max_sessions: match settings.limits.max_connections {

@@ -997,3 +997,41 @@ async fn workspace_conversations_are_for_its_members() {
         .await;
     assert_eq!(s, 201);
 }
+
+#[actix_web::test]
+async fn a_socket_is_in_at_most_max_rooms_per_socket_rooms() {
+    let app = spawn_app(&[("HUDDLE__LIMITS__MAX_ROOMS_PER_SOCKET", "3")]).await;
+    let ann = app.register("Ann").await;
+    let mut conversations = Vec::new();
+    for name in ["Bob", "Cy", "Dee", "Eve"] {
+        let other = app.register(name).await;
+        conversations.push(app.conversation(&ann, &[&other]).await);
+    }
+    let mut c = SioClient::connect(app.port, "/chat", &ann.token).await;
+    let join = |id: &String| json!({ "conversationId": id });
+    for (i, id) in conversations[..3].iter().enumerate() {
+        let res = c
+            .emit_ack("/chat", i as u64 + 1, "conversation:join", join(id))
+            .await;
+        assert_eq!(res["ok"], true, "{res}");
+    }
+    // Joining one it is in already is no new room.
+    let res = c
+        .emit_ack("/chat", 10, "conversation:join", join(&conversations[0]))
+        .await;
+    assert_eq!(res["ok"], true, "{res}");
+    let res = c
+        .emit_ack("/chat", 11, "conversation:join", join(&conversations[3]))
+        .await;
+    assert_eq!(res["ok"], false, "{res}");
+    assert_eq!(res["error"]["code"], "conflict", "{res}");
+    // Leaving one makes room.
+    let res = c
+        .emit_ack("/chat", 12, "conversation:leave", join(&conversations[0]))
+        .await;
+    assert_eq!(res["ok"], true, "{res}");
+    let res = c
+        .emit_ack("/chat", 13, "conversation:join", join(&conversations[3]))
+        .await;
+    assert_eq!(res["ok"], true, "{res}");
+}

@@ -24,6 +24,9 @@ pub struct EngineConfig {
     pub write_through: bool,
     /// Incoming events waiting for their handler before new ones are refused.
     pub max_events_pending: usize,
+    /// Rooms one socket may be in at once (0: no limit); a join past it is
+    /// refused with `conflict`.
+    pub max_rooms_per_socket: usize,
     /// Incoming events per second per connection (0: unlimited).
     pub events_per_second: u32,
     /// Connections (Engine.IO sessions) per user (0: unlimited).
@@ -49,6 +52,7 @@ impl Default for EngineConfig {
             outbound_queue_max: 1024,
             write_through: true,
             max_events_pending: 100,
+            max_rooms_per_socket: 1000,
             events_per_second: 100,
             max_connections_per_user: 10,
             max_sessions: 0,

@@ -492,6 +492,21 @@ impl Handler<JoinRooms> for Connection {
                 "socket not connected",
             ))));
         };
+        let max = self.engine.config().max_rooms_per_socket;
+        if max > 0 {
+            let adding = msg
+                .rooms
+                .iter()
+                .filter(|r| !state.rooms.contains(*r))
+                .collect::<HashSet<_>>()
+                .len();
+            if state.rooms.len() + adding > max {
+                return Box::pin(fut::ready(Err(EventError::new(
+                    "conflict",
+                    format!("a socket may be in at most {max} rooms; leave some first"),
+                ))));
+            }
+        }
         let new: Vec<RoomName> = msg
             .rooms
             .into_iter()
