@@ -20,9 +20,10 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
 use actix_web::{web, HttpMessage, ResponseError};
 use async_trait::async_trait;
+use huddle_actors::engine::HandshakeGate;
 use std::collections::HashMap;
-use std::net::IpAddr;
-use std::sync::Mutex;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// One minute, the window of the HTTP limits.
@@ -253,8 +254,7 @@ impl<C: Clock> RateLimiter for MemoryRateLimiter<C> {
     }
 }
 
-/// The client address used for per-IP limits. IPv6 clients are grouped by
-/// their /64 prefix, which one subscriber usually holds whole.
+/// The client address used for per-IP limits.
 fn client_key(req: &ServiceRequest, trust_proxy_headers: bool) -> String {
     let ip: Option<IpAddr> = if trust_proxy_headers {
         req.connection_info()
@@ -263,6 +263,12 @@ fn client_key(req: &ServiceRequest, trust_proxy_headers: bool) -> String {
     } else {
         req.peer_addr().map(|a| a.ip())
     };
+    ip_key(ip)
+}
+
+/// An address as a limit's key. IPv6 clients are grouped by their /64
+/// prefix, which one subscriber usually holds whole.
+fn ip_key(ip: Option<IpAddr>) -> String {
     match ip {
         Some(IpAddr::V6(v6)) if v6.to_ipv4_mapped().is_none() => {
             let s = v6.segments();
@@ -274,6 +280,50 @@ fn client_key(req: &ServiceRequest, trust_proxy_headers: bool) -> String {
             .unwrap_or_default(),
         Some(ip) => ip.to_string(),
         None => "unknown".to_owned(),
+    }
+}
+
+/// The per-IP limit on socket handshakes, as the core's [`HandshakeGate`]:
+/// new Engine.IO sessions a minute per client address, counted in the
+/// node's limiter (shared through Redis when configured).
+pub struct HandshakeLimit {
+    limiter: Arc<dyn RateLimiter>,
+    per_minute: u32,
+    trust_proxy_headers: bool,
+}
+
+impl HandshakeLimit {
+    /// `per_minute` handshakes per client address (0: no limit), counted in
+    /// `limiter`; the address from `X-Forwarded-For` when
+    /// `trust_proxy_headers`.
+    pub fn new(limiter: Arc<dyn RateLimiter>, per_minute: u32, trust_proxy_headers: bool) -> Self {
+        HandshakeLimit {
+            limiter,
+            per_minute,
+            trust_proxy_headers,
+        }
+    }
+}
+
+#[async_trait]
+impl HandshakeGate for HandshakeLimit {
+    async fn admit(
+        &self,
+        peer: Option<SocketAddr>,
+        forwarded_for: Option<&str>,
+    ) -> Result<(), Duration> {
+        if self.per_minute == 0 {
+            return Ok(());
+        }
+        // The client is the first address a trusted proxy lists.
+        let forwarded = forwarded_for
+            .filter(|_| self.trust_proxy_headers)
+            .and_then(|f| f.split(',').next())
+            .and_then(parse_ip);
+        let ip = forwarded.or_else(|| peer.map(|p| p.ip()));
+        self.limiter
+            .hit(&format!("hs:ip:{}", ip_key(ip)), self.per_minute, MINUTE)
+            .await
     }
 }
 

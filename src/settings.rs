@@ -355,6 +355,8 @@ pub struct RateLimitSettings {
     pub auth_ip_per_minute: u32,
     /// Socket events per second per connection.
     pub socket_events_per_second: u32,
+    /// Engine.IO handshakes (new connections) per minute per client IP.
+    pub socket_handshakes_ip_per_minute: u32,
 }
 
 /// `[redis]`: the cluster bus, presence, limits and upload state.

@@ -71,12 +71,15 @@ pub fn collab_config(settings: &Settings) -> CollabConfig {
 /// collaboration layer that serves `/` (HTTP handlers publish through it).
 /// With `redis`, upload-session state lives there (so an upload resumes on
 /// any node); without, in the document store.
+/// New connections are limited per client address through `rate_limiter`
+/// (`rate_limits.socket_handshakes_ip_per_minute`).
 pub fn build_engine(
     settings: &Settings,
     store: Arc<dyn DocumentStore>,
     blobs: Arc<dyn BlobStore>,
     authenticator: Arc<dyn Authenticator>,
     redis: Option<&RedisConn>,
+    rate_limiter: Arc<dyn crate::ratelimit::RateLimiter>,
 ) -> (Engine, Arc<Collab>) {
     let collab = Collab::new(store.clone(), collab_config(settings));
     let chat = ChatNamespace::new(
@@ -97,7 +100,13 @@ pub fn build_engine(
         blobs,
         config: Arc::new(settings.uploads.to_config()),
     });
+    let handshakes = crate::ratelimit::HandshakeLimit::new(
+        rate_limiter,
+        settings.rate_limits.socket_handshakes_ip_per_minute,
+        settings.server.trust_proxy_headers,
+    );
     let engine = Engine::builder(engine_config(settings))
+        .handshake_gate(Arc::new(handshakes))
         .authenticator(authenticator)
         .presence(collab.clone())
         .signals(collab.clone())

@@ -94,6 +94,7 @@ impl AppState {
             blobs.clone(),
             authenticator.clone(),
             redis.as_ref(),
+            rate_limiter.clone(),
         );
         AppState {
             settings: Arc::new(settings),

@@ -403,3 +403,84 @@ async fn made_up_workspace_ids_leave_no_workspace_actors_behind() {
     assert_eq!(res["ok"], true, "{res}");
     workspace_actors_settle_at(&app, 1.0).await;
 }
+
+/// A long-polling handshake: status, `Retry-After`, body.
+async fn polling_handshake(
+    app: &TestApp,
+    forwarded_for: Option<&str>,
+) -> (u16, Option<String>, Vec<u8>) {
+    let mut req = awc::Client::default().get(app.url("/socket.io/?EIO=4&transport=polling"));
+    if let Some(f) = forwarded_for {
+        req = req.insert_header(("X-Forwarded-For", f));
+    }
+    let mut res = req.send().await.expect("handshake sent");
+    let retry = res
+        .headers()
+        .get("retry-after")
+        .map(|v| v.to_str().unwrap().to_owned());
+    (
+        res.status().as_u16(),
+        retry,
+        res.body().await.unwrap().to_vec(),
+    )
+}
+
+#[actix_web::test]
+async fn new_connections_are_limited_per_client_address() {
+    let app = spawn_app(&[("HUDDLE__RATE_LIMITS__SOCKET_HANDSHAKES_IP_PER_MINUTE", "3")]).await;
+    let mut sids = Vec::new();
+    for _ in 0..3 {
+        let (status, _, body) = polling_handshake(&app, None).await;
+        assert_eq!(status, 200);
+        let open: Value = serde_json::from_slice(&body[1..]).unwrap();
+        sids.push(open["sid"].as_str().unwrap().to_owned());
+    }
+    // The fourth in the minute: 429 with Retry-After and an Engine.IO-shaped
+    // error; an X-Forwarded-For from an untrusted client changes nothing.
+    for forwarded in [None, Some("203.0.113.9")] {
+        let (status, retry, body) = polling_handshake(&app, forwarded).await;
+        assert_eq!(status, 429);
+        let secs: u64 = retry.expect("Retry-After").parse().unwrap();
+        assert!((1..=120).contains(&secs), "Retry-After {secs}");
+        let err: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(err["code"], 4, "{err}");
+    }
+    // A WebSocket handshake is a new connection too.
+    let ws = awc::Client::default()
+        .ws(app
+            .url("/socket.io/?EIO=4&transport=websocket")
+            .replace("http", "ws"))
+        .connect()
+        .await;
+    match ws {
+        Err(awc::error::WsClientError::InvalidResponseStatus(s)) => assert_eq!(s.as_u16(), 429),
+        Err(e) => panic!("expected 429, got {e}"),
+        Ok(_) => panic!("the WebSocket handshake was let in"),
+    }
+    // The sessions already open go on: a poll of each answers.
+    for sid in &sids {
+        let res = awc::Client::default()
+            .post(app.url(&format!("/socket.io/?EIO=4&transport=polling&sid={sid}")))
+            .send_body("6")
+            .await
+            .unwrap();
+        assert_eq!(res.status().as_u16(), 200);
+    }
+    let (_, samples) = scrape(&app).await;
+    assert_eq!(samples["huddle_handshakes_limited_total"], 3.0);
+
+    // Behind a trusted proxy each client address counts apart: the first
+    // one X-Forwarded-For lists.
+    let proxied = spawn_app(&[
+        ("HUDDLE__RATE_LIMITS__SOCKET_HANDSHAKES_IP_PER_MINUTE", "1"),
+        ("HUDDLE__SERVER__TRUST_PROXY_HEADERS", "true"),
+    ])
+    .await;
+    let a = Some("198.51.100.7, 10.0.0.1");
+    assert_eq!(polling_handshake(&proxied, a).await.0, 200);
+    assert_eq!(polling_handshake(&proxied, a).await.0, 429);
+    assert_eq!(
+        polling_handshake(&proxied, Some("198.51.100.8")).await.0,
+        200
+    );
+}

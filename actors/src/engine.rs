@@ -75,6 +75,21 @@ pub trait UserPresence: Send + Sync + 'static {
     fn last_connection_closed(&self, engine: &Engine, user: &UserId);
 }
 
+/// Admits new Engine.IO sessions by the client's address: the server's
+/// per-address handshake limit. Asked before a handshake opens a session
+/// (long-polling or WebSocket); a session's later requests are not asked.
+#[async_trait::async_trait]
+pub trait HandshakeGate: Send + Sync + 'static {
+    /// `Err(retry_after)` refuses the handshake of a client connected from
+    /// `peer` whose request carried `forwarded_for` (its `X-Forwarded-For`,
+    /// for a server behind a trusted proxy).
+    async fn admit(
+        &self,
+        peer: Option<std::net::SocketAddr>,
+        forwarded_for: Option<&str>,
+    ) -> Result<(), Duration>;
+}
+
 /// Handles Engine.IO messages directly, without Socket.IO on top (the
 /// protocol echo example's `/engine.io/`).
 pub trait RawMessages: Send + Sync + 'static {
@@ -92,6 +107,7 @@ struct Inner {
     authenticator: Option<Arc<dyn Authenticator>>,
     presence: Option<Arc<dyn UserPresence>>,
     signals: Option<Arc<dyn SignalListener>>,
+    handshake_gate: Option<Arc<dyn HandshakeGate>>,
     registry: Addr<Registry>,
     sessions: Mutex<HashMap<String, Arc<SessionEntry>>>,
     local_slots: Arc<LocalSlots>,
@@ -178,9 +194,16 @@ pub struct EngineBuilder {
     authenticator: Option<Arc<dyn Authenticator>>,
     presence: Option<Arc<dyn UserPresence>>,
     signals: Option<Arc<dyn SignalListener>>,
+    handshake_gate: Option<Arc<dyn HandshakeGate>>,
 }
 
 impl EngineBuilder {
+    /// Asks `gate` before a handshake opens a session (see [`HandshakeGate`]).
+    pub fn handshake_gate(mut self, gate: Arc<dyn HandshakeGate>) -> Self {
+        self.handshake_gate = Some(gate);
+        self
+    }
+
     /// Tells `listener` of the [`Signal`]s other nodes send.
     pub fn signals(mut self, listener: Arc<dyn SignalListener>) -> Self {
         self.signals = Some(listener);
@@ -233,6 +256,7 @@ impl EngineBuilder {
                 bus,
                 cluster: OnceLock::new(),
                 signals: self.signals,
+                handshake_gate: self.handshake_gate,
                 local_slots: Arc::default(),
                 config: self.config,
                 raw: self.raw,
@@ -279,6 +303,7 @@ impl Engine {
             authenticator: None,
             presence: None,
             signals: None,
+            handshake_gate: None,
         }
     }
 
@@ -404,6 +429,29 @@ impl Engine {
             );
         }
         Some(SessionRefusal::Full)
+    }
+
+    /// `Some(retry_after)` when the handshake gate refuses a new session for
+    /// a client at `peer` (with `forwarded_for`, its `X-Forwarded-For`).
+    pub(crate) async fn handshake_refused(
+        &self,
+        peer: Option<std::net::SocketAddr>,
+        forwarded_for: Option<&str>,
+    ) -> Option<Duration> {
+        let gate = self.inner.handshake_gate.as_ref()?;
+        let retry = gate.admit(peer, forwarded_for).await.err()?;
+        let refused = self.inner.metrics.handshake_limited();
+        if refused == 1 || refused.is_multiple_of(1000) {
+            log::warn!(
+                "new connection refused: too many handshakes from {} \
+                 (rate_limits.socket_handshakes_ip_per_minute; {refused} refused since start)",
+                forwarded_for
+                    .map(str::to_owned)
+                    .or_else(|| peer.map(|p| p.ip().to_string()))
+                    .unwrap_or_else(|| "an unknown address".into())
+            );
+        }
+        Some(retry)
     }
 
     /// Runs, on the current arbiter, work a closed connection leaves behind

@@ -96,6 +96,7 @@ pub struct Metrics {
     bytes_out: AtomicU64,
     slow_clients: AtomicU64,
     connections_refused: AtomicU64,
+    handshakes_limited: AtomicU64,
     deliveries_held: AtomicU64,
     upload_bytes: AtomicU64,
     bridge_published: AtomicU64,
@@ -119,6 +120,7 @@ impl Default for Metrics {
             bytes_out: AtomicU64::new(0),
             slow_clients: AtomicU64::new(0),
             connections_refused: AtomicU64::new(0),
+            handshakes_limited: AtomicU64::new(0),
             deliveries_held: AtomicU64::new(0),
             upload_bytes: AtomicU64::new(0),
             bridge_published: AtomicU64::new(0),
@@ -155,6 +157,8 @@ pub struct MetricsSnapshot {
     /// New connections refused because the node held its most
     /// (`EngineConfig::max_sessions`).
     pub connections_refused: u64,
+    /// Handshakes refused by the per-address limit (HTTP 429).
+    pub handshakes_limited: u64,
     /// Deliveries the rooms held back for a batched write because more
     /// broadcasts waited behind theirs (see [`Batch`](crate::room::Batch)).
     pub deliveries_held: u64,
@@ -210,6 +214,11 @@ impl Metrics {
     pub(crate) fn connection_refused(&self) -> u64 {
         self.connections_refused.fetch_add(1, Ordering::Relaxed) + 1
     }
+    /// A handshake was refused by the per-address limit. The count so far,
+    /// this one included.
+    pub(crate) fn handshake_limited(&self) -> u64 {
+        self.handshakes_limited.fetch_add(1, Ordering::Relaxed) + 1
+    }
     pub(crate) fn deliveries_held(&self, count: u64) {
         self.deliveries_held.fetch_add(count, Ordering::Relaxed);
     }
@@ -257,6 +266,7 @@ impl Metrics {
             bytes_out: get(&self.bytes_out),
             slow_clients: get(&self.slow_clients),
             connections_refused: get(&self.connections_refused),
+            handshakes_limited: get(&self.handshakes_limited),
             deliveries_held: get(&self.deliveries_held),
             upload_bytes: get(&self.upload_bytes),
             bridge_published: get(&self.bridge_published),

@@ -153,6 +153,16 @@ fn polling_response(body: Bytes) -> HttpResponse {
         .body(body)
 }
 
+/// The body of a handshake refused by the per-address limit (HTTP 429), in
+/// the shape of Engine.IO's errors.
+pub(crate) const HANDSHAKE_LIMITED: &str =
+    r#"{"code":4,"message":"Too many new connections from this address; retry later"}"#;
+
+/// Whole seconds for `Retry-After`, at least 1.
+pub(crate) fn retry_after_secs(retry: std::time::Duration) -> u64 {
+    (retry.as_secs() + u64::from(retry.subsec_nanos() > 0)).max(1)
+}
+
 async fn handle_get(req: HttpRequest, engine: web::Data<Engine>) -> HttpResponse {
     let q = match parse_query(req.query_string()) {
         Ok(q) => q,
@@ -175,6 +185,19 @@ async fn handle_get(req: HttpRequest, engine: web::Data<Engine>) -> HttpResponse
                     Some(body) => res.content_type("application/json").body(body),
                     None => res.finish(),
                 };
+            }
+            let forwarded_for = req
+                .headers()
+                .get("x-forwarded-for")
+                .and_then(|v| v.to_str().ok());
+            if let Some(retry) = engine
+                .handshake_refused(req.peer_addr(), forwarded_for)
+                .await
+            {
+                return HttpResponse::TooManyRequests()
+                    .insert_header((header::RETRY_AFTER, retry_after_secs(retry)))
+                    .content_type("application/json")
+                    .body(HANDSHAKE_LIMITED);
             }
             let (sid, _) = open_session(&engine, Drain::Polling, q.token.clone());
             let mut body = BytesMut::new();

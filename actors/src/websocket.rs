@@ -123,6 +123,23 @@ pub async fn upgrade(
             if let Some(refusal) = engine.session_refusal() {
                 return respond(&mut framed, StatusCode::SERVICE_UNAVAILABLE, refusal.body()).await;
             }
+            let forwarded_for = req
+                .head()
+                .headers
+                .get("x-forwarded-for")
+                .and_then(|v| v.to_str().ok());
+            if let Some(retry) = engine
+                .handshake_refused(req.peer_addr(), forwarded_for)
+                .await
+            {
+                return respond_with(
+                    &mut framed,
+                    StatusCode::TOO_MANY_REQUESTS,
+                    Some(Bytes::from_static(transport::HANDSHAKE_LIMITED.as_bytes())),
+                    Some(transport::retry_after_secs(retry)),
+                )
+                .await;
+            }
             let (sid, session) = transport::open_session(&engine, Drain::WebSocket, q.token);
             (sid, session, false)
         }
@@ -164,8 +181,21 @@ async fn respond(
     status: StatusCode,
     body: Option<Bytes>,
 ) -> std::io::Result<()> {
+    respond_with(framed, status, body, None).await
+}
+
+/// [`respond`], with a `Retry-After` of `retry_after` seconds when given.
+async fn respond_with(
+    framed: &mut Framed<TcpStream, h1::Codec>,
+    status: StatusCode,
+    body: Option<Bytes>,
+    retry_after: Option<u64>,
+) -> std::io::Result<()> {
     let mut res = Response::build(status);
     res.insert_header((actix_http::header::CONNECTION, "close"));
+    if let Some(secs) = retry_after {
+        res.insert_header((actix_http::header::RETRY_AFTER, secs));
+    }
     let size = match &body {
         Some(b) => {
             res.insert_header((actix_http::header::CONTENT_TYPE, "application/json"));

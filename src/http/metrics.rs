@@ -292,6 +292,13 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
         m.connections_refused,
     );
     out.single(
+        "huddle_handshakes_limited_total",
+        "counter",
+        "New connections refused with HTTP 429: too many handshakes from one address \
+         (rate_limits.socket_handshakes_ip_per_minute).",
+        m.handshakes_limited,
+    );
+    out.single(
         "huddle_deliveries_held_total",
         "counter",
         "Deliveries held back for a batched write because more broadcasts waited behind theirs.",
