@@ -204,6 +204,41 @@ pub async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn DocumentS
     Ok(Arc::new(store))
 }
 
+/// How often expired tokens are purged from the document store.
+const TOKEN_SWEEP_INTERVAL: Duration = Duration::from_secs(3600);
+/// How long an expired download token is kept, so presenting it answers 410
+/// (afterwards it is unknown: 404).
+const EXPIRED_DOWNLOAD_TOKENS_KEPT: chrono::Duration = chrono::Duration::days(30);
+
+/// Purges, every [`TOKEN_SWEEP_INTERVAL`] for as long as the node runs, the
+/// refresh-token records past their expiry and the download tokens expired
+/// for [`EXPIRED_DOWNLOAD_TOKENS_KEPT`]: neither table grows for ever with
+/// every sign-in and every shared link. Every node sweeps; the deletes are
+/// idempotent.
+fn spawn_token_sweeper(store: Arc<dyn DocumentStore>) {
+    actix_web::rt::spawn(async move {
+        let mut tick = tokio::time::interval(TOKEN_SWEEP_INTERVAL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let now = chrono::Utc::now();
+            match store.purge_refresh_tokens(now).await {
+                Ok(0) => {}
+                Ok(n) => log::info!("purged {n} expired refresh-token records"),
+                Err(e) => log::warn!("purging expired refresh tokens: {e}"),
+            }
+            match store
+                .purge_download_tokens(now - EXPIRED_DOWNLOAD_TOKENS_KEPT)
+                .await
+            {
+                Ok(0) => {}
+                Ok(n) => log::info!("purged {n} download tokens expired 30 days or more"),
+                Err(e) => log::warn!("purging expired download tokens: {e}"),
+            }
+        }
+    });
+}
+
 impl Application {
     /// Binds `host:port` from the settings and builds the node.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
@@ -222,6 +257,7 @@ impl Application {
         let blobs = open_blobs(&settings)?;
         let redis = open_redis(&settings)?;
         let state = AppState::with_redis(settings.clone(), store, blobs, redis);
+        spawn_token_sweeper(state.store.clone());
         let engine = state.engine.clone();
         if let Some(conn) = &state.redis {
             crate::cluster::join(&settings, &engine, conn).await;

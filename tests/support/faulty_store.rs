@@ -89,6 +89,9 @@ impl AccountStore for FaultyStore {
     async fn take_refresh_token(&self, jti: &str) -> StoreResult<Option<RefreshTokenRecord>> {
         self.check()?.take_refresh_token(jti).await
     }
+    async fn purge_refresh_tokens(&self, expired_before: DateTime<Utc>) -> StoreResult<u64> {
+        self.check()?.purge_refresh_tokens(expired_before).await
+    }
 }
 
 #[async_trait]
@@ -161,6 +164,9 @@ impl FileStore for FaultyStore {
         now: DateTime<Utc>,
     ) -> StoreResult<TokenUse> {
         self.check()?.use_download_token(token_hash, now).await
+    }
+    async fn purge_download_tokens(&self, expired_before: DateTime<Utc>) -> StoreResult<u64> {
+        self.check()?.purge_download_tokens(expired_before).await
     }
 }
 

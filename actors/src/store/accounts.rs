@@ -4,6 +4,7 @@ use super::StoreResult;
 use crate::ids::UserId;
 use crate::model::{RefreshTokenRecord, User};
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 
 /// Users and refresh tokens.
 #[async_trait]
@@ -29,4 +30,8 @@ pub trait AccountStore: Send + Sync + 'static {
     /// is unknown or was already consumed. Two concurrent calls for one `jti`
     /// never both get `Some`.
     async fn take_refresh_token(&self, jti: &str) -> StoreResult<Option<RefreshTokenRecord>>;
+    /// Deletes the refresh-token records that expired before
+    /// `expired_before` (their tokens are refused on their own `exp` anyway);
+    /// how many went.
+    async fn purge_refresh_tokens(&self, expired_before: DateTime<Utc>) -> StoreResult<u64>;
 }

@@ -37,6 +37,10 @@ pub trait FileStore: Send + Sync + 'static {
         token_hash: &str,
         now: DateTime<Utc>,
     ) -> StoreResult<TokenUse>;
+    /// Deletes the download tokens that expired before `expired_before`
+    /// (until then an expired token answers 410; after, it is unknown); how
+    /// many went.
+    async fn purge_download_tokens(&self, expired_before: DateTime<Utc>) -> StoreResult<u64>;
 }
 
 /// The resumable state of chunked uploads.

@@ -2,11 +2,12 @@
 //! and upload-session state.
 
 use super::created_user;
-use chrono::{Duration, SubsecRound, Utc};
+use chrono::{Duration, SubsecRound, TimeZone, Utc};
 use futures_util::future::join_all;
 use huddle_actors::ids::{new_id, UserId};
 use huddle_actors::model::{
-    DownloadPermission, DownloadToken, FileRecord, SessionStart, TokenUse, UploadSession,
+    DownloadPermission, DownloadToken, FileRecord, RefreshTokenRecord, SessionStart, TokenUse,
+    UploadSession,
 };
 use huddle_actors::store::{DocumentStore, StoreError, UploadSessionStore};
 
@@ -100,6 +101,68 @@ pub async fn case_file_create_read_and_grants(store: &dyn DocumentStore) {
             .grant_file_read(&new_id(), std::slice::from_ref(&b.id))
             .await,
         Err(StoreError::NotFound(_))
+    ));
+}
+
+/// Purging deletes the refresh and download tokens that expired before the
+/// cutoff and keeps the others. (The cutoff is in 2000, so cases running
+/// beside this one on the same database lose nothing.)
+pub async fn case_expired_tokens_are_purged(store: &dyn DocumentStore) {
+    let cutoff = Utc.with_ymd_and_hms(2000, 1, 1, 0, 0, 0).unwrap();
+    let long_ago = cutoff - Duration::days(1);
+
+    let stale = RefreshTokenRecord {
+        jti: new_id(),
+        user_id: UserId(new_id()),
+        expires_at: long_ago,
+    };
+    let live = RefreshTokenRecord {
+        jti: new_id(),
+        user_id: UserId(new_id()),
+        expires_at: (Utc::now() + Duration::days(1)).trunc_subsecs(3),
+    };
+    store.put_refresh_token(stale.clone()).await.unwrap();
+    store.put_refresh_token(live.clone()).await.unwrap();
+    assert!(store.purge_refresh_tokens(cutoff).await.unwrap() >= 1);
+    assert_eq!(store.take_refresh_token(&stale.jti).await.unwrap(), None);
+    assert_eq!(
+        store.take_refresh_token(&live.jti).await.unwrap(),
+        Some(live),
+        "a token not expired stays"
+    );
+
+    let a = created_user(store, "purge").await;
+    let (file, _) = store.create_file(file_of(&a.id)).await.unwrap();
+    let mut gone = token_of(&file, false, Duration::hours(1));
+    gone.expires_at = long_ago;
+    let stays = token_of(&file, false, Duration::hours(1));
+    store.put_download_token(gone.clone()).await.unwrap();
+    store.put_download_token(stays.clone()).await.unwrap();
+    let now = Utc::now();
+    assert!(
+        matches!(
+            store
+                .use_download_token(&gone.token_hash, now)
+                .await
+                .unwrap(),
+            TokenUse::Expired
+        ),
+        "expired, still known before the purge"
+    );
+    assert!(store.purge_download_tokens(cutoff).await.unwrap() >= 1);
+    assert!(matches!(
+        store
+            .use_download_token(&gone.token_hash, now)
+            .await
+            .unwrap(),
+        TokenUse::Unknown
+    ));
+    assert!(matches!(
+        store
+            .use_download_token(&stays.token_hash, now)
+            .await
+            .unwrap(),
+        TokenUse::Valid(_)
     ));
 }
 

@@ -65,6 +65,7 @@ macro_rules! for_each_conformance_case {
             case_concurrent_ensure_user_creates_once,
             case_file_create_read_and_grants,
             case_download_tokens,
+            case_expired_tokens_are_purged,
             case_concurrent_one_time_token_used_once,
             case_create_workspace_makes_owner,
             case_workspaces_for_user_pages,

@@ -3,6 +3,7 @@
 
 use super::*;
 use async_trait::async_trait;
+use chrono::DateTime;
 use huddle_actors::store::AccountStore;
 
 #[async_trait]
@@ -91,6 +92,18 @@ impl AccountStore for EmbeddedStore {
             let mut tokens = txn.open_table(REFRESH_TOKENS).ctx("open refresh_tokens")?;
             let removed = tokens.remove(jti.as_str()).ctx("removing refresh token")?;
             removed.map(|guard| decode(guard.value())).transpose()
+        })
+        .await
+    }
+
+    async fn purge_refresh_tokens(&self, expired_before: DateTime<Utc>) -> StoreResult<u64> {
+        self.write("purge_refresh_tokens", move |txn| {
+            let mut tokens = txn.open_table(REFRESH_TOKENS).ctx("open refresh_tokens")?;
+            purge_json(
+                &mut tokens,
+                "purging refresh tokens",
+                |r: &RefreshTokenRecord| r.expires_at < expired_before,
+            )
         })
         .await
     }

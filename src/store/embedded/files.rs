@@ -170,6 +170,20 @@ impl FileStore for EmbeddedStore {
         })
         .await
     }
+
+    async fn purge_download_tokens(&self, expired_before: DateTime<Utc>) -> StoreResult<u64> {
+        self.write("purge_download_tokens", move |txn| {
+            let mut tokens = txn
+                .open_table(DOWNLOAD_TOKENS)
+                .ctx("open download_tokens")?;
+            purge_json(
+                &mut tokens,
+                "purging download tokens",
+                |t: &DownloadToken| t.expires_at < expired_before,
+            )
+        })
+        .await
+    }
 }
 
 #[async_trait]

@@ -324,6 +324,26 @@ pub(super) fn get_json<T: DeserializeOwned>(
     }
 }
 
+/// Deletes the JSON records of `table` that `expired` picks; how many went.
+/// A full scan, for the token tables an hourly sweep goes over.
+pub(super) fn purge_json<T: DeserializeOwned>(
+    table: &mut redb::Table<'_, &'static str, &'static [u8]>,
+    what: &'static str,
+    expired: impl Fn(&T) -> bool,
+) -> StoreResult<u64> {
+    let mut keys = Vec::new();
+    for row in table.iter().ctx(what)? {
+        let (key, value) = row.ctx(what)?;
+        if expired(&decode::<T>(value.value())?) {
+            keys.push(key.value().to_owned());
+        }
+    }
+    for key in &keys {
+        table.remove(key.as_str()).ctx(what)?;
+    }
+    Ok(keys.len() as u64)
+}
+
 /// Reads the id stored under `key` in a string → string index table.
 pub(super) fn get_id(
     table: &impl ReadableTable<&'static str, &'static str>,

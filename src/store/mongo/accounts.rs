@@ -161,4 +161,13 @@ impl AccountStore for MongoStore {
             .ctx("taking a refresh token")?;
         Ok(taken.map(RefreshTokenRecord::from))
     }
+
+    async fn purge_refresh_tokens(&self, expired_before: DateTime<Utc>) -> StoreResult<u64> {
+        let deleted = self
+            .refresh_tokens
+            .delete_many(doc! { "expiresAt": { "$lt": to_bson_time(expired_before) } })
+            .await
+            .ctx("purging refresh tokens")?;
+        Ok(deleted.deleted_count)
+    }
 }

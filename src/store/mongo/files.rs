@@ -145,4 +145,13 @@ impl FileStore for MongoStore {
         }
         Ok(TokenUse::Valid(token))
     }
+
+    async fn purge_download_tokens(&self, expired_before: DateTime<Utc>) -> StoreResult<u64> {
+        let deleted = self
+            .download_tokens
+            .delete_many(doc! { "expiresAtMs": { "$lt": to_bson_time(expired_before) } })
+            .await
+            .ctx("purging download tokens")?;
+        Ok(deleted.deleted_count)
+    }
 }
