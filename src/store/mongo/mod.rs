@@ -8,7 +8,7 @@
 //! | collection | `_id` | indexes |
 //! |---|---|---|
 //! | `users` | user id | unique `email` (partial: strings only), unique `username` |
-//! | `refresh_tokens` | jti | — |
+//! | `refresh_tokens` | jti | `expiresAt` (the hourly purge) |
 //! | `conversations` | conversation id | unique `directKey` (partial), `(memberIds, order desc)` for a user's list |
 //! | `messages` | message id | unique `(conversationId, seq)` for history, unique `(senderId, clientId)` (partial) for idempotency |
 //! | `read_markers` | driver-made | unique `(conversationId, userId)` |
@@ -20,7 +20,7 @@
 //! | `comments` | comment id | `(taskId, seq)` |
 //! | `notifications` | notification id | `(userId, seq desc)`, `(userId, read)` |
 //! | `files` | file id | — |
-//! | `download_tokens` | token hash | — |
+//! | `download_tokens` | token hash | `expiresAtMs` (the hourly purge) |
 //! | `upload_sessions` | driver-made | unique `(userId, uploadId)`, unique `(userId, slot)` (partial), `expiresAtMs` |
 //!
 //! The areas added later (workspaces, notifications, search, files, upload
@@ -374,19 +374,22 @@ impl MongoStore {
             ])
             .await
             .ctx("creating the upload_sessions indexes")?;
-        for name in [WORKSPACES, FILES, DOWNLOAD_TOKENS] {
+        for name in [WORKSPACES, FILES] {
             self.db
                 .create_collection(name)
                 .await
                 .or_else(ignore_namespace_exists)
                 .ctx(format!("creating the {name} collection"))?;
         }
-        // Refresh tokens are found by `_id` only; it is always indexed.
-        self.db
-            .create_collection(REFRESH_TOKENS)
+        // Tokens are found by `_id`; the expiry index serves the hourly purge.
+        self.download_tokens
+            .create_indexes([index(doc! { "expiresAtMs": 1 }, plain("token_expiry"))])
             .await
-            .or_else(ignore_namespace_exists)
-            .ctx("creating the refresh_tokens collection")?;
+            .ctx("creating the download_tokens indexes")?;
+        self.refresh_tokens
+            .create_indexes([index(doc! { "expiresAt": 1 }, plain("token_expiry"))])
+            .await
+            .ctx("creating the refresh_tokens indexes")?;
         Ok(())
     }
 
