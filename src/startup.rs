@@ -214,13 +214,18 @@ const EXPIRED_DOWNLOAD_TOKENS_KEPT: chrono::Duration = chrono::Duration::days(30
 /// refresh-token records past their expiry and the download tokens expired
 /// for [`EXPIRED_DOWNLOAD_TOKENS_KEPT`]: neither table grows for ever with
 /// every sign-in and every shared link. Every node sweeps; the deletes are
-/// idempotent.
-fn spawn_token_sweeper(store: Arc<dyn DocumentStore>) {
+/// idempotent. The sweeper holds the store only while it sweeps: once the
+/// node is gone, so is it (and the store closes, so a restarted node can
+/// open it again).
+fn spawn_token_sweeper(store: std::sync::Weak<dyn DocumentStore>) {
     actix_web::rt::spawn(async move {
         let mut tick = tokio::time::interval(TOKEN_SWEEP_INTERVAL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
+            let Some(store) = store.upgrade() else {
+                return;
+            };
             let now = chrono::Utc::now();
             match store.purge_refresh_tokens(now).await {
                 Ok(0) => {}
@@ -257,7 +262,7 @@ impl Application {
         let blobs = open_blobs(&settings)?;
         let redis = open_redis(&settings)?;
         let state = AppState::with_redis(settings.clone(), store, blobs, redis);
-        spawn_token_sweeper(state.store.clone());
+        spawn_token_sweeper(Arc::downgrade(&state.store));
         let engine = state.engine.clone();
         if let Some(conn) = &state.redis {
             crate::cluster::join(&settings, &engine, conn).await;
