@@ -571,13 +571,7 @@ pub async fn case_notifications(store: &dyn DocumentStore) {
         store.mark_all_notifications_read(&alice.id).await.unwrap(),
         2
     );
-    assert_eq!(store.unread_count(&alice.id).await.unwrap(), 0);
-    assert!(store
-        .notifications(&alice.id, true, None, 10)
-        .await
-        .unwrap()
-        .items
-        .is_empty());
+    assert_none_unread(store, &alice.id).await;
     assert!(store
         .notifications(&alice.id, false, None, 10)
         .await
@@ -585,6 +579,48 @@ pub async fn case_notifications(store: &dyn DocumentStore) {
         .items
         .iter()
         .all(|n| n.read));
+}
+
+/// The user has no unread notification, by count and by list.
+async fn assert_none_unread(store: &dyn DocumentStore, user: &UserId) {
+    assert_eq!(store.unread_count(user).await.unwrap(), 0);
+    assert!(store
+        .notifications(user, true, None, 10)
+        .await
+        .unwrap()
+        .items
+        .is_empty());
+}
+
+/// "Mark all read" marks every unread notification of the user however many
+/// there are (a store may do it in several writes: the embedded one in
+/// writes of 500), and no one else's.
+pub async fn case_mark_all_read_marks_many(store: &dyn DocumentStore) {
+    let alice = created_user(store, "ma").await;
+    let bob = created_user(store, "mb").await;
+    let note = |user: &UserId, i: usize| NewNotification {
+        user_id: user.clone(),
+        kind: "mention".into(),
+        title: format!("m{i}"),
+        body: "hello".into(),
+        link: "/tasks/1".into(),
+    };
+    let many = 601;
+    for i in 0..many {
+        store.create_notification(note(&alice.id, i)).await.unwrap();
+    }
+    store.create_notification(note(&bob.id, 0)).await.unwrap();
+    assert_eq!(store.unread_count(&alice.id).await.unwrap(), many as u64);
+    assert_eq!(
+        store.mark_all_notifications_read(&alice.id).await.unwrap(),
+        many as u64
+    );
+    assert_none_unread(store, &alice.id).await;
+    assert_eq!(store.unread_count(&bob.id).await.unwrap(), 1);
+    assert_eq!(
+        store.mark_all_notifications_read(&alice.id).await.unwrap(),
+        0
+    );
 }
 
 /// Search ranks by relevance within one workspace, tolerates one typo in a

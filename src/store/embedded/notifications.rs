@@ -20,6 +20,8 @@ pub(super) const USER_UNREAD: TableDefinition<(&str, u64), &str> =
     TableDefinition::new("user_unread_notifications");
 /// user id → number of unread notifications.
 pub(super) const UNREAD_COUNTS: TableDefinition<&str, u64> = TableDefinition::new("unread_counts");
+/// Notifications one write of "mark all read" marks at most.
+const READ_ALL_BATCH: usize = 500;
 
 /// Opens every table of this area.
 pub(super) fn create_tables(txn: &WriteTransaction) -> StoreResult<()> {
@@ -130,33 +132,52 @@ impl NotificationStore for EmbeddedStore {
         .await
     }
 
+    /// In writes of at most [`READ_ALL_BATCH`] notifications each, oldest
+    /// first, so a user with very many unread ones does not hold the writer
+    /// (and every other write) for one long transaction.
     async fn mark_all_notifications_read(&self, user: &UserId) -> StoreResult<u64> {
-        let user = user.clone();
-        self.write("mark_all_notifications_read", move |txn| {
-            let mut unread = txn.open_table(USER_UNREAD).ctx("open user_unread")?;
-            let mut t = txn.open_table(NOTIFICATIONS).ctx("open notifications")?;
-            let u = user.as_str();
-            let mut entries = Vec::new();
-            for entry in unread
-                .range((u, 0u64)..=(u, u64::MAX))
-                .ctx("scanning unread")?
-            {
-                let (k, v) = entry.ctx("reading unread")?;
-                entries.push((k.value().1, v.value().to_owned()));
+        let mut total = 0;
+        loop {
+            let user = user.clone();
+            let marked = self
+                .write("mark_all_notifications_read", move |txn| {
+                    let mut unread = txn.open_table(USER_UNREAD).ctx("open user_unread")?;
+                    let mut t = txn.open_table(NOTIFICATIONS).ctx("open notifications")?;
+                    let u = user.as_str();
+                    let mut entries = Vec::new();
+                    for entry in unread
+                        .range((u, 0u64)..=(u, u64::MAX))
+                        .ctx("scanning unread")?
+                        .take(READ_ALL_BATCH)
+                    {
+                        let (k, v) = entry.ctx("reading unread")?;
+                        entries.push((k.value().1, v.value().to_owned()));
+                    }
+                    for (seq, id) in &entries {
+                        if let Some(mut n) = get_json::<Notification>(&t, id)? {
+                            n.read = true;
+                            t.insert(id.as_str(), encode(&n)?.as_slice())
+                                .ctx("writing notification")?;
+                        }
+                        unread.remove((u, *seq)).ctx("removing unread index")?;
+                    }
+                    let mut counts = txn.open_table(UNREAD_COUNTS).ctx("open unread_counts")?;
+                    // The last write leaves none unread (later ones have
+                    // higher seqs and were in its range).
+                    let left = if entries.len() < READ_ALL_BATCH {
+                        0
+                    } else {
+                        count(&counts, u)?.saturating_sub(entries.len() as u64)
+                    };
+                    counts.insert(u, left).ctx("writing unread count")?;
+                    Ok(entries.len())
+                })
+                .await?;
+            total += marked as u64;
+            if marked < READ_ALL_BATCH {
+                return Ok(total);
             }
-            for (seq, id) in &entries {
-                if let Some(mut n) = get_json::<Notification>(&t, id)? {
-                    n.read = true;
-                    t.insert(id.as_str(), encode(&n)?.as_slice())
-                        .ctx("writing notification")?;
-                }
-                unread.remove((u, *seq)).ctx("removing unread index")?;
-            }
-            let mut counts = txn.open_table(UNREAD_COUNTS).ctx("open unread_counts")?;
-            counts.insert(u, 0).ctx("writing unread count")?;
-            Ok(entries.len() as u64)
-        })
-        .await
+        }
     }
 
     async fn unread_count(&self, user: &UserId) -> StoreResult<u64> {
