@@ -201,6 +201,14 @@ pub trait Namespace: Send + Sync + 'static {
         Ok(())
     }
 
+    /// The rooms, of those a recovered socket of `user` was in, that it may
+    /// rejoin now; asked before the socket joins any of them, so nothing
+    /// from a room it may no longer be in reaches it. All of them unless a
+    /// namespace says otherwise.
+    async fn restorable_rooms(&self, _user: &UserId, rooms: Vec<RoomName>) -> Vec<RoomName> {
+        rooms
+    }
+
     /// Handles one event. Events of one connection are handled one at a time,
     /// in arrival order (but see [`runs_beside`](Self::runs_beside)).
     async fn on_event(&self, socket: &Socket, event: IncomingEvent) -> Result<Reply, EventError>;

@@ -10,7 +10,7 @@
 
 use crate::collab::Collab;
 use crate::events::{project_room, task_room, workspace_room};
-use crate::ids::{ProjectId, RoomName, TaskId, WorkspaceId};
+use crate::ids::{ProjectId, RoomName, TaskId, UserId, WorkspaceId};
 use crate::namespace::{DisconnectReason, EventError, IncomingEvent, Namespace, Reply, Socket};
 use crate::store::prelude::*;
 use async_trait::async_trait;
@@ -228,27 +228,34 @@ impl RootNamespace {
         Ok(rooms)
     }
 
-    /// Keeps a recovered socket in the workspace, project and task rooms it
-    /// came back with only as far as its user may still be in them (a
-    /// member removed while away, or a task deleted meanwhile, is not), and
-    /// tracks those it keeps as a join does, so a later removal takes the
-    /// socket out of them. Checked twice around the tracking, as a join is.
+    /// A workspace, project or task room with its workspace, when `user`
+    /// may be in it: a member of the workspace, its project or task still
+    /// there. `None` otherwise (a store error included: the room is left,
+    /// the client may join again).
+    async fn allowed(&self, user: &UserId, room: &RoomName) -> Option<(RoomName, WorkspaceId)> {
+        let r = RoomsRef::of_room(room)?;
+        let (room, ws) = self.resolve(&r).await.ok()?.pop()?;
+        match self.collab.authorize(&ws, user).await {
+            Ok(Some(_)) => Some((room, ws)),
+            _ => None,
+        }
+    }
+
+    /// Tracks the workspace, project and task rooms a recovered socket came
+    /// back with, as a join does, so a later removal takes the socket out of
+    /// them; they were checked before the socket rejoined them
+    /// ([`Namespace::restorable_rooms`]), and are checked again after the
+    /// tracking, as a join's are, for a removal in between.
     async fn readmit(&self, socket: &Socket, restored: Vec<RoomName>) {
         let mut kept: Vec<(RoomName, WorkspaceId)> = Vec::new();
         let mut dropped: Vec<RoomName> = Vec::new();
         for room in restored {
-            let Some(r) = RoomsRef::of_room(&room) else {
+            if RoomsRef::of_room(&room).is_none() {
                 continue;
-            };
-            let target = match self.resolve(&r).await {
-                Ok(mut targets) => targets.pop(),
-                Err(_) => None,
-            };
-            match target {
-                Some((room, ws)) if self.require_member(socket, &ws).await.is_ok() => {
-                    kept.push((room, ws))
-                }
-                _ => dropped.push(room),
+            }
+            match self.allowed(socket.user_id(), &room).await {
+                Some(target) => kept.push(target),
+                None => dropped.push(room),
             }
         }
         self.collab.track(socket, &kept);
@@ -353,6 +360,16 @@ impl Namespace for RootNamespace {
             self.readmit(socket, restored).await;
         }
         Ok(())
+    }
+
+    async fn restorable_rooms(&self, user: &UserId, rooms: Vec<RoomName>) -> Vec<RoomName> {
+        let mut kept = Vec::with_capacity(rooms.len());
+        for room in rooms {
+            if RoomsRef::of_room(&room).is_none() || self.allowed(user, &room).await.is_some() {
+                kept.push(room);
+            }
+        }
+        kept
     }
 
     async fn on_event(&self, socket: &Socket, event: IncomingEvent) -> Result<Reply, EventError> {

@@ -188,10 +188,19 @@ impl Connection {
         };
         let user = admitted.identity.user_id.clone();
         let ns = admitted.nsp.clone();
+        let namespace = admitted.namespace.clone();
         let restore = async move {
-            log.restore(&pid, &user, &ns, offset)
-                .await
-                .map(|(snap, missed)| (pid, snap, missed, offset))
+            let (mut snap, mut missed) = log.restore(&pid, &user, &ns, offset).await?;
+            // Only the rooms the user may still be in are joined again. When
+            // some are not, what was collected from all of them is not
+            // replayed: the collection made once the socket is in its rooms
+            // covers the rest from the same offset.
+            let remembered = snap.rooms.len();
+            snap.rooms = namespace.restorable_rooms(&user, snap.rooms).await;
+            if snap.rooms.len() < remembered {
+                missed.clear();
+            }
+            Some((pid, snap, missed, offset))
         };
         ctx.spawn(
             restore
