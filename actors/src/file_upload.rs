@@ -203,8 +203,25 @@ impl FileUploadNamespace {
         }
     }
 
-    /// Deletes an expired session and its parts; whether both went.
+    /// Deletes an expired session and its parts; whether they are gone.
     async fn discard_expired(&self, session: &UploadSession) -> bool {
+        // The id may have been initiated afresh since `session` was read (on
+        // another device, or after the sweeper listed it): only that very
+        // session goes, never the one that replaced it (whose initiation
+        // deleted the old parts already).
+        match self
+            .deps
+            .sessions
+            .upload_session(&session.user_id, &session.upload_id)
+            .await
+        {
+            Ok(Some(current)) if current.session_id == session.session_id => {}
+            Ok(_) => return true,
+            Err(e) => {
+                log::error!("reading expired upload {}: {e}", session.session_id);
+                return false;
+            }
+        }
         self.stop_actor(&session.user_id, &session.upload_id);
         if let Err(e) = self.deps.blobs.delete_parts(&session.session_id).await {
             log::error!(
