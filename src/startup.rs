@@ -219,7 +219,9 @@ const EXPIRED_DOWNLOAD_TOKENS_KEPT: chrono::Duration = chrono::Duration::days(30
 /// open it again).
 fn spawn_token_sweeper(store: std::sync::Weak<dyn DocumentStore>) {
     actix_web::rt::spawn(async move {
-        let mut tick = tokio::time::interval(TOKEN_SWEEP_INTERVAL);
+        // The first sweep a minute after start, not during it.
+        let first = tokio::time::Instant::now() + Duration::from_secs(60);
+        let mut tick = tokio::time::interval_at(first, TOKEN_SWEEP_INTERVAL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;

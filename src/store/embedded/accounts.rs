@@ -97,14 +97,11 @@ impl AccountStore for EmbeddedStore {
     }
 
     async fn purge_refresh_tokens(&self, expired_before: DateTime<Utc>) -> StoreResult<u64> {
-        self.write("purge_refresh_tokens", move |txn| {
-            let mut tokens = txn.open_table(REFRESH_TOKENS).ctx("open refresh_tokens")?;
-            purge_json(
-                &mut tokens,
-                "purging refresh tokens",
-                |r: &RefreshTokenRecord| r.expires_at < expired_before,
-            )
-        })
+        self.purge_json(
+            "purging refresh tokens",
+            REFRESH_TOKENS,
+            move |r: &RefreshTokenRecord| r.expires_at < expired_before,
+        )
         .await
     }
 }

@@ -172,16 +172,11 @@ impl FileStore for EmbeddedStore {
     }
 
     async fn purge_download_tokens(&self, expired_before: DateTime<Utc>) -> StoreResult<u64> {
-        self.write("purge_download_tokens", move |txn| {
-            let mut tokens = txn
-                .open_table(DOWNLOAD_TOKENS)
-                .ctx("open download_tokens")?;
-            purge_json(
-                &mut tokens,
-                "purging download tokens",
-                |t: &DownloadToken| t.expires_at < expired_before,
-            )
-        })
+        self.purge_json(
+            "purging download tokens",
+            DOWNLOAD_TOKENS,
+            move |t: &DownloadToken| t.expires_at < expired_before,
+        )
         .await
     }
 }

@@ -324,24 +324,60 @@ pub(super) fn get_json<T: DeserializeOwned>(
     }
 }
 
-/// Deletes the JSON records of `table` that `expired` picks; how many went.
-/// A full scan, for the token tables an hourly sweep goes over.
-pub(super) fn purge_json<T: DeserializeOwned>(
-    table: &mut redb::Table<'_, &'static str, &'static [u8]>,
-    what: &'static str,
-    expired: impl Fn(&T) -> bool,
-) -> StoreResult<u64> {
-    let mut keys = Vec::new();
-    for row in table.iter().ctx(what)? {
-        let (key, value) = row.ctx(what)?;
-        if expired(&decode::<T>(value.value())?) {
-            keys.push(key.value().to_owned());
+/// Keys deleted in one write at most when purging, so a backlog never
+/// holds the writer (and every other write) long.
+const PURGE_BATCH: usize = 1000;
+
+impl EmbeddedStore {
+    /// Deletes the JSON records of `table` that `expired` picks: found in a
+    /// read transaction (a full scan, for the token tables an hourly sweep
+    /// goes over; a record that cannot be read is logged and left), then
+    /// removed in writes of at most [`PURGE_BATCH`]. How many went.
+    pub(super) async fn purge_json<T, E>(
+        &self,
+        what: &'static str,
+        table: TableDefinition<'static, &'static str, &'static [u8]>,
+        expired: E,
+    ) -> StoreResult<u64>
+    where
+        T: DeserializeOwned + 'static,
+        E: Fn(&T) -> bool + Send + 'static,
+    {
+        let keys = self
+            .read(what, move |txn| {
+                let t = txn.open_table(table).ctx(what)?;
+                let mut keys = Vec::new();
+                for row in t.iter().ctx(what)? {
+                    let (key, value) = row.ctx(what)?;
+                    match decode::<T>(value.value()) {
+                        Ok(record) if expired(&record) => keys.push(key.value().to_owned()),
+                        Ok(_) => {}
+                        Err(e) => {
+                            log::warn!("{what}: left record {} it cannot read: {e}", key.value())
+                        }
+                    }
+                }
+                Ok(keys)
+            })
+            .await?;
+        let mut purged = 0;
+        for batch in keys.chunks(PURGE_BATCH) {
+            let batch = batch.to_vec();
+            purged += self
+                .write(what, move |txn| {
+                    let mut t = txn.open_table(table).ctx(what)?;
+                    let mut removed = 0u64;
+                    for key in &batch {
+                        if t.remove(key.as_str()).ctx(what)?.is_some() {
+                            removed += 1;
+                        }
+                    }
+                    Ok(removed)
+                })
+                .await?;
         }
+        Ok(purged)
     }
-    for key in &keys {
-        table.remove(key.as_str()).ctx(what)?;
-    }
-    Ok(keys.len() as u64)
 }
 
 /// Reads the id stored under `key` in a string → string index table.
