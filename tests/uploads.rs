@@ -745,30 +745,33 @@ async fn download_tokens_refuse_out_of_range_lifetimes_and_expire() {
 async fn a_multipart_body_cannot_go_on_with_small_fields() {
     let app = spawn_app(&[]).await;
     let ann = app.register("Ann").await;
-    // 200 fields of 1 KiB before the file: each small, together past the
-    // 64 KiB the fields other than the file may take.
-    let boundary = BOUNDARY;
-    let mut body = Vec::new();
-    for i in 0..200 {
-        body.extend_from_slice(
-            format!("--{boundary}\r\nContent-Disposition: form-data; name=\"f{i}\"\r\n\r\n")
-                .as_bytes(),
+    // Before the file: 200 fields of 1 KiB (each small, together past the
+    // 64 KiB the other fields may take), or 300 empty ones (each counts its
+    // headers).
+    for (fields, size) in [(200, 1024), (300, 0)] {
+        let boundary = BOUNDARY;
+        let mut body = Vec::new();
+        for i in 0..fields {
+            body.extend_from_slice(
+                format!("--{boundary}\r\nContent-Disposition: form-data; name=\"f{i}\"\r\n\r\n")
+                    .as_bytes(),
+            );
+            body.extend(std::iter::repeat_n(b'x', size));
+            body.extend_from_slice(b"\r\n");
+        }
+        let (_, file) = multipart("a.pdf", "application/pdf", &pdf_bytes(1000));
+        body.extend_from_slice(&file);
+        let (status, answer) = app
+            .post_form("/api/v1/uploads", &ann.token, boundary, body)
+            .await;
+        assert_eq!(status, 400, "{fields} fields of {size} bytes: {answer}");
+        assert_eq!(answer["error"]["code"], "bad_request", "{answer}");
+        assert!(
+            answer["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("only the file field"),
+            "{answer}"
         );
-        body.extend_from_slice(&[b'x'; 1024]);
-        body.extend_from_slice(b"\r\n");
     }
-    let (_, file) = multipart("a.pdf", "application/pdf", &pdf_bytes(1000));
-    body.extend_from_slice(&file);
-    let (status, answer) = app
-        .post_form("/api/v1/uploads", &ann.token, boundary, body)
-        .await;
-    assert_eq!(status, 400);
-    assert_eq!(answer["error"]["code"], "bad_request", "{answer}");
-    assert!(
-        answer["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("only the file field"),
-        "{answer}"
-    );
 }

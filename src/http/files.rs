@@ -34,6 +34,9 @@ use serde_json::json;
 pub const PART_SIZE: usize = 64 * 1024;
 /// Room for the multipart framing around the file.
 const MULTIPART_OVERHEAD: u64 = 64 * 1024;
+/// What a field other than the file counts toward [`MULTIPART_OVERHEAD`]
+/// besides its bytes (its part headers).
+const FIELD_COST: u64 = 256;
 /// Longest a download token may live, in seconds.
 pub const MAX_TOKEN_TTL_SECS: u64 = 86_400;
 /// Token lifetime when the client names none, in seconds.
@@ -143,6 +146,13 @@ pub async fn receive_file(
     let mut others = 0u64;
     while let Some(mut field) = form.try_next().await.map_err(bad)? {
         if field.name() != Some("file") {
+            // Each field counts its headers too, so empty ones add up.
+            others += FIELD_COST;
+            if others > MULTIPART_OVERHEAD {
+                return Err(ApiError::BadRequest(
+                    "only the file field may be large".to_owned(),
+                ));
+            }
             while let Some(piece) = field.try_next().await.map_err(bad)? {
                 others += piece.len() as u64;
                 if others > MULTIPART_OVERHEAD {
