@@ -20,7 +20,7 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
 use actix_web::{web, HttpMessage, ResponseError};
 use async_trait::async_trait;
-use huddle_actors::engine::HandshakeGate;
+use huddle_actors::engine::{HandshakeGate, HandshakeRefused};
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
@@ -311,7 +311,7 @@ impl HandshakeGate for HandshakeLimit {
         &self,
         peer: Option<SocketAddr>,
         forwarded_for: Option<&str>,
-    ) -> Result<(), Duration> {
+    ) -> Result<(), HandshakeRefused> {
         if self.per_minute == 0 {
             return Ok(());
         }
@@ -320,10 +320,14 @@ impl HandshakeGate for HandshakeLimit {
             .filter(|_| self.trust_proxy_headers)
             .and_then(|f| f.split(',').next())
             .and_then(parse_ip);
-        let ip = forwarded.or_else(|| peer.map(|p| p.ip()));
+        let client = ip_key(forwarded.or_else(|| peer.map(|p| p.ip())));
         self.limiter
-            .hit(&format!("hs:ip:{}", ip_key(ip)), self.per_minute, MINUTE)
+            .hit(&format!("hs:ip:{client}"), self.per_minute, MINUTE)
             .await
+            .map_err(|retry_after| HandshakeRefused {
+                retry_after,
+                client,
+            })
     }
 }
 

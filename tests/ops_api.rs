@@ -457,14 +457,24 @@ async fn new_connections_are_limited_per_client_address() {
         Err(e) => panic!("expected 429, got {e}"),
         Ok(_) => panic!("the WebSocket handshake was let in"),
     }
-    // The sessions already open go on: a poll of each answers.
+    // The sessions already open go on: each takes a CONNECT to `/` (without
+    // a token) and its poll brings the answer.
     for sid in &sids {
+        let url = app.url(&format!("/socket.io/?EIO=4&transport=polling&sid={sid}"));
         let res = awc::Client::default()
-            .post(app.url(&format!("/socket.io/?EIO=4&transport=polling&sid={sid}")))
-            .send_body("6")
+            .post(&url)
+            .send_body("40")
             .await
             .unwrap();
         assert_eq!(res.status().as_u16(), 200);
+        let mut res = awc::Client::default().get(&url).send().await.unwrap();
+        assert_eq!(res.status().as_u16(), 200);
+        let body = res.body().await.unwrap();
+        assert!(
+            body.starts_with(b"44{"),
+            "{:?}",
+            String::from_utf8_lossy(&body)
+        );
     }
     let (_, samples) = scrape(&app).await;
     assert_eq!(samples["huddle_handshakes_limited_total"], 3.0);

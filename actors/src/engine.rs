@@ -80,14 +80,23 @@ pub trait UserPresence: Send + Sync + 'static {
 /// (long-polling or WebSocket); a session's later requests are not asked.
 #[async_trait::async_trait]
 pub trait HandshakeGate: Send + Sync + 'static {
-    /// `Err(retry_after)` refuses the handshake of a client connected from
+    /// Refuses, or lets through, the handshake of a client connected from
     /// `peer` whose request carried `forwarded_for` (its `X-Forwarded-For`,
     /// for a server behind a trusted proxy).
     async fn admit(
         &self,
         peer: Option<std::net::SocketAddr>,
         forwarded_for: Option<&str>,
-    ) -> Result<(), Duration>;
+    ) -> Result<(), HandshakeRefused>;
+}
+
+/// A handshake the [`HandshakeGate`] refused.
+#[derive(Debug, Clone)]
+pub struct HandshakeRefused {
+    /// When one would be let through.
+    pub retry_after: Duration,
+    /// The client address the limit counted (for the log).
+    pub client: String,
 }
 
 /// Handles Engine.IO messages directly, without Socket.IO on top (the
@@ -439,19 +448,16 @@ impl Engine {
         forwarded_for: Option<&str>,
     ) -> Option<Duration> {
         let gate = self.inner.handshake_gate.as_ref()?;
-        let retry = gate.admit(peer, forwarded_for).await.err()?;
+        let refusal = gate.admit(peer, forwarded_for).await.err()?;
         let refused = self.inner.metrics.handshake_limited();
         if refused == 1 || refused.is_multiple_of(1000) {
             log::warn!(
                 "new connection refused: too many handshakes from {} \
                  (rate_limits.socket_handshakes_ip_per_minute; {refused} refused since start)",
-                forwarded_for
-                    .map(str::to_owned)
-                    .or_else(|| peer.map(|p| p.ip().to_string()))
-                    .unwrap_or_else(|| "an unknown address".into())
+                refusal.client
             );
         }
-        Some(retry)
+        Some(refusal.retry_after)
     }
 
     /// Runs, on the current arbiter, work a closed connection leaves behind
