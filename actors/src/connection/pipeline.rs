@@ -171,7 +171,8 @@ impl Connection {
                 &[],
             ),
         };
-        // Control bypass: a refusal must not itself trip the bound.
+        // A control packet: a refusal still goes out when the queue is at its
+        // bound (up to the outbox's headroom; past it the client is closed).
         self.outbox.push_control(out);
     }
 

@@ -13,8 +13,10 @@
 //! `EngineConfig::write_through`), so the writer is neither woken nor polled.
 //! The queue is bounded in packets: a client that does not drain fast enough
 //! is reported as too slow (to the connection, by the outbox itself), and
-//! the connection closes it rather than buffering without limit. Control packets (pings,
-//! close) bypass the bound, so a full queue never prevents a clean close.
+//! the connection closes it rather than buffering without limit. Control
+//! packets (pongs, refusals, CONNECT answers) may go [`CONTROL_HEADROOM`]
+//! past the bound, so a full queue still answers; the close is a flag, not a
+//! packet, so a full queue never prevents a clean close.
 //!
 //! The queue and its API are here; writing through to the socket is in
 //! `write_through`, the WebSocket writer's side of the queue in `ws_body`.
