@@ -132,7 +132,7 @@ impl NotificationStore for EmbeddedStore {
         .await
     }
 
-    /// In writes of at most [`READ_ALL_BATCH`] notifications each, oldest
+    /// In writes of at most `READ_ALL_BATCH` notifications each, oldest
     /// first, so a user with very many unread ones does not hold the writer
     /// (and every other write) for one long transaction.
     async fn mark_all_notifications_read(&self, user: &UserId) -> StoreResult<u64> {
