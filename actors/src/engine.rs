@@ -441,13 +441,14 @@ impl Engine {
     }
 
     /// `Some(retry_after)` when the handshake gate refuses a new session for
-    /// a client at `peer` (with `forwarded_for`, its `X-Forwarded-For`).
+    /// a client at `peer` whose request carried `headers`.
     pub(crate) async fn handshake_refused(
         &self,
         peer: Option<std::net::SocketAddr>,
-        forwarded_for: Option<&str>,
+        headers: &actix_http::header::HeaderMap,
     ) -> Option<Duration> {
         let gate = self.inner.handshake_gate.as_ref()?;
+        let forwarded_for = headers.get("x-forwarded-for").and_then(|v| v.to_str().ok());
         let refusal = gate.admit(peer, forwarded_for).await.err()?;
         let refused = self.inner.metrics.handshake_limited();
         if refused == 1 || refused.is_multiple_of(1000) {

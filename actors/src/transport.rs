@@ -186,12 +186,8 @@ async fn handle_get(req: HttpRequest, engine: web::Data<Engine>) -> HttpResponse
                     None => res.finish(),
                 };
             }
-            let forwarded_for = req
-                .headers()
-                .get("x-forwarded-for")
-                .and_then(|v| v.to_str().ok());
             if let Some(retry) = engine
-                .handshake_refused(req.peer_addr(), forwarded_for)
+                .handshake_refused(req.peer_addr(), req.headers())
                 .await
             {
                 return HttpResponse::TooManyRequests()

@@ -123,13 +123,8 @@ pub async fn upgrade(
             if let Some(refusal) = engine.session_refusal() {
                 return respond(&mut framed, StatusCode::SERVICE_UNAVAILABLE, refusal.body()).await;
             }
-            let forwarded_for = req
-                .head()
-                .headers
-                .get("x-forwarded-for")
-                .and_then(|v| v.to_str().ok());
             if let Some(retry) = engine
-                .handshake_refused(req.peer_addr(), forwarded_for)
+                .handshake_refused(req.peer_addr(), &req.head().headers)
                 .await
             {
                 return respond_with(
