@@ -250,10 +250,12 @@ impl RootNamespace {
         let mut kept: Vec<(RoomName, WorkspaceId)> = Vec::new();
         let mut dropped: Vec<RoomName> = Vec::new();
         for room in restored {
-            if RoomsRef::of_room(&room).is_none() {
+            let Some(r) = RoomsRef::of_room(&room) else {
                 continue;
-            }
-            match self.allowed(socket.user_id(), &room).await {
+            };
+            // Membership was checked before the socket rejoined: here only
+            // the workspace is needed to track the room.
+            match self.resolve(&r).await.ok().and_then(|mut t| t.pop()) {
                 Some(target) => kept.push(target),
                 None => dropped.push(room),
             }
