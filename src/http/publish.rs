@@ -16,7 +16,7 @@
 //!   field: the namespace must be served here; 1 to [`MAX_ROOMS`] rooms of 1
 //!   to [`MAX_ROOM_LEN`] bytes without control characters; an event name of
 //!   1 to [`MAX_EVENT_LEN`] bytes without control characters that is not
-//!   reserved ([`RESERVED_EVENTS`]: Socket.IO's own, and `error`, which
+//!   reserved ([`reserved_event`]: Socket.IO's own, and `error`, which
 //!   clients read as the server's answer to a bad event); `data` present (any
 //!   JSON, `null` included); no other fields. The body is JSON of at most
 //!   64 KiB (413 above), so a packet always fits clients' `maxPayload`.
@@ -26,6 +26,7 @@ use crate::state::AppState;
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use huddle_actors::ids::RoomName;
+use huddle_actors::protocol::socketio;
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 
@@ -35,17 +36,12 @@ pub const MAX_ROOMS: usize = 100;
 pub const MAX_ROOM_LEN: usize = 256;
 /// Longest event name, in bytes.
 pub const MAX_EVENT_LEN: usize = 128;
-/// Event names a publish may not use: the client library reserves the
-/// first six, and `error` means the server refused what a client sent.
-pub const RESERVED_EVENTS: &[&str] = &[
-    "connect",
-    "connect_error",
-    "disconnect",
-    "disconnecting",
-    "newListener",
-    "removeListener",
-    "error",
-];
+/// Whether a publish may not use `event`: the names the client library
+/// reserves ([`socketio::RESERVED_EVENTS`]), and `error`, which means the
+/// server refused what a client sent.
+pub fn reserved_event(event: &str) -> bool {
+    event == "error" || socketio::RESERVED_EVENTS.contains(&event)
+}
 
 /// Whether `presented` is one of `keys`. Every key is compared (no early
 /// exit), each by its SHA-256 and without branching on bytes, so the time
@@ -126,7 +122,7 @@ fn parse(body: &[u8]) -> Result<Publish, ApiError> {
         None => return Err(bad("event is required")),
     };
     check_name("event", &event, MAX_EVENT_LEN)?;
-    if RESERVED_EVENTS.contains(&event.as_str()) {
+    if reserved_event(&event) {
         return Err(bad(format!("event \"{event}\" is reserved")));
     }
     let data = obj.remove("data").ok_or_else(|| bad("data is required"))?;
