@@ -61,6 +61,20 @@ async fn task(app: &TestApp, project: &str, by: &TestUser, body: Value) -> Value
     b
 }
 
+/// Alice's new workspace with the users named in `members` added in their
+/// roles: Alice, them (in order), and the workspace id.
+async fn team(app: &TestApp, members: &[(&str, &str)]) -> (TestUser, Vec<TestUser>, String) {
+    let alice = app.register("Alice").await;
+    let ws = workspace(app, &alice).await;
+    let mut users = Vec::new();
+    for (name, role) in members {
+        let user = app.register(name).await;
+        add(app, &ws, &alice, &user, role).await;
+        users.push(user);
+    }
+    (alice, users, ws)
+}
+
 async fn join(c: &mut SioClient, id: u64, rooms: Value) -> Value {
     c.emit_ack("/", id, "room:join", rooms).await
 }
@@ -68,13 +82,9 @@ async fn join(c: &mut SioClient, id: u64, rooms: Value) -> Value {
 #[actix_web::test]
 async fn task_and_comment_events_reach_their_rooms_only() {
     let app = spawn_app(&[]).await;
-    let alice = app.register("Alice").await;
-    let bob = app.register("Bob").await;
-    let dave = app.register("Dave").await;
+    let (alice, members, ws) = team(&app, &[("Bob", "member"), ("Dave", "member")]).await;
+    let [bob, dave] = <[TestUser; 2]>::try_from(members).unwrap_or_else(|_| unreachable!());
     let carol = app.register("Carol").await;
-    let ws = workspace(&app, &alice).await;
-    add(&app, &ws, &alice, &bob, "member").await;
-    add(&app, &ws, &alice, &dave, "member").await;
     let p1 = project(&app, &ws, &alice).await;
     let p2 = project(&app, &ws, &alice).await;
 
@@ -524,12 +534,8 @@ async fn task_lists_filter_by_status_and_assignee_and_page_by_cursor() {
     // the last page — also when that page is exactly full, so a walk never
     // ends on an empty page.
     let app = spawn_app(&[]).await;
-    let alice = app.register("Alice").await;
-    let bob = app.register("Bob").await;
-    let carol = app.register("Carol").await;
-    let ws = workspace(&app, &alice).await;
-    add(&app, &ws, &alice, &bob, "member").await;
-    add(&app, &ws, &alice, &carol, "viewer").await;
+    let (alice, members, ws) = team(&app, &[("Bob", "member"), ("Carol", "viewer")]).await;
+    let [bob, carol] = <[TestUser; 2]>::try_from(members).unwrap_or_else(|_| unreachable!());
     let p = project(&app, &ws, &alice).await;
     let other = project(&app, &ws, &alice).await;
 
