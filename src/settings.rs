@@ -341,6 +341,9 @@ pub struct CollabSettings {
     pub offline_grace_ms: u64,
     /// A workspace actor stops after this long without use.
     pub workspace_idle_ms: u64,
+    /// Notifications kept per user; a new one past it deletes the user's
+    /// oldest (0: no limit).
+    pub notifications_kept_per_user: u64,
 }
 
 /// `[rate_limits]`: sliding-window limits; 0 turns one off.

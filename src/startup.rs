@@ -64,6 +64,8 @@ pub fn collab_config(settings: &Settings) -> CollabConfig {
         typing_timeout: Duration::from_millis(settings.chat.typing_timeout_ms),
         offline_grace: Duration::from_millis(settings.collab.offline_grace_ms),
         workspace_idle: Duration::from_millis(settings.collab.workspace_idle_ms),
+        notifications_kept: usize::try_from(settings.collab.notifications_kept_per_user)
+            .unwrap_or(usize::MAX),
     }
 }
 

@@ -40,6 +40,9 @@ pub struct CollabConfig {
     pub offline_grace: Duration,
     /// A workspace actor stops after this long without messages.
     pub workspace_idle: Duration,
+    /// Notifications kept per user: making one past it deletes the user's
+    /// oldest (0: no limit).
+    pub notifications_kept: usize,
 }
 
 impl Default for CollabConfig {
@@ -48,6 +51,7 @@ impl Default for CollabConfig {
             typing_timeout: Duration::from_secs(5),
             offline_grace: Duration::from_secs(5),
             workspace_idle: Duration::from_secs(300),
+            notifications_kept: 1000,
         }
     }
 }
@@ -595,11 +599,15 @@ impl Collab {
 
     // ---- notifications ----
 
-    /// Stores a notification and pushes it as `notification` to every
-    /// device of the user (room `user:{id}` of `/`).
+    /// Stores a notification (the user's oldest beyond
+    /// [`CollabConfig::notifications_kept`] go) and pushes it as
+    /// `notification` to every device of the user (room `user:{id}` of `/`).
     pub async fn notify(&self, new: NewNotification) -> StoreResult<Notification> {
         let user = new.user_id.clone();
-        let (n, unread) = self.store.create_notification(new).await?;
+        let (n, unread) = self
+            .store
+            .create_notification(new, self.config.notifications_kept)
+            .await?;
         if let Some(engine) = self.engine() {
             let mut payload = wire::notification(&n);
             payload["unreadCount"] = json!(unread);

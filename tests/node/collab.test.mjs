@@ -642,6 +642,36 @@ async function notificationCounts(recs, want) {
   }
 }
 
+test("a user keeps the newest collab.notifications_kept_per_user notifications: older ones go, read or not, and unreadCount follows", T, () =>
+  withServer({ env: { HUDDLE__COLLAB__NOTIFICATIONS_KEPT_PER_USER: "3" } }, async (server) => {
+    const { owner: ann, ws, members: [bob] } = await team(server, "Ann", ["Bob"]);
+    const p = await project(server, ws, ann);
+    const b = await rootSocket(server, bob);
+    const tasks = [];
+    for (let i = 1; i <= 2; i++) {
+      tasks.push(await createTask(server, p, ann, { title: `T${i}`, assigneeId: bob.id }));
+    }
+    await b.rec.count("notification", 2);
+    // Bob reads the first one.
+    const first = b.rec.payloads("notification")[0];
+    await call(server, bob, "POST", `/notifications/${first.id}/read`, {}, 200);
+    for (let i = 3; i <= 5; i++) {
+      tasks.push(await createTask(server, p, ann, { title: `T${i}`, assigneeId: bob.id }));
+    }
+    await b.rec.count("notification", 5);
+    // T3: three kept, none goes; T4: T1 (read) goes; T5: T2 (unread) goes.
+    assert.deepEqual(b.rec.payloads("notification").map((n) => n.unreadCount), [1, 2, 2, 3, 3]);
+    const all = await call(server, bob, "GET", "/notifications", undefined, 200);
+    assert.deepEqual(all.items.map((n) => n.link), tasks.slice(2).reverse().map((t) => `/tasks/${t.id}`));
+    assert.equal(all.unreadCount, 3);
+    const second = b.rec.payloads("notification")[1];
+    const gone = await api.request(server.url, "POST", `/api/v1/notifications/${second.id}/read`, { token: bob.token, body: {} });
+    assert.equal(gone.status, 404);
+    // Ann's own list is hers: nothing of Bob's limit touches it.
+    const annList = await call(server, ann, "GET", "/notifications", undefined, 200);
+    assert.deepEqual(annList.items, []);
+  }));
+
 test("notifications: a PATCH that reassigns tells the new assignee; a comment tells the assignee and the creator; never your own actions; reading lowers unreadCount", T, () =>
   withServer(async (server) => {
     const { owner: ann, members: [bob, cy, dee], ws } = await team(server, "Ann", ["Bob", "Cy", "Dee"]);

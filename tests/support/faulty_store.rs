@@ -335,8 +335,12 @@ impl WorkspaceStore for FaultyStore {
 
 #[async_trait]
 impl NotificationStore for FaultyStore {
-    async fn create_notification(&self, new: NewNotification) -> StoreResult<(Notification, u64)> {
-        self.check()?.create_notification(new).await
+    async fn create_notification(
+        &self,
+        new: NewNotification,
+        keep: usize,
+    ) -> StoreResult<(Notification, u64)> {
+        self.check()?.create_notification(new, keep).await
     }
     async fn notifications(
         &self,

@@ -8,9 +8,16 @@ use async_trait::async_trait;
 /// A user's notifications.
 #[async_trait]
 pub trait NotificationStore: Send + Sync + 'static {
-    /// Stores an unread notification; returns it with the user's unread
-    /// count including it.
-    async fn create_notification(&self, new: NewNotification) -> StoreResult<(Notification, u64)>;
+    /// Stores an unread notification, then deletes the user's oldest
+    /// notifications beyond the newest `keep` (read or not; 0 keeps them
+    /// all), so what anyone can make for a user stays bounded. Returns it
+    /// with the user's unread count, which includes it and no longer counts
+    /// the deleted ones.
+    async fn create_notification(
+        &self,
+        new: NewNotification,
+        keep: usize,
+    ) -> StoreResult<(Notification, u64)>;
     /// The user's notifications, newest first; only unread ones when
     /// `unread_only`.
     async fn notifications(

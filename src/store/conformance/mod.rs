@@ -80,6 +80,7 @@ macro_rules! for_each_conformance_case {
             case_comments,
             case_notifications,
             case_mark_all_read_marks_many,
+            case_notifications_beyond_kept_go,
             case_search_tasks,
             case_search_short_words_are_exact,
             case_search_pages,

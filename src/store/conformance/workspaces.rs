@@ -502,6 +502,17 @@ pub async fn case_comments(store: &dyn DocumentStore) {
     ));
 }
 
+/// A mention notification for `user` titled `title`.
+fn mention(user: &UserId, title: String) -> NewNotification {
+    NewNotification {
+        user_id: user.clone(),
+        kind: "mention".into(),
+        title,
+        body: "hello".into(),
+        link: "/tasks/1".into(),
+    }
+}
+
 /// Notifications: unread count follows creation, read and read-all; lists
 /// are newest first and per user.
 pub async fn case_notifications(store: &dyn DocumentStore) {
@@ -510,13 +521,7 @@ pub async fn case_notifications(store: &dyn DocumentStore) {
     let mut ids = Vec::new();
     for i in 1..=3u64 {
         let (n, unread) = store
-            .create_notification(NewNotification {
-                user_id: alice.id.clone(),
-                kind: "mention".into(),
-                title: format!("n{i}"),
-                body: "hello".into(),
-                link: "/tasks/1".into(),
-            })
+            .create_notification(mention(&alice.id, format!("n{i}")), 0)
             .await
             .unwrap();
         assert!(!n.read);
@@ -598,18 +603,18 @@ async fn assert_none_unread(store: &dyn DocumentStore, user: &UserId) {
 pub async fn case_mark_all_read_marks_many(store: &dyn DocumentStore) {
     let alice = created_user(store, "ma").await;
     let bob = created_user(store, "mb").await;
-    let note = |user: &UserId, i: usize| NewNotification {
-        user_id: user.clone(),
-        kind: "mention".into(),
-        title: format!("m{i}"),
-        body: "hello".into(),
-        link: "/tasks/1".into(),
-    };
+    let note = |user: &UserId, i: usize| mention(user, format!("m{i}"));
     let many = 601;
     for i in 0..many {
-        store.create_notification(note(&alice.id, i)).await.unwrap();
+        store
+            .create_notification(note(&alice.id, i), 0)
+            .await
+            .unwrap();
     }
-    store.create_notification(note(&bob.id, 0)).await.unwrap();
+    store
+        .create_notification(note(&bob.id, 0), 0)
+        .await
+        .unwrap();
     assert_eq!(store.unread_count(&alice.id).await.unwrap(), many as u64);
     assert_eq!(
         store.mark_all_notifications_read(&alice.id).await.unwrap(),
@@ -621,6 +626,62 @@ pub async fn case_mark_all_read_marks_many(store: &dyn DocumentStore) {
         store.mark_all_notifications_read(&alice.id).await.unwrap(),
         0
     );
+}
+
+/// Creating a notification past the number kept deletes the user's oldest,
+/// read or not, and the unread count follows; other users keep theirs.
+pub async fn case_notifications_beyond_kept_go(store: &dyn DocumentStore) {
+    let alice = created_user(store, "ka").await;
+    let bob = created_user(store, "kb").await;
+    // Creates notification `k{i}` for `user` keeping `keep`: its id and the
+    // unread count.
+    let create = |user: &UserId, i: usize, keep: usize| {
+        let new = mention(user, format!("k{i}"));
+        async move {
+            let (n, unread) = store.create_notification(new, keep).await.unwrap();
+            (n.id, unread)
+        }
+    };
+    let titles = |user: &UserId, unread_only: bool| {
+        let user = user.clone();
+        async move {
+            let page = store
+                .notifications(&user, unread_only, None, 10)
+                .await
+                .unwrap();
+            page.items.into_iter().map(|n| n.title).collect::<Vec<_>>()
+        }
+    };
+    let mut ids = Vec::new();
+    for i in 1..=3 {
+        let (id, unread) = create(&alice.id, i, 3).await;
+        assert_eq!(unread, i as u64);
+        ids.push(id);
+    }
+    store
+        .mark_notification_read(&alice.id, &ids[0])
+        .await
+        .unwrap();
+    // k1 (read) goes: three unread remain; then k2 (unread) goes: still three.
+    assert_eq!(create(&alice.id, 4, 3).await.1, 3);
+    assert_eq!(create(&alice.id, 5, 3).await.1, 3);
+    assert_eq!(store.unread_count(&alice.id).await.unwrap(), 3);
+    assert_eq!(titles(&alice.id, false).await, ["k5", "k4", "k3"]);
+    assert_eq!(titles(&alice.id, true).await, ["k5", "k4", "k3"]);
+    assert!(matches!(
+        store.mark_notification_read(&alice.id, &ids[1]).await,
+        Err(StoreError::NotFound(_))
+    ));
+
+    // Kept without a limit, then one with a limit of 2: the four oldest go
+    // at once.
+    for i in 1..=5 {
+        create(&bob.id, i, 0).await;
+    }
+    assert_eq!(create(&bob.id, 6, 2).await.1, 2);
+    assert_eq!(titles(&bob.id, false).await, ["k6", "k5"]);
+    assert_eq!(store.unread_count(&alice.id).await.unwrap(), 3);
+    assert_eq!(store.mark_all_notifications_read(&bob.id).await.unwrap(), 2);
 }
 
 /// Search ranks by relevance within one workspace, tolerates one typo in a

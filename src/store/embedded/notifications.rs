@@ -1,6 +1,8 @@
 //! Notifications in the embedded store: records by id, a user's list and
 //! unread list keyed by `(user, seq)`, and the unread count kept in the same
-//! write as every change to it.
+//! write as every change to it. A user's total is kept too, so creating one
+//! past the number kept deletes the oldest without counting the list (a
+//! user without a total, from before it was kept, is counted once).
 
 use super::workspaces::{load_all, next_seq, page_of_ids, seq_cursor};
 use super::*;
@@ -20,6 +22,8 @@ pub(super) const USER_UNREAD: TableDefinition<(&str, u64), &str> =
     TableDefinition::new("user_unread_notifications");
 /// user id → number of unread notifications.
 pub(super) const UNREAD_COUNTS: TableDefinition<&str, u64> = TableDefinition::new("unread_counts");
+/// user id → number of notifications (read or not).
+const TOTALS: TableDefinition<&str, u64> = TableDefinition::new("notification_totals");
 /// Notifications one write of "mark all read" marks at most.
 const READ_ALL_BATCH: usize = 500;
 
@@ -30,6 +34,7 @@ pub(super) fn create_tables(txn: &WriteTransaction) -> StoreResult<()> {
         .ctx("open user_notifications")?;
     txn.open_table(USER_UNREAD).ctx("open user_unread")?;
     txn.open_table(UNREAD_COUNTS).ctx("open unread_counts")?;
+    txn.open_table(TOTALS).ctx("open notification_totals")?;
     Ok(())
 }
 
@@ -42,7 +47,11 @@ fn count(table: &impl ReadableTable<&'static str, u64>, user: &str) -> StoreResu
 
 #[async_trait]
 impl NotificationStore for EmbeddedStore {
-    async fn create_notification(&self, new: NewNotification) -> StoreResult<(Notification, u64)> {
+    async fn create_notification(
+        &self,
+        new: NewNotification,
+        keep: usize,
+    ) -> StoreResult<(Notification, u64)> {
         self.write("create_notification", move |txn| {
             let seq = next_seq(txn, "notification_seq")?;
             let n = Notification {
@@ -63,16 +72,53 @@ impl NotificationStore for EmbeddedStore {
             let mut all = txn
                 .open_table(USER_NOTIFICATIONS)
                 .ctx("open user_notifications")?;
+            let mut totals = txn.open_table(TOTALS).ctx("open notification_totals")?;
+            let mut total = match totals.get(user).ctx("reading notification total")? {
+                Some(g) => g.value(),
+                None => all
+                    .range((user, 0u64)..=(user, u64::MAX))
+                    .ctx("counting notifications")?
+                    .count() as u64,
+            };
             all.insert((user, seq), n.id.as_str())
                 .ctx("writing notification index")?;
+            total += 1;
             let mut unread = txn.open_table(USER_UNREAD).ctx("open user_unread")?;
             unread
                 .insert((user, seq), n.id.as_str())
                 .ctx("writing unread index")?;
             let mut counts = txn.open_table(UNREAD_COUNTS).ctx("open unread_counts")?;
-            let c = count(&counts, user)? + 1;
+            let mut c = count(&counts, user)? + 1;
+            // The oldest beyond the newest `keep` go, read or not.
+            if keep > 0 && total > keep as u64 {
+                let mut oldest = Vec::new();
+                for entry in all
+                    .range((user, 0u64)..=(user, u64::MAX))
+                    .ctx("scanning notifications")?
+                    .take(usize::try_from(total - keep as u64).unwrap_or(usize::MAX))
+                {
+                    let (k, v) = entry.ctx("reading notification index")?;
+                    oldest.push((k.value().1, v.value().to_owned()));
+                }
+                for (old_seq, id) in &oldest {
+                    all.remove((user, *old_seq))
+                        .ctx("removing notification index")?;
+                    t.remove(id.as_str()).ctx("removing notification")?;
+                    if unread
+                        .remove((user, *old_seq))
+                        .ctx("removing unread index")?
+                        .is_some()
+                    {
+                        c = c.saturating_sub(1);
+                    }
+                }
+                total -= oldest.len() as u64;
+            }
             counts.insert(user, c).ctx("writing unread count")?;
-            drop((t, all, unread, counts));
+            totals
+                .insert(user, total)
+                .ctx("writing notification total")?;
+            drop((t, all, unread, counts, totals));
             Ok((n, c))
         })
         .await

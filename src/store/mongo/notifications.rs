@@ -2,7 +2,11 @@
 //! listed newest first by a creation `seq` from a counter. The unread count
 //! is counted, not kept: `count_documents` over the `(userId, read)` index
 //! is always in step with the notifications themselves, which a separate
-//! counter could only be with a transaction.
+//! counter could only be with a transaction. After an insert, the `keep`-th
+//! newest of the user's notifications is looked up on the `(userId, seq
+//! desc)` index (one query, at most `keep` index entries) and everything
+//! older is deleted: concurrent creations may both delete, which is
+//! idempotent.
 
 use super::*;
 use huddle_actors::ids::{new_id, NotificationId};
@@ -14,7 +18,11 @@ const NOTIFICATION_SEQ: &str = "notification_seq";
 
 #[async_trait]
 impl NotificationStore for MongoStore {
-    async fn create_notification(&self, new: NewNotification) -> StoreResult<(Notification, u64)> {
+    async fn create_notification(
+        &self,
+        new: NewNotification,
+        keep: usize,
+    ) -> StoreResult<(Notification, u64)> {
         let seq = self.next_counter(NOTIFICATION_SEQ).await?;
         let notification = Notification {
             id: NotificationId(new_id()),
@@ -31,6 +39,25 @@ impl NotificationStore for MongoStore {
             .insert_one(to_doc(&notification, notification.id.as_str())?)
             .await
             .ctx("inserting a notification")?;
+        let user = notification.user_id.as_str();
+        if keep > 0 {
+            // The newest one not kept; it and everything older go.
+            let first_gone = self
+                .notifications
+                .find_one(doc! { "userId": user })
+                .sort(doc! { "seq": -1 })
+                .skip(u64::try_from(keep).unwrap_or(u64::MAX))
+                .projection(doc! { "seq": 1 })
+                .await
+                .ctx("finding the oldest notifications kept")?;
+            if let Some(first_gone) = first_gone {
+                let seq = seq_of(&first_gone)?;
+                self.notifications
+                    .delete_many(doc! { "userId": user, "seq": { "$lte": seq } })
+                    .await
+                    .ctx("deleting the oldest notifications")?;
+            }
+        }
         let unread = self.unread_count(&notification.user_id).await?;
         Ok((notification, unread))
     }
