@@ -138,7 +138,10 @@ async fn keys_expire_and_delete_cleans_up() {
         );
     }
     // The sweeper finds it, deletes it, and nothing of it remains.
-    let expired = store.expired_upload_sessions(Utc::now(), 10).await.unwrap();
+    let expired = store
+        .expired_upload_sessions(Utc::now(), None, 10)
+        .await
+        .unwrap();
     assert_eq!(expired.len(), 1);
     assert!(store.delete_upload_session(&user, "u1").await.unwrap());
     assert!(testing::keys(&conn).await.is_empty(), "nothing left");
@@ -180,7 +183,7 @@ async fn dangling_expiry_entries_are_dropped() {
         .await
         .unwrap();
     assert!(store
-        .expired_upload_sessions(Utc::now(), 10)
+        .expired_upload_sessions(Utc::now(), None, 10)
         .await
         .unwrap()
         .is_empty());

@@ -775,3 +775,58 @@ async fn a_multipart_body_cannot_go_on_with_small_fields() {
         );
     }
 }
+
+/// One sweep clears a backlog of expired sessions however many rounds of its
+/// batch (100) it takes, and their parts with them: the sweeper used to take
+/// 100 an interval and leave the rest, so abandoned uploads arriving faster
+/// than that were never all cleared.
+#[actix_web::test]
+async fn one_sweep_clears_a_backlog_of_expired_uploads() {
+    use huddle::store::conformance::session_of;
+    use huddle::store::embedded::EmbeddedStore;
+    use huddle_actors::blob::BlobError;
+    use huddle_actors::file_upload::FileUploadNamespace;
+    use huddle_actors::ids::UserId;
+    use huddle_actors::store::UploadSessionStore;
+    use huddle_actors::upload::UploadDeps;
+    use std::sync::Arc;
+
+    let dir = tempfile::tempdir().unwrap();
+    let settings = support::app::settings(dir.path(), &[]);
+    let store = Arc::new(EmbeddedStore::open(dir.path()).unwrap());
+    let blobs = huddle::startup::open_blobs(&settings).unwrap();
+    let backlog = 250;
+    for i in 0..backlog {
+        let mut s = session_of(&UserId(format!("user-{i}")), "abandoned");
+        s.expires_at = chrono::Utc::now() - chrono::Duration::minutes(1);
+        store.create_upload_session(s.clone(), 5).await.unwrap();
+        blobs
+            .put_part(&s.session_id, 0, 0, bytes::Bytes::from_static(b"part"))
+            .await
+            .unwrap();
+    }
+    let expired = || async {
+        store
+            .expired_upload_sessions(chrono::Utc::now(), None, 1000)
+            .await
+            .unwrap()
+    };
+    let sessions = expired().await;
+    assert_eq!(sessions.len(), backlog);
+    let ns = FileUploadNamespace::new(UploadDeps {
+        store: store.clone(),
+        sessions: store.clone(),
+        blobs: blobs.clone(),
+        config: Arc::new(settings.uploads.to_config()),
+    });
+    ns.sweep().await;
+    assert!(expired().await.is_empty(), "every expired session is gone");
+    for s in &sessions {
+        let assembled = blobs.assemble(&s.session_id, 1, &s.session_id).await;
+        assert!(
+            matches!(assembled, Err(BlobError::NotFound(_))),
+            "the parts of {} are gone: {assembled:?}",
+            s.session_id
+        );
+    }
+}

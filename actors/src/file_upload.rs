@@ -33,6 +33,8 @@ use std::sync::Arc;
 const MAX_ID_LEN: usize = 128;
 /// Expired sessions handled per sweep round.
 const SWEEP_BATCH: usize = 100;
+/// Most rounds of one sweep (so at most 5000 sessions a sweep).
+const MAX_SWEEP_ROUNDS: usize = 50;
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -183,24 +185,43 @@ impl FileUploadNamespace {
         ns
     }
 
-    /// Deletes expired in-progress sessions and their parts.
+    /// Deletes expired in-progress sessions and their parts, in rounds of
+    /// 100 until a round finds fewer (at most 50 rounds a call, so a backlog
+    /// never holds one sweep for long; the next sweep goes on with it).
     pub async fn sweep(&self) {
+        for _ in 0..MAX_SWEEP_ROUNDS {
+            let (listed, discarded) = self.sweep_round(None, SWEEP_BATCH).await;
+            // A short round was the last; a round that discarded nothing
+            // (the blob store failing) would only list the same ones again.
+            if listed < SWEEP_BATCH || discarded == 0 {
+                break;
+            }
+        }
+    }
+
+    /// One round: lists at most `limit` expired sessions (only `user`'s when
+    /// given) and discards them; how many were listed and how many are gone.
+    async fn sweep_round(&self, user: Option<&UserId>, limit: usize) -> (usize, usize) {
         let now = chrono::Utc::now();
         let expired = match self
             .deps
             .sessions
-            .expired_upload_sessions(now, SWEEP_BATCH)
+            .expired_upload_sessions(now, user, limit)
             .await
         {
             Ok(e) => e,
             Err(e) => {
                 log::error!("listing expired uploads: {e}");
-                return;
+                return (0, 0);
             }
         };
-        for session in expired {
-            self.discard_expired(&session).await;
+        let mut discarded = 0;
+        for session in &expired {
+            if self.discard_expired(session).await {
+                discarded += 1;
+            }
         }
+        (expired.len(), discarded)
     }
 
     /// Deletes an expired session and its parts; whether they are gone.
@@ -433,9 +454,11 @@ impl FileUploadNamespace {
             .await
             .map_err(store_error)?;
         if matches!(started, SessionStart::TooMany) {
-            // Expired sessions do not count: sweep those not swept yet, then
+            // Expired sessions do not count: sweep the user's that are not
+            // swept yet (however many of others' wait for the sweeper), then
             // try once more.
-            self.sweep().await;
+            self.sweep_round(Some(&session.user_id), config.max_in_progress)
+                .await;
             started = self
                 .deps
                 .sessions

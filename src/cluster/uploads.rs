@@ -389,12 +389,22 @@ impl UploadSessionStore for RedisUploadSessionStore {
     async fn expired_upload_sessions(
         &self,
         now: DateTime<Utc>,
+        user: Option<&UserId>,
         limit: usize,
     ) -> StoreResult<Vec<UploadSession>> {
         let mut conn = self.redis.conn();
         let expiring = self.expiring_key();
-        let members: Vec<String> = redis::cmd("ZRANGEBYSCORE")
-            .arg(&expiring)
+        // Members of `up-expiring`: all users' from it, or one user's from
+        // their in-progress set (scored by expiry too, holding upload ids).
+        let (index, member_prefix) = match user {
+            None => (expiring.clone(), String::new()),
+            Some(user) => {
+                let k = self.keys(user, "");
+                (k.active, k.member)
+            }
+        };
+        let found: Vec<String> = redis::cmd("ZRANGEBYSCORE")
+            .arg(&index)
             .arg("-inf")
             .arg(format!("({}", millis(&now)))
             .arg("LIMIT")
@@ -403,7 +413,8 @@ impl UploadSessionStore for RedisUploadSessionStore {
             .query_async(&mut conn)
             .await
             .map_err(|e| backend("expired_upload_sessions", e))?;
-        let mut expired = Vec::with_capacity(members.len());
+        let members = found.into_iter().map(|m| format!("{member_prefix}{m}"));
+        let mut expired = Vec::with_capacity(limit.min(64));
         for member in members {
             let found = match Self::parse_member(&member) {
                 Some((user, id)) => self.upload_session(&user, &id).await?,
@@ -415,10 +426,15 @@ impl UploadSessionStore for RedisUploadSessionStore {
                     // Dangling: the session went by its safety-net TTL (or the
                     // member is not ours). Nothing is left to sweep.
                     log::warn!("upload sweep: dropping dangling index entry {member}");
-                    redis::cmd("ZREM")
-                        .arg(&expiring)
-                        .arg(&member)
-                        .query_async::<i64>(&mut conn)
+                    let mut pipe = redis::pipe();
+                    pipe.cmd("ZREM").arg(&expiring).arg(&member).ignore();
+                    if let Some((user, id)) = Self::parse_member(&member) {
+                        pipe.cmd("ZREM")
+                            .arg(self.keys(&user, &id).active)
+                            .arg(&id)
+                            .ignore();
+                    }
+                    pipe.query_async::<()>(&mut conn)
                         .await
                         .map_err(|e| backend("expired_upload_sessions", e))?;
                 }

@@ -275,6 +275,42 @@ test("an upload started on node 1 resumes and completes on node 2; a device on n
   }),
 );
 
+test("a user's expired uploads stop counting at once, however many other users' expired uploads wait for the sweeper", T, () =>
+  // Sessions expire three seconds after they start (time for Ann's five and
+  // the sixth to be refused); the sweeper runs once an hour.
+  withCluster(
+    { env: { HUDDLE__UPLOADS__SESSION_TTL_SECS: "3", HUDDLE__UPLOADS__SWEEP_INTERVAL_SECS: "3600" } },
+    async ({ nodes: [n1, n2] }) => {
+      const params = (uploadId) => ({ uploadId, fileName: `${uploadId}.txt`, fileSize: 1000, mimeType: "text/plain" });
+      const fill = async (node, user) => {
+        const s = await connectAs(node, user, "/file-upload");
+        for (let i = 0; i < 5; i++) {
+          const res = await ack(s, "initiate_upload", params(api.randomId("up")));
+          assert.equal(res?.ok, true, JSON.stringify(res));
+        }
+        return s;
+      };
+      // 105 sessions of 21 other users, all expiring before Ann's: more than
+      // the sweeper takes in one round (100).
+      for (let u = 0; u < 21; u++) {
+        const other = await api.externalUser(n1.url, `Other${u}`);
+        (await fill(u % 2 ? n2 : n1, other)).close();
+      }
+      const ann = await api.externalUser(n1.url, "Ann");
+      const s = await fill(n2, ann);
+      const sixth = await ack(s, "initiate_upload", params(api.randomId("sixth")));
+      assert.equal(sixth?.error?.code, "too_many_uploads", JSON.stringify(sixth));
+      await sleep(3_500);
+      // Ann's five have expired: a new upload starts, on either node.
+      for (const node of [n1, n2]) {
+        const again = await connectAs(node, ann, "/file-upload");
+        const res = await ack(again, "initiate_upload", params(api.randomId("after")));
+        assert.equal(res?.ok, true, `after expiry, on ${node.url}: ${JSON.stringify(res)}`);
+      }
+    },
+  ));
+
+
 test("a client that drops from node 1 and reconnects to node 2 recovers what it missed", T, () =>
   withCluster(async ({ nodes: [n1, n2], cleanups }) => {
     const lb = await new Balancer(n1).start();

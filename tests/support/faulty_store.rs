@@ -218,9 +218,12 @@ impl UploadSessionStore for FaultyStore {
     async fn expired_upload_sessions(
         &self,
         now: DateTime<Utc>,
+        user: Option<&UserId>,
         limit: usize,
     ) -> StoreResult<Vec<UploadSession>> {
-        self.check()?.expired_upload_sessions(now, limit).await
+        self.check()?
+            .expired_upload_sessions(now, user, limit)
+            .await
     }
 }
 

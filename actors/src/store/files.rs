@@ -87,10 +87,12 @@ pub trait UploadSessionStore: Send + Sync + 'static {
     /// Deletes the session and its chunk rows (cancel, discard, expiry).
     /// Returns whether it existed.
     async fn delete_upload_session(&self, user: &UserId, upload_id: &str) -> StoreResult<bool>;
-    /// In-progress sessions whose expiry is before `now`, at most `limit`.
+    /// In-progress sessions whose expiry is before `now` — only `user`'s
+    /// when given — at most `limit`.
     async fn expired_upload_sessions(
         &self,
         now: DateTime<Utc>,
+        user: Option<&UserId>,
         limit: usize,
     ) -> StoreResult<Vec<UploadSession>>;
 }

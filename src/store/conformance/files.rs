@@ -49,7 +49,9 @@ fn any_user() -> AnyUser {
     }
 }
 
-fn session_of(user: &UserId, upload_id: &str) -> UploadSession {
+/// A new session of `user`'s upload `upload_id` (a 200,000-byte text file in
+/// chunks of 64 KiB), expiring in an hour.
+pub fn session_of(user: &UserId, upload_id: &str) -> UploadSession {
     let now = Utc::now().trunc_subsecs(3);
     UploadSession {
         session_id: new_id(),
@@ -348,36 +350,57 @@ pub async fn case_upload_sessions_in_progress_limit(store: &dyn UploadSessionSto
     ));
 }
 
-/// Expired sessions in progress are listed; a chunk moves the expiry on.
+/// Expired sessions in progress are listed, all users' or one user's; a
+/// chunk moves the expiry on.
 pub async fn case_expired_upload_sessions(store: &dyn UploadSessionStore) {
     let a = any_user();
-    let mut old = session_of(&a.id, "old");
-    old.expires_at = (Utc::now() - Duration::minutes(5)).trunc_subsecs(3);
-    store.create_upload_session(old.clone(), 5).await.unwrap();
+    let b = any_user();
+    let expired_session = |user: &UserId, id: &str| {
+        let mut s = session_of(user, id);
+        s.expires_at = (Utc::now() - Duration::minutes(5)).trunc_subsecs(3);
+        s
+    };
+    store
+        .create_upload_session(expired_session(&a.id, "old"), 5)
+        .await
+        .unwrap();
     store
         .create_upload_session(session_of(&a.id, "fresh"), 5)
         .await
         .unwrap();
-    let listed = |v: Vec<UploadSession>| -> Vec<String> {
-        v.into_iter()
-            .filter(|s| s.user_id == a.id)
-            .map(|s| s.upload_id)
-            .collect()
-    };
-    let expired = store
-        .expired_upload_sessions(Utc::now(), 1000)
+    store
+        .create_upload_session(expired_session(&b.id, "old-b"), 5)
         .await
         .unwrap();
-    assert_eq!(listed(expired), vec!["old".to_owned()]);
+    // Upload ids of `a`'s and `b`'s expired sessions, sorted.
+    let ours = [a.id.clone(), b.id.clone()];
+    let listed = |user: Option<&UserId>| {
+        let user = user.cloned();
+        let ours = ours.clone();
+        async move {
+            let all = store
+                .expired_upload_sessions(Utc::now(), user.as_ref(), 1000)
+                .await
+                .unwrap();
+            let mut ids: Vec<String> = all
+                .into_iter()
+                .filter(|s| ours.contains(&s.user_id))
+                .map(|s| s.upload_id)
+                .collect();
+            ids.sort();
+            ids
+        }
+    };
+    assert_eq!(listed(None).await, ["old", "old-b"]);
+    assert_eq!(listed(Some(&a.id)).await, ["old"]);
+    assert_eq!(listed(Some(&b.id)).await, ["old-b"]);
+    assert!(listed(Some(&any_user().id)).await.is_empty());
     store
         .record_chunk(&a.id, "old", 0, Utc::now() + Duration::hours(1))
         .await
         .unwrap();
-    let expired = store
-        .expired_upload_sessions(Utc::now(), 1000)
-        .await
-        .unwrap();
-    assert!(listed(expired).is_empty());
+    assert_eq!(listed(None).await, ["old-b"]);
+    assert!(listed(Some(&a.id)).await.is_empty());
 }
 
 /// Concurrent creates never exceed the limit nor create one id twice.

@@ -348,8 +348,10 @@ impl UploadSessionStore for EmbeddedStore {
     async fn expired_upload_sessions(
         &self,
         now: DateTime<Utc>,
+        user: Option<&UserId>,
         limit: usize,
     ) -> StoreResult<Vec<UploadSession>> {
+        let user = user.cloned();
         self.read("expired_upload_sessions", move |txn| {
             let sessions = txn
                 .open_table(UPLOAD_SESSIONS)
@@ -360,15 +362,23 @@ impl UploadSessionStore for EmbeddedStore {
             let now = millis(&now);
             let mut out = Vec::new();
             // Sessions in progress are few (at most a handful per user), so a
-            // scan of this index is cheap.
-            for row in in_progress.iter().ctx("scanning uploads")? {
+            // scan of this index is cheap; a user's are one range of it.
+            let rows = match &user {
+                Some(u) => in_progress.range((u.as_str(), "")..),
+                None => in_progress.iter(),
+            }
+            .ctx("scanning uploads")?;
+            for row in rows {
                 if out.len() >= limit {
                     break;
                 }
                 let (k, v) = row.ctx("reading upload expiry")?;
+                let (owner, id) = k.value();
+                if user.as_ref().is_some_and(|u| u.as_str() != owner) {
+                    break;
+                }
                 if v.value() < now {
-                    let (user, id) = k.value();
-                    if let Some(s) = load_session(&sessions, &in_progress, user, id)? {
+                    if let Some(s) = load_session(&sessions, &in_progress, owner, id)? {
                         out.push(s);
                     }
                 }

@@ -174,14 +174,20 @@ impl UploadSessionStore for MongoStore {
     async fn expired_upload_sessions(
         &self,
         now: DateTime<Utc>,
+        user: Option<&UserId>,
         limit: usize,
     ) -> StoreResult<Vec<UploadSession>> {
         if limit == 0 {
             return Ok(Vec::new());
         }
+        let mut filter =
+            doc! { "slot": in_progress(), "expiresAtMs": { "$lt": to_bson_time(now) } };
+        if let Some(user) = user {
+            filter.insert("userId", user.as_str());
+        }
         let docs: Vec<Document> = self
             .upload_sessions
-            .find(doc! { "slot": in_progress(), "expiresAtMs": { "$lt": to_bson_time(now) } })
+            .find(filter)
             .sort(doc! { "expiresAtMs": 1 })
             .limit(i64::try_from(limit).unwrap_or(i64::MAX))
             .await
