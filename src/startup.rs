@@ -213,9 +213,10 @@ const TOKEN_SWEEP_INTERVAL: Duration = Duration::from_secs(3600);
 const EXPIRED_DOWNLOAD_TOKENS_KEPT: chrono::Duration = chrono::Duration::days(30);
 
 /// Purges, every [`TOKEN_SWEEP_INTERVAL`] for as long as the node runs, the
-/// refresh-token records past their expiry and the download tokens expired
-/// for [`EXPIRED_DOWNLOAD_TOKENS_KEPT`]: neither table grows for ever with
-/// every sign-in and every shared link. Every node sweeps; the deletes are
+/// refresh-token records past their expiry, the download tokens expired for
+/// [`EXPIRED_DOWNLOAD_TOKENS_KEPT`] and the completed upload sessions past
+/// the time they are kept (30 days; Redis expires its own): none of these
+/// tables grows for ever with every sign-in, shared link and upload. Every node sweeps; the deletes are
 /// idempotent. The sweeper holds the store only while it sweeps: once the
 /// node is gone, so is it (and the store closes, so a restarted node can
 /// open it again).
@@ -243,6 +244,11 @@ fn spawn_token_sweeper(store: std::sync::Weak<dyn DocumentStore>) {
                 Ok(0) => {}
                 Ok(n) => log::info!("purged {n} download tokens expired 30 days or more"),
                 Err(e) => log::warn!("purging expired download tokens: {e}"),
+            }
+            match store.purge_completed_upload_sessions(now).await {
+                Ok(0) => {}
+                Ok(n) => log::info!("purged {n} completed upload sessions past their 30 days"),
+                Err(e) => log::warn!("purging completed upload sessions: {e}"),
             }
         }
     });

@@ -12,6 +12,7 @@ use huddle::store::conformance;
 use huddle_actors::ids::{new_id, UserId};
 use huddle_actors::model::{SessionStart, UploadSession};
 use huddle_actors::store::UploadSessionStore;
+use huddle_actors::upload_rules::COMPLETED_KEPT;
 
 macro_rules! redis_cases {
     (; $($case:ident),* $(,)?) => {
@@ -100,7 +101,7 @@ async fn two_nodes_share_sessions() {
         other => panic!("expected Existing, got {other:?}"),
     }
     node2
-        .complete_upload_session(&user, "a:b", &s.session_id)
+        .complete_upload_session(&user, "a:b", &s.session_id, Utc::now() + Duration::days(1))
         .await
         .unwrap();
     let done = node1.upload_session(&user, "a:b").await.unwrap().unwrap();
@@ -154,12 +155,12 @@ async fn keys_expire_and_delete_cleans_up() {
         .await
         .unwrap();
     store
-        .complete_upload_session(&user, "u2", "f")
+        .complete_upload_session(&user, "u2", "f", Utc::now() + COMPLETED_KEPT)
         .await
         .unwrap();
     let keys = testing::keys(&conn).await;
     assert_eq!(keys.len(), 1, "only the record: {keys:?}");
-    let completed = huddle::cluster::uploads::COMPLETED_TTL.as_millis() as i64;
+    let completed = COMPLETED_KEPT.as_millis() as i64;
     let ttl = pttl(&conn, &keys[0]).await;
     assert!(ttl > completed - 60_000 && ttl <= completed, "PTTL {ttl}");
 }

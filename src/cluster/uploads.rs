@@ -28,9 +28,10 @@
 //! grace (then the session and the `up-expiring` entry the listing finds
 //! dangling are dropped, and its parts would have to be cleaned by hand); in
 //! normal running the sweeper deletes everything within
-//! `uploads.sweep_interval_secs` of expiry. A completed session is kept
-//! [`COMPLETED_TTL`] (30 days) so that initiating its upload id again answers
-//! the file; then it goes by itself, and the same id would start a new upload.
+//! `uploads.sweep_interval_secs` of expiry. A completed session is kept until
+//! the time completing it names (`COMPLETED_KEPT`, 30 days, in the core), its
+//! record's TTL, so that initiating its upload id again answers the file;
+//! then it goes by itself, and the same id would start a new upload.
 
 use super::RedisConn;
 use async_trait::async_trait;
@@ -43,8 +44,6 @@ use std::time::Duration;
 
 /// How long past its expiry an in-progress session is kept for the sweeper.
 pub const IN_PROGRESS_GRACE: Duration = Duration::from_secs(7 * 24 * 3600);
-/// How long a completed session is kept so a re-initiation answers the file.
-pub const COMPLETED_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
 
 /// KEYS: session, active, expiring. ARGV: session JSON, expiry RFC 3339,
 /// max in progress, expiry ms, upload id, expiring member, TTL ms.
@@ -87,13 +86,13 @@ return 1
 ";
 
 /// KEYS: session, chunks, active, expiring. ARGV: file id, upload id,
-/// expiring member, completed TTL ms. Returns 1, or 0 when there is no
-/// session.
+/// expiring member, TTL ms, kept until (RFC 3339). Returns 1, or 0 when
+/// there is no session.
 const COMPLETE_LUA: &str = r"
 if redis.call('EXISTS', KEYS[1]) == 0 then
   return 0
 end
-redis.call('HSET', KEYS[1], 'f', ARGV[1])
+redis.call('HSET', KEYS[1], 'f', ARGV[1], 'e', ARGV[5])
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
 redis.call('DEL', KEYS[2])
 redis.call('ZREM', KEYS[3], ARGV[2])
@@ -346,8 +345,12 @@ impl UploadSessionStore for RedisUploadSessionStore {
         user: &UserId,
         upload_id: &str,
         file_id: &str,
+        kept_until: DateTime<Utc>,
     ) -> StoreResult<()> {
         let k = self.keys(user, upload_id);
+        // A time already past gives a TTL of 0 or less, with which PEXPIRE
+        // deletes the record at once.
+        let ttl = millis(&kept_until) - millis(&Utc::now());
         let mut conn = self.redis.conn();
         let done: i64 = self
             .complete
@@ -358,7 +361,8 @@ impl UploadSessionStore for RedisUploadSessionStore {
             .arg(file_id)
             .arg(upload_id)
             .arg(&k.member)
-            .arg(u64::try_from(COMPLETED_TTL.as_millis()).unwrap_or(u64::MAX))
+            .arg(ttl)
+            .arg(kept_until.to_rfc3339_opts(SecondsFormat::Millis, true))
             .invoke_async(&mut conn)
             .await
             .map_err(|e| backend("complete_upload_session", e))?;
@@ -367,6 +371,12 @@ impl UploadSessionStore for RedisUploadSessionStore {
         } else {
             Err(StoreError::NotFound(format!("upload {upload_id}")))
         }
+    }
+
+    /// Nothing to do: a completed session's record expires by its TTL, set
+    /// when it was completed.
+    async fn purge_completed_upload_sessions(&self, _now: DateTime<Utc>) -> StoreResult<u64> {
+        Ok(0)
     }
 
     async fn delete_upload_session(&self, user: &UserId, upload_id: &str) -> StoreResult<bool> {

@@ -269,12 +269,17 @@ pub async fn case_upload_session_lifecycle(store: &dyn UploadSessionStore) {
         Vec::<u32>::new()
     );
 
+    let kept = (Utc::now() + Duration::days(30)).trunc_subsecs(3);
     store
-        .complete_upload_session(&a.id, "up-1", "file-1")
+        .complete_upload_session(&a.id, "up-1", "file-1", kept)
         .await
         .unwrap();
     let done = store.upload_session(&a.id, "up-1").await.unwrap().unwrap();
     assert_eq!(done.completed_file_id.as_deref(), Some("file-1"));
+    assert_eq!(
+        done.expires_at, kept,
+        "kept until the time completing named"
+    );
     assert!(store
         .received_chunks(&a.id, "up-1")
         .await
@@ -289,7 +294,9 @@ pub async fn case_upload_session_lifecycle(store: &dyn UploadSessionStore) {
         SessionStart::Existing(s) if s.completed_file_id.is_some()
     ));
     assert!(matches!(
-        store.complete_upload_session(&a.id, "nope", "f").await,
+        store
+            .complete_upload_session(&a.id, "nope", "f", kept)
+            .await,
         Err(StoreError::NotFound(_))
     ));
     assert!(store.upload_session(&a.id, "nope").await.unwrap().is_none());
@@ -338,7 +345,7 @@ pub async fn case_upload_sessions_in_progress_limit(store: &dyn UploadSessionSto
         SessionStart::Created(_)
     ));
     store
-        .complete_upload_session(&a.id, "u2", "f")
+        .complete_upload_session(&a.id, "u2", "f", Utc::now() + Duration::days(30))
         .await
         .unwrap();
     assert!(matches!(
@@ -401,6 +408,56 @@ pub async fn case_expired_upload_sessions(store: &dyn UploadSessionStore) {
         .unwrap();
     assert_eq!(listed(None).await, ["old-b"]);
     assert!(listed(Some(&a.id)).await.is_empty());
+}
+
+/// Completed sessions kept until before now are purged, and with them the
+/// answer "completed": the same upload id starts afresh; those kept longer,
+/// and sessions in progress (even expired ones, the sweeper's), stay.
+pub async fn case_completed_upload_sessions_are_purged(store: &dyn UploadSessionStore) {
+    let a = any_user();
+    for id in ["done-old", "done-new", "running"] {
+        store
+            .create_upload_session(session_of(&a.id, id), 5)
+            .await
+            .unwrap();
+    }
+    let mut expired = session_of(&a.id, "expired");
+    expired.expires_at = (Utc::now() - Duration::hours(1)).trunc_subsecs(3);
+    store.create_upload_session(expired, 5).await.unwrap();
+    store
+        .complete_upload_session(&a.id, "done-old", "f1", Utc::now() - Duration::seconds(1))
+        .await
+        .unwrap();
+    store
+        .complete_upload_session(&a.id, "done-new", "f2", Utc::now() + Duration::days(1))
+        .await
+        .unwrap();
+    store
+        .purge_completed_upload_sessions(Utc::now())
+        .await
+        .unwrap();
+    assert!(store
+        .upload_session(&a.id, "done-old")
+        .await
+        .unwrap()
+        .is_none());
+    assert!(matches!(
+        store
+            .create_upload_session(session_of(&a.id, "done-old"), 5)
+            .await
+            .unwrap(),
+        SessionStart::Created(_)
+    ));
+    let kept = store
+        .upload_session(&a.id, "done-new")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(kept.completed_file_id.as_deref(), Some("f2"));
+    for id in ["running", "expired"] {
+        let s = store.upload_session(&a.id, id).await.unwrap().unwrap();
+        assert!(s.completed_file_id.is_none(), "{id} stays, in progress");
+    }
 }
 
 /// Concurrent creates never exceed the limit nor create one id twice.

@@ -117,6 +117,7 @@ macro_rules! for_each_upload_session_case {
             case_upload_session_lifecycle,
             case_upload_sessions_in_progress_limit,
             case_expired_upload_sessions,
+            case_completed_upload_sessions_are_purged,
             case_concurrent_upload_session_limit,
         );
     };

@@ -299,6 +299,7 @@ impl UploadSessionStore for EmbeddedStore {
         user: &UserId,
         upload_id: &str,
         file_id: &str,
+        kept_until: DateTime<Utc>,
     ) -> StoreResult<()> {
         let (user, upload_id, file_id) = (user.clone(), upload_id.to_owned(), file_id.to_owned());
         self.write("complete_upload_session", move |txn| {
@@ -313,12 +314,55 @@ impl UploadSessionStore for EmbeddedStore {
                 return Err(StoreError::NotFound(format!("upload {upload_id}")));
             };
             session.completed_file_id = Some(file_id.clone());
+            session.expires_at = kept_until;
             sessions
                 .insert(key, encode(&session)?.as_slice())
                 .ctx("writing upload session")?;
             in_progress.remove(key).ctx("removing upload expiry")?;
             drop((sessions, in_progress));
             delete_chunks(txn, key.0, key.1)
+        })
+        .await
+    }
+
+    /// Found in a read transaction (a full scan of the sessions, for the
+    /// hourly sweep), then removed in writes of at most 1000, each
+    /// checking again that the session is still the completed one found.
+    async fn purge_completed_upload_sessions(&self, now: DateTime<Utc>) -> StoreResult<u64> {
+        const WHAT: &str = "purging completed upload sessions";
+        let gone = self
+            .read(WHAT, move |txn| {
+                let sessions = txn.open_table(UPLOAD_SESSIONS).ctx(WHAT)?;
+                let mut gone = Vec::new();
+                for row in sessions.iter().ctx(WHAT)? {
+                    let (key, value) = row.ctx(WHAT)?;
+                    let (user, id) = key.value();
+                    match decode::<UploadSession>(value.value()) {
+                        Ok(s) if s.completed_file_id.is_some() && s.expires_at < now => {
+                            gone.push((user.to_owned(), id.to_owned(), s.session_id));
+                        }
+                        Ok(_) => {}
+                        Err(e) => {
+                            log::warn!("{WHAT}: left session {user}/{id} it cannot read: {e}")
+                        }
+                    }
+                }
+                Ok(gone)
+            })
+            .await?;
+        self.remove_in_batches(WHAT, gone, |txn, (user, id, session_id)| {
+            let mut sessions = txn.open_table(UPLOAD_SESSIONS).ctx(WHAT)?;
+            let key = (user.as_str(), id.as_str());
+            let same = match sessions.get(key).ctx(WHAT)? {
+                Some(v) => {
+                    decode::<UploadSession>(v.value()).is_ok_and(|s| &s.session_id == session_id)
+                }
+                None => false,
+            };
+            if same {
+                sessions.remove(key).ctx(WHAT)?;
+            }
+            Ok(same)
         })
         .await
     }

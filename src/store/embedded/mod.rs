@@ -360,23 +360,42 @@ impl EmbeddedStore {
                 Ok(keys)
             })
             .await?;
-        let mut purged = 0;
-        for batch in keys.chunks(PURGE_BATCH) {
-            let batch = batch.to_vec();
-            purged += self
+        self.remove_in_batches(what, keys, move |txn, key| {
+            let mut t = txn.open_table(table).ctx(what)?;
+            let removed = t.remove(key.as_str()).ctx(what)?.is_some();
+            Ok(removed)
+        })
+        .await
+    }
+
+    /// Calls `remove` for each of `items` in writes of at most
+    /// [`PURGE_BATCH`]; how many it said it removed.
+    pub(super) async fn remove_in_batches<T, F>(
+        &self,
+        what: &'static str,
+        items: Vec<T>,
+        remove: F,
+    ) -> StoreResult<u64>
+    where
+        T: Clone + Send + Sync + 'static,
+        F: Fn(&WriteTransaction, &T) -> StoreResult<bool> + Clone + Send + 'static,
+    {
+        let mut removed = 0;
+        for batch in items.chunks(PURGE_BATCH) {
+            let (batch, remove) = (batch.to_vec(), remove.clone());
+            removed += self
                 .write(what, move |txn| {
-                    let mut t = txn.open_table(table).ctx(what)?;
-                    let mut removed = 0u64;
-                    for key in &batch {
-                        if t.remove(key.as_str()).ctx(what)?.is_some() {
-                            removed += 1;
+                    let mut n = 0u64;
+                    for item in &batch {
+                        if remove(txn, item)? {
+                            n += 1;
                         }
                     }
-                    Ok(removed)
+                    Ok(n)
                 })
                 .await?;
         }
-        Ok(purged)
+        Ok(removed)
     }
 }
 

@@ -144,13 +144,20 @@ impl UploadSessionStore for MongoStore {
         user: &UserId,
         upload_id: &str,
         file_id: &str,
+        kept_until: DateTime<Utc>,
     ) -> StoreResult<()> {
+        let kept = bson::to_bson(&kept_until).ctx("encoding an expiry")?;
         let result = self
             .upload_sessions
             .update_one(
                 session_filter(user, upload_id),
                 doc! {
-                    "$set": { "completedFileId": file_id, "chunks": bson::Bson::Array(Vec::new()) },
+                    "$set": {
+                        "completedFileId": file_id,
+                        "chunks": bson::Bson::Array(Vec::new()),
+                        "expiresAt": kept,
+                        "expiresAtMs": to_bson_time(kept_until),
+                    },
                     "$unset": { "slot": "" },
                 },
             )
@@ -160,6 +167,19 @@ impl UploadSessionStore for MongoStore {
             return Err(StoreError::NotFound(format!("upload {upload_id}")));
         }
         Ok(())
+    }
+
+    async fn purge_completed_upload_sessions(&self, now: DateTime<Utc>) -> StoreResult<u64> {
+        let deleted = self
+            .upload_sessions
+            .delete_many(doc! {
+                "slot": { "$exists": false },
+                "completedFileId": { "$ne": null },
+                "expiresAtMs": { "$lt": to_bson_time(now) },
+            })
+            .await
+            .ctx("purging completed upload sessions")?;
+        Ok(deleted.deleted_count)
     }
 
     async fn delete_upload_session(&self, user: &UserId, upload_id: &str) -> StoreResult<bool> {
