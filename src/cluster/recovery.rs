@@ -64,20 +64,25 @@ impl RedisRecovery {
         })
     }
 
-    /// Whether every room's log still holds everything above `offset`.
+    /// Whether every room's log still holds everything above `offset`: one
+    /// pipeline of `XINFO STREAM`, one round trip however many rooms.
     async fn complete(
         &self,
         nsp: &str,
         rooms: &[RoomName],
         offset: u64,
     ) -> redis::RedisResult<bool> {
-        let mut c = self.conn.conn();
+        if rooms.is_empty() {
+            return Ok(true);
+        }
+        let mut pipe = redis::pipe();
+        pipe.ignore_errors();
         for room in rooms {
-            let info: redis::RedisResult<redis::Value> = redis::cmd("XINFO")
-                .arg("STREAM")
-                .arg(self.stream(nsp, room))
-                .query_async(&mut c)
-                .await;
+            pipe.cmd("XINFO").arg("STREAM").arg(self.stream(nsp, room));
+        }
+        let infos: Vec<redis::RedisResult<redis::Value>> =
+            pipe.query_async(&mut self.conn.conn()).await?;
+        for info in infos {
             let info = match info {
                 Ok(v) => v,
                 // No stream: nothing was broadcast there within the window.
@@ -96,19 +101,30 @@ impl RedisRecovery {
         Ok(true)
     }
 
+    /// Every logged packet of `rooms` above `offset`, in offset order, once
+    /// each: one pipeline of `XRANGE`, one round trip however many rooms.
     async fn read_missed(
         &self,
         nsp: &str,
         rooms: &[RoomName],
         offset: u64,
     ) -> redis::RedisResult<Vec<(u64, Encoded)>> {
-        let mut c = self.conn.conn();
+        if rooms.is_empty() {
+            return Ok(Vec::new());
+        }
         let start = format!("{}-0", offset.saturating_add(1));
-        let mut missed = Vec::new();
+        let mut pipe = redis::pipe();
         for room in rooms {
-            let reply: StreamRangeReply = c
-                .xrange_count(self.stream(nsp, room), &start, "+", self.packets_per_room)
-                .await?;
+            pipe.cmd("XRANGE")
+                .arg(self.stream(nsp, room))
+                .arg(&start)
+                .arg("+")
+                .arg("COUNT")
+                .arg(self.packets_per_room);
+        }
+        let replies: Vec<StreamRangeReply> = pipe.query_async(&mut self.conn.conn()).await?;
+        let mut missed = Vec::new();
+        for reply in replies {
             for entry in reply.ids {
                 let Some(o) = entry
                     .id

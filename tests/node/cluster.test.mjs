@@ -30,6 +30,17 @@ async function joinConversation(socket, conv) {
   assert.equal(res.ok, true, JSON.stringify(res));
 }
 
+// `user`'s /chat socket through the balancer `lb`, reconnecting 800 ms after
+// a drop (to wherever `lb` points then), over WebSocket only.
+const viaBalancer = (lb, cleanups, user) =>
+  connectAs({ url: lb.url, cleanups }, user, "/chat", {
+    transports: ["websocket"],
+    reconnection: true,
+    reconnectionDelay: 800,
+    reconnectionDelayMax: 800,
+    randomizationFactor: 0,
+  });
+
 // Ann on node 1 and Bob on node 2 (both returned) in one conversation, both joined, each
 // socket's new_message recorded.
 async function conversationAcross(n1, n2) {
@@ -320,13 +331,7 @@ test("a client that drops from node 1 and reconnects to node 2 recovers what it 
     const conv = await api.createConversation(n1.url, ann, [bob]);
     const a = await connectAs(n1, ann);
     await joinConversation(a, conv);
-    const b = await connectAs({ url: lb.url, cleanups }, bob, "/chat", {
-      transports: ["websocket"],
-      reconnection: true,
-      reconnectionDelay: 800,
-      reconnectionDelayMax: 800,
-      randomizationFactor: 0,
-    });
+    const b = await viaBalancer(lb, cleanups, bob);
     await joinConversation(b, conv);
     const rec = new Recorder(b, ["new_message"]);
     await send(a, conv, "before");
@@ -346,6 +351,44 @@ test("a client that drops from node 1 and reconnects to node 2 recovers what it 
     // And it is live on node 2 now.
     await send(a, conv, "after");
     await rec.count("new_message", 5);
+  }),
+);
+
+test("a client in several rooms, one never used, recovers on the other node what every room got, in order, once each", T, () =>
+  withCluster(async ({ nodes: [n1, n2], cleanups }) => {
+    const lb = await new Balancer(n1).start();
+    cleanups.push(() => lb.close());
+    const ann = await api.externalUser(n1.url, "Ann");
+    const bob = await api.externalUser(n1.url, "Bob");
+    const convs = [];
+    for (const title of ["one", "two", "quiet"]) convs.push(await api.createConversation(n1.url, ann, [bob], { title }));
+    const [c1, c2] = convs;
+    const a = await connectAs(n1, ann);
+    for (const c of [c1, c2]) await joinConversation(a, c);
+    const b = await viaBalancer(lb, cleanups, bob);
+    // The third conversation never has a broadcast: its room has no log.
+    for (const c of convs) await joinConversation(b, c);
+    const rec = new Recorder(b, ["new_message"]);
+    await send(a, c1, "before");
+    await rec.count("new_message", 1);
+
+    lb.switchTo(n2);
+    await once(b, "disconnect");
+    const sent = [];
+    for (let i = 0; i < 6; i++) sent.push(await send(a, i % 2 ? c2 : c1, `missed ${i}`));
+    await once(b, "connect", 10_000);
+    assert.equal(b.recovered, true, "recovered on node 2");
+    await rec.count("new_message", 7);
+    await sleep(300);
+    assert.deepEqual(
+      rec.payloads("new_message").map((m) => m.text),
+      ["before", ...sent.map((m) => m.text)],
+      "each missed message once, in the order sent across both rooms",
+    );
+    // Live in every room on node 2, the quiet one included.
+    await joinConversation(a, convs[2]);
+    await send(a, convs[2], "after");
+    await rec.count("new_message", 8);
   }),
 );
 
