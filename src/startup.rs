@@ -21,6 +21,7 @@ use huddle_actors::file_upload::FileUploadNamespace;
 use huddle_actors::root::RootNamespace;
 use huddle_actors::store::{DocumentStore, UploadSessionStore};
 use huddle_actors::upload::UploadDeps;
+use huddle_actors::upload_rules::COMPLETED_KEPT;
 use huddle_actors::{Engine, EngineConfig};
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -245,7 +246,8 @@ fn spawn_token_sweeper(store: std::sync::Weak<dyn DocumentStore>) {
                 Ok(n) => log::info!("purged {n} download tokens expired 30 days or more"),
                 Err(e) => log::warn!("purging expired download tokens: {e}"),
             }
-            match store.purge_completed_upload_sessions(now).await {
+            let kept = chrono::Duration::from_std(COMPLETED_KEPT).unwrap_or(chrono::Duration::MAX);
+            match store.purge_completed_upload_sessions(now - kept).await {
                 Ok(0) => {}
                 Ok(n) => log::info!("purged {n} completed upload sessions past their 30 days"),
                 Err(e) => log::warn!("purging completed upload sessions: {e}"),

@@ -101,7 +101,7 @@ async fn two_nodes_share_sessions() {
         other => panic!("expected Existing, got {other:?}"),
     }
     node2
-        .complete_upload_session(&user, "a:b", &s.session_id, Utc::now() + Duration::days(1))
+        .complete_upload_session(&user, "a:b", &s.session_id)
         .await
         .unwrap();
     let done = node1.upload_session(&user, "a:b").await.unwrap().unwrap();
@@ -155,7 +155,7 @@ async fn keys_expire_and_delete_cleans_up() {
         .await
         .unwrap();
     store
-        .complete_upload_session(&user, "u2", "f", Utc::now() + COMPLETED_KEPT)
+        .complete_upload_session(&user, "u2", "f")
         .await
         .unwrap();
     let keys = testing::keys(&conn).await;

@@ -186,14 +186,16 @@ impl FileUploadNamespace {
     }
 
     /// Deletes expired in-progress sessions and their parts, in rounds of
-    /// 100 until a round finds fewer (at most 50 rounds a call, so a backlog
+    /// 100 until a round finds none (at most 50 rounds a call, so a backlog
     /// never holds one sweep for long; the next sweep goes on with it).
     pub async fn sweep(&self) {
         for _ in 0..MAX_SWEEP_ROUNDS {
             let (listed, discarded) = self.sweep_round(None, SWEEP_BATCH).await;
-            // A short round was the last; a round that discarded nothing
-            // (the blob store failing) would only list the same ones again.
-            if listed < SWEEP_BATCH || discarded == 0 {
+            // An empty round was the last (a short one may be short for
+            // index entries the store dropped as dangling); a round that
+            // discarded nothing (the blob store failing) would only list the
+            // same ones again.
+            if listed == 0 || discarded == 0 {
                 break;
             }
         }

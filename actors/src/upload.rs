@@ -610,12 +610,7 @@ async fn finish(
         })
         .await?;
     deps.sessions
-        .complete_upload_session(
-            &session.user_id,
-            &session.upload_id,
-            &file.id,
-            chrono::Utc::now() + crate::upload_rules::COMPLETED_KEPT,
-        )
+        .complete_upload_session(&session.user_id, &session.upload_id, &file.id)
         .await?;
     if let Err(e) = deps.blobs.delete_parts(&session.session_id).await {
         // The file is complete; leftover parts only cost disk.

@@ -72,8 +72,9 @@ pub const MAX_FILE_NAME_BYTES: usize = 255;
 /// Longest client-chosen upload id.
 pub const MAX_UPLOAD_ID_LEN: usize = 128;
 /// How long a completed upload session is kept, so that initiating its
-/// upload id again answers the file; then it is deleted, and the same id
-/// starts a new upload.
+/// upload id again answers the file (Redis: from the completion; the
+/// document stores: from the session's expiry, at most a session's lifetime
+/// later); then it is deleted, and the same id starts a new upload.
 pub const COMPLETED_KEPT: Duration = Duration::from_secs(30 * 24 * 3600);
 
 /// The contract's sanitizing: the part after the last `/` or `\`, control

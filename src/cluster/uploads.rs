@@ -28,10 +28,10 @@
 //! grace (then the session and the `up-expiring` entry the listing finds
 //! dangling are dropped, and its parts would have to be cleaned by hand); in
 //! normal running the sweeper deletes everything within
-//! `uploads.sweep_interval_secs` of expiry. A completed session is kept until
-//! the time completing it names (`COMPLETED_KEPT`, 30 days, in the core), its
-//! record's TTL, so that initiating its upload id again answers the file;
-//! then it goes by itself, and the same id would start a new upload.
+//! `uploads.sweep_interval_secs` of expiry. A completed session is kept
+//! [`COMPLETED_KEPT`] (30 days, the core's) so that initiating its upload id
+//! again answers the file; then it goes by itself, and the same id would
+//! start a new upload.
 
 use super::RedisConn;
 use async_trait::async_trait;
@@ -39,6 +39,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use huddle_actors::ids::UserId;
 use huddle_actors::model::{SessionStart, UploadSession};
 use huddle_actors::store::{StoreError, StoreResult, UploadSessionStore};
+use huddle_actors::upload_rules::COMPLETED_KEPT;
 use redis::Script;
 use std::time::Duration;
 
@@ -86,13 +87,13 @@ return 1
 ";
 
 /// KEYS: session, chunks, active, expiring. ARGV: file id, upload id,
-/// expiring member, TTL ms, kept until (RFC 3339). Returns 1, or 0 when
-/// there is no session.
+/// expiring member, completed TTL ms. Returns 1, or 0 when there is no
+/// session.
 const COMPLETE_LUA: &str = r"
 if redis.call('EXISTS', KEYS[1]) == 0 then
   return 0
 end
-redis.call('HSET', KEYS[1], 'f', ARGV[1], 'e', ARGV[5])
+redis.call('HSET', KEYS[1], 'f', ARGV[1])
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
 redis.call('DEL', KEYS[2])
 redis.call('ZREM', KEYS[3], ARGV[2])
@@ -110,6 +111,18 @@ redis.call('ZREM', KEYS[4], ARGV[2])
 return existed
 ";
 
+/// KEYS: session, active, expiring. ARGV: upload id, expiring member.
+/// Drops the index entries of a session that is gone or completed; leaves
+/// them (returns 0) when the id was initiated afresh meanwhile.
+const DROP_DANGLING_LUA: &str = r"
+if redis.call('HEXISTS', KEYS[1], 's') == 1 and redis.call('HEXISTS', KEYS[1], 'f') == 0 then
+  return 0
+end
+redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('ZREM', KEYS[3], ARGV[2])
+return 1
+";
+
 /// The Redis implementation of the upload-session port.
 pub struct RedisUploadSessionStore {
     redis: RedisConn,
@@ -117,6 +130,7 @@ pub struct RedisUploadSessionStore {
     record_chunk: Script,
     complete: Script,
     delete: Script,
+    drop_dangling: Script,
 }
 
 impl std::fmt::Debug for RedisUploadSessionStore {
@@ -191,6 +205,7 @@ impl RedisUploadSessionStore {
             record_chunk: Script::new(RECORD_CHUNK_LUA),
             complete: Script::new(COMPLETE_LUA),
             delete: Script::new(DELETE_LUA),
+            drop_dangling: Script::new(DROP_DANGLING_LUA),
         }
     }
 
@@ -345,12 +360,8 @@ impl UploadSessionStore for RedisUploadSessionStore {
         user: &UserId,
         upload_id: &str,
         file_id: &str,
-        kept_until: DateTime<Utc>,
     ) -> StoreResult<()> {
         let k = self.keys(user, upload_id);
-        // A time already past gives a TTL of 0 or less, with which PEXPIRE
-        // deletes the record at once.
-        let ttl = millis(&kept_until) - millis(&Utc::now());
         let mut conn = self.redis.conn();
         let done: i64 = self
             .complete
@@ -361,8 +372,7 @@ impl UploadSessionStore for RedisUploadSessionStore {
             .arg(file_id)
             .arg(upload_id)
             .arg(&k.member)
-            .arg(ttl)
-            .arg(kept_until.to_rfc3339_opts(SecondsFormat::Millis, true))
+            .arg(u64::try_from(COMPLETED_KEPT.as_millis()).unwrap_or(u64::MAX))
             .invoke_async(&mut conn)
             .await
             .map_err(|e| backend("complete_upload_session", e))?;
@@ -375,7 +385,10 @@ impl UploadSessionStore for RedisUploadSessionStore {
 
     /// Nothing to do: a completed session's record expires by its TTL, set
     /// when it was completed.
-    async fn purge_completed_upload_sessions(&self, _now: DateTime<Utc>) -> StoreResult<u64> {
+    async fn purge_completed_upload_sessions(
+        &self,
+        _expired_before: DateTime<Utc>,
+    ) -> StoreResult<u64> {
         Ok(0)
     }
 
@@ -435,18 +448,28 @@ impl UploadSessionStore for RedisUploadSessionStore {
                 _ => {
                     // Dangling: the session went by its safety-net TTL (or the
                     // member is not ours). Nothing is left to sweep.
-                    log::warn!("upload sweep: dropping dangling index entry {member}");
-                    let mut pipe = redis::pipe();
-                    pipe.cmd("ZREM").arg(&expiring).arg(&member).ignore();
-                    if let Some((user, id)) = Self::parse_member(&member) {
-                        pipe.cmd("ZREM")
-                            .arg(self.keys(&user, &id).active)
-                            .arg(&id)
-                            .ignore();
+                    let mut drop = self.drop_dangling.prepare_invoke();
+                    match Self::parse_member(&member) {
+                        Some((user, id)) => {
+                            let k = self.keys(&user, &id);
+                            drop.key(&k.session).key(&k.active).arg(&id);
+                        }
+                        // Not ours: no session, no in-progress set.
+                        None => {
+                            drop.key(self.redis.key("up:-"))
+                                .key(self.redis.key("upa:-"))
+                                .arg("");
+                        }
                     }
-                    pipe.query_async::<()>(&mut conn)
+                    let dropped: i64 = drop
+                        .key(&expiring)
+                        .arg(&member)
+                        .invoke_async(&mut conn)
                         .await
                         .map_err(|e| backend("expired_upload_sessions", e))?;
+                    if dropped == 1 {
+                        log::warn!("upload sweep: dropped dangling index entry {member}");
+                    }
                 }
             }
         }

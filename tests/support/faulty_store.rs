@@ -207,14 +207,18 @@ impl UploadSessionStore for FaultyStore {
         user: &UserId,
         upload_id: &str,
         file_id: &str,
-        kept_until: DateTime<Utc>,
     ) -> StoreResult<()> {
         self.check()?
-            .complete_upload_session(user, upload_id, file_id, kept_until)
+            .complete_upload_session(user, upload_id, file_id)
             .await
     }
-    async fn purge_completed_upload_sessions(&self, now: DateTime<Utc>) -> StoreResult<u64> {
-        self.check()?.purge_completed_upload_sessions(now).await
+    async fn purge_completed_upload_sessions(
+        &self,
+        expired_before: DateTime<Utc>,
+    ) -> StoreResult<u64> {
+        self.check()?
+            .purge_completed_upload_sessions(expired_before)
+            .await
     }
     async fn delete_upload_session(&self, user: &UserId, upload_id: &str) -> StoreResult<bool> {
         self.check()?.delete_upload_session(user, upload_id).await

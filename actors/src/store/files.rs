@@ -76,20 +76,23 @@ pub trait UploadSessionStore: Send + Sync + 'static {
         expires_at: DateTime<Utc>,
     ) -> StoreResult<()>;
     /// Marks the session completed with `file_id`: it stops counting as in
-    /// progress, its chunk rows go, and it is kept until `kept_until` (its
-    /// `expires_at` from now on) so that initiating the same upload id
-    /// answers the file. `NotFound` when it does not exist.
+    /// progress, its chunk rows go, and it is kept so that initiating the same
+    /// upload id answers the file (its `expires_at` stays as it was, at most
+    /// a session's lifetime after the completion). `NotFound` when it does
+    /// not exist.
     async fn complete_upload_session(
         &self,
         user: &UserId,
         upload_id: &str,
         file_id: &str,
-        kept_until: DateTime<Utc>,
     ) -> StoreResult<()>;
-    /// Deletes the completed sessions kept until before `now`; how many went
-    /// (a store whose records expire by themselves, as Redis keys do, has
-    /// none left to delete).
-    async fn purge_completed_upload_sessions(&self, now: DateTime<Utc>) -> StoreResult<u64>;
+    /// Deletes the completed sessions whose `expires_at` is before
+    /// `expired_before`; how many went (a store whose records expire by
+    /// themselves, as Redis keys do, has none left to delete).
+    async fn purge_completed_upload_sessions(
+        &self,
+        expired_before: DateTime<Utc>,
+    ) -> StoreResult<u64>;
     /// Deletes the session and its chunk rows (cancel, discard, expiry).
     /// Returns whether it existed.
     async fn delete_upload_session(&self, user: &UserId, upload_id: &str) -> StoreResult<bool>;

@@ -10,9 +10,11 @@ use async_trait::async_trait;
 pub trait NotificationStore: Send + Sync + 'static {
     /// Stores an unread notification, then deletes the user's oldest
     /// notifications beyond the newest `keep` (read or not; 0 keeps them
-    /// all), so what anyone can make for a user stays bounded. Returns it
-    /// with the user's unread count, which includes it and no longer counts
-    /// the deleted ones.
+    /// all), so what anyone can make for a user stays bounded. A store may
+    /// delete only so many per call (a list from before the limit then
+    /// shrinks over several), and a failure to delete does not fail the
+    /// call. Returns it with the user's unread count, which includes it and
+    /// no longer counts the deleted ones.
     async fn create_notification(
         &self,
         new: NewNotification,

@@ -81,6 +81,7 @@ macro_rules! for_each_conformance_case {
             case_notifications,
             case_mark_all_read_marks_many,
             case_notifications_beyond_kept_go,
+            case_completed_upload_sessions_are_purged,
             case_search_tasks,
             case_search_short_words_are_exact,
             case_search_pages,
@@ -117,7 +118,6 @@ macro_rules! for_each_upload_session_case {
             case_upload_session_lifecycle,
             case_upload_sessions_in_progress_limit,
             case_expired_upload_sessions,
-            case_completed_upload_sessions_are_purged,
             case_concurrent_upload_session_limit,
         );
     };

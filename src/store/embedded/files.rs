@@ -299,7 +299,6 @@ impl UploadSessionStore for EmbeddedStore {
         user: &UserId,
         upload_id: &str,
         file_id: &str,
-        kept_until: DateTime<Utc>,
     ) -> StoreResult<()> {
         let (user, upload_id, file_id) = (user.clone(), upload_id.to_owned(), file_id.to_owned());
         self.write("complete_upload_session", move |txn| {
@@ -314,7 +313,6 @@ impl UploadSessionStore for EmbeddedStore {
                 return Err(StoreError::NotFound(format!("upload {upload_id}")));
             };
             session.completed_file_id = Some(file_id.clone());
-            session.expires_at = kept_until;
             sessions
                 .insert(key, encode(&session)?.as_slice())
                 .ctx("writing upload session")?;
@@ -328,7 +326,10 @@ impl UploadSessionStore for EmbeddedStore {
     /// Found in a read transaction (a full scan of the sessions, for the
     /// hourly sweep), then removed in writes of at most 1000, each
     /// checking again that the session is still the completed one found.
-    async fn purge_completed_upload_sessions(&self, now: DateTime<Utc>) -> StoreResult<u64> {
+    async fn purge_completed_upload_sessions(
+        &self,
+        expired_before: DateTime<Utc>,
+    ) -> StoreResult<u64> {
         const WHAT: &str = "purging completed upload sessions";
         let gone = self
             .read(WHAT, move |txn| {
@@ -338,7 +339,7 @@ impl UploadSessionStore for EmbeddedStore {
                     let (key, value) = row.ctx(WHAT)?;
                     let (user, id) = key.value();
                     match decode::<UploadSession>(value.value()) {
-                        Ok(s) if s.completed_file_id.is_some() && s.expires_at < now => {
+                        Ok(s) if s.completed_file_id.is_some() && s.expires_at < expired_before => {
                             gone.push((user.to_owned(), id.to_owned(), s.session_id));
                         }
                         Ok(_) => {}

@@ -1,8 +1,9 @@
 //! Notifications in the embedded store: records by id, a user's list and
 //! unread list keyed by `(user, seq)`, and the unread count kept in the same
 //! write as every change to it. A user's total is kept too, so creating one
-//! past the number kept deletes the oldest without counting the list (a
-//! user without a total, from before it was kept, is counted once).
+//! past the number kept deletes the oldest (at most 1000 in one creation)
+//! without counting the list (a user without a total, from before it was
+//! kept, is counted once).
 
 use super::workspaces::{load_all, next_seq, page_of_ids, seq_cursor};
 use super::*;
@@ -26,6 +27,9 @@ pub(super) const UNREAD_COUNTS: TableDefinition<&str, u64> = TableDefinition::ne
 const TOTALS: TableDefinition<&str, u64> = TableDefinition::new("notification_totals");
 /// Notifications one write of "mark all read" marks at most.
 const READ_ALL_BATCH: usize = 500;
+/// Notifications one creation deletes at most past the number kept (a list
+/// from before the limit, or a limit lowered, shrinks over several).
+const TRIM_BATCH: u64 = 1000;
 
 /// Opens every table of this area.
 pub(super) fn create_tables(txn: &WriteTransaction) -> StoreResult<()> {
@@ -95,7 +99,7 @@ impl NotificationStore for EmbeddedStore {
                 for entry in all
                     .range((user, 0u64)..=(user, u64::MAX))
                     .ctx("scanning notifications")?
-                    .take(usize::try_from(total - keep as u64).unwrap_or(usize::MAX))
+                    .take(usize::try_from((total - keep as u64).min(TRIM_BATCH)).unwrap_or(0))
                 {
                     let (k, v) = entry.ctx("reading notification index")?;
                     oldest.push((k.value().1, v.value().to_owned()));

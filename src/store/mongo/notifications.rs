@@ -16,6 +16,29 @@ use huddle_actors::store::NotificationStore;
 /// Counter of creation order.
 const NOTIFICATION_SEQ: &str = "notification_seq";
 
+impl MongoStore {
+    /// Deletes the user's notifications older than the newest `keep`: the
+    /// newest one not kept is looked up, and it and everything older go.
+    async fn trim_notifications(&self, user: &str, keep: usize) -> StoreResult<()> {
+        let first_gone = self
+            .notifications
+            .find_one(doc! { "userId": user })
+            .sort(doc! { "seq": -1 })
+            .skip(u64::try_from(keep).unwrap_or(u64::MAX))
+            .projection(doc! { "seq": 1 })
+            .await
+            .ctx("finding the oldest notifications kept")?;
+        if let Some(first_gone) = first_gone {
+            let seq = seq_of(&first_gone)?;
+            self.notifications
+                .delete_many(doc! { "userId": user, "seq": { "$lte": seq } })
+                .await
+                .ctx("deleting the oldest notifications")?;
+        }
+        Ok(())
+    }
+}
+
 #[async_trait]
 impl NotificationStore for MongoStore {
     async fn create_notification(
@@ -41,21 +64,10 @@ impl NotificationStore for MongoStore {
             .ctx("inserting a notification")?;
         let user = notification.user_id.as_str();
         if keep > 0 {
-            // The newest one not kept; it and everything older go.
-            let first_gone = self
-                .notifications
-                .find_one(doc! { "userId": user })
-                .sort(doc! { "seq": -1 })
-                .skip(u64::try_from(keep).unwrap_or(u64::MAX))
-                .projection(doc! { "seq": 1 })
-                .await
-                .ctx("finding the oldest notifications kept")?;
-            if let Some(first_gone) = first_gone {
-                let seq = seq_of(&first_gone)?;
-                self.notifications
-                    .delete_many(doc! { "userId": user, "seq": { "$lte": seq } })
-                    .await
-                    .ctx("deleting the oldest notifications")?;
+            // Best effort: the notification is stored whatever happens here,
+            // and the next one trims again.
+            if let Err(e) = self.trim_notifications(user, keep).await {
+                log::warn!("trimming the notifications of {user}: {e}");
             }
         }
         let unread = self.unread_count(&notification.user_id).await?;

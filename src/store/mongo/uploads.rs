@@ -144,20 +144,13 @@ impl UploadSessionStore for MongoStore {
         user: &UserId,
         upload_id: &str,
         file_id: &str,
-        kept_until: DateTime<Utc>,
     ) -> StoreResult<()> {
-        let kept = bson::to_bson(&kept_until).ctx("encoding an expiry")?;
         let result = self
             .upload_sessions
             .update_one(
                 session_filter(user, upload_id),
                 doc! {
-                    "$set": {
-                        "completedFileId": file_id,
-                        "chunks": bson::Bson::Array(Vec::new()),
-                        "expiresAt": kept,
-                        "expiresAtMs": to_bson_time(kept_until),
-                    },
+                    "$set": { "completedFileId": file_id, "chunks": bson::Bson::Array(Vec::new()) },
                     "$unset": { "slot": "" },
                 },
             )
@@ -169,13 +162,16 @@ impl UploadSessionStore for MongoStore {
         Ok(())
     }
 
-    async fn purge_completed_upload_sessions(&self, now: DateTime<Utc>) -> StoreResult<u64> {
+    async fn purge_completed_upload_sessions(
+        &self,
+        expired_before: DateTime<Utc>,
+    ) -> StoreResult<u64> {
         let deleted = self
             .upload_sessions
             .delete_many(doc! {
                 "slot": { "$exists": false },
                 "completedFileId": { "$ne": null },
-                "expiresAtMs": { "$lt": to_bson_time(now) },
+                "expiresAtMs": { "$lt": to_bson_time(expired_before) },
             })
             .await
             .ctx("purging completed upload sessions")?;
