@@ -58,19 +58,6 @@ async fn scrape(app: &TestApp) -> (String, HashMap<String, f64>) {
     (text, samples)
 }
 
-/// Joins `conversation` on the client's `/chat` socket (ack id 1).
-async fn join_conversation(client: &mut SioClient, conversation: &str) {
-    let ack = client
-        .emit_ack(
-            "/chat",
-            1,
-            "conversation:join",
-            json!({ "conversationId": conversation }),
-        )
-        .await;
-    assert_eq!(ack["ok"], true, "{ack}");
-}
-
 #[actix_web::test]
 async fn metrics_count_traffic() {
     let app = spawn_app(&[]).await;
@@ -78,7 +65,7 @@ async fn metrics_count_traffic() {
     let bob = app.register("Bob").await;
     let conversation = app.conversation(&alice, &[&bob]).await;
     let mut a = SioClient::connect(app.port, "/chat", &alice.token).await;
-    join_conversation(&mut a, &conversation).await;
+    a.join_conversation(&conversation).await;
     let ack = a
         .emit_ack(
             "/chat",
@@ -174,7 +161,7 @@ async fn publish_reaches_sockets_in_the_rooms() {
     let conversation = app.conversation(&alice, &[&bob]).await;
     let mut chat = SioClient::connect(app.port, "/chat", &alice.token).await;
     let mut root = SioClient::connect(app.port, "/", &alice.token).await;
-    join_conversation(&mut chat, &conversation).await;
+    chat.join_conversation(&conversation).await;
 
     let chat_room = format!("conversation:{conversation}");
     let body = json!({ "namespace": "/chat", "rooms": [chat_room, "nobody-here"], "event": "announcement",
@@ -209,11 +196,11 @@ async fn a_broadcast_to_several_rooms_is_batched_and_reaches_each_socket_once() 
     let mut conversations = Vec::new();
     for _ in 0..3 {
         let conversation = app.conversation(&alice, &[&bob]).await;
-        join_conversation(&mut a, &conversation).await;
+        a.join_conversation(&conversation).await;
         conversations.push(conversation);
     }
     // Bob is in the first room only.
-    join_conversation(&mut b, &conversations[0]).await;
+    b.join_conversation(&conversations[0]).await;
     let rooms: Vec<String> = conversations
         .iter()
         .map(|c| format!("conversation:{c}"))

@@ -609,16 +609,7 @@ async fn an_upload_targeting_a_conversation_is_shared_there_on_completion() {
     let mut jon_chat = SioClient::connect(app.port, "/chat", &jon.token).await;
     let mut last_seq = Value::Null;
     for c in [&mut ivy_chat, &mut jon_chat] {
-        let joined = c
-            .emit_ack(
-                "/chat",
-                1,
-                "conversation:join",
-                json!({ "conversationId": conversation }),
-            )
-            .await;
-        assert_eq!(joined["ok"], true, "{joined}");
-        last_seq = joined["lastSeq"].clone();
+        last_seq = c.join_conversation(&conversation).await["lastSeq"].clone();
     }
 
     let mut up_client = SioClient::connect(app.port, NSP, &ivy.token).await;

@@ -142,6 +142,21 @@ impl SioClient {
         args[0].clone()
     }
 
+    /// Joins `conversation` on this client's `/chat` socket (ack id 1),
+    /// which must succeed; returns the ack.
+    pub async fn join_conversation(&mut self, conversation: &str) -> Value {
+        let ack = self
+            .emit_ack(
+                "/chat",
+                1,
+                "conversation:join",
+                serde_json::json!({ "conversationId": conversation }),
+            )
+            .await;
+        assert_eq!(ack["ok"], true, "{ack}");
+        ack
+    }
+
     /// Emits `event` on `nsp` with one binary attachment (the data holds the
     /// placeholder) asking for ack `id`; returns the ack's first argument.
     pub async fn emit_binary_ack(
