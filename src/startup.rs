@@ -19,7 +19,7 @@ use huddle_actors::chat::{ChatConfig, ChatNamespace};
 use huddle_actors::collab::{Collab, CollabConfig};
 use huddle_actors::file_upload::FileUploadNamespace;
 use huddle_actors::root::RootNamespace;
-use huddle_actors::store::{DocumentStore, UploadSessionStore};
+use huddle_actors::store::{DocumentStore, StoreResult, UploadSessionStore};
 use huddle_actors::upload::UploadDeps;
 use huddle_actors::upload_rules::COMPLETED_KEPT;
 use huddle_actors::{Engine, EngineConfig};
@@ -207,25 +207,34 @@ pub async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn DocumentS
     Ok(Arc::new(store))
 }
 
-/// How often expired tokens are purged from the document store.
-const TOKEN_SWEEP_INTERVAL: Duration = Duration::from_secs(3600);
+/// How often the document store's expired records are purged.
+const PURGE_INTERVAL: Duration = Duration::from_secs(3600);
 /// How long an expired download token is kept, so presenting it answers 410
 /// (afterwards it is unknown: 404).
 const EXPIRED_DOWNLOAD_TOKENS_KEPT: chrono::Duration = chrono::Duration::days(30);
 
-/// Purges, every [`TOKEN_SWEEP_INTERVAL`] for as long as the node runs, the
+/// Purges, every [`PURGE_INTERVAL`] for as long as the node runs, the
 /// refresh-token records past their expiry, the download tokens expired for
-/// [`EXPIRED_DOWNLOAD_TOKENS_KEPT`] and the completed upload sessions past
-/// the time they are kept (30 days; Redis expires its own): none of these
-/// tables grows for ever with every sign-in, shared link and upload. Every node sweeps; the deletes are
-/// idempotent. The sweeper holds the store only while it sweeps: once the
-/// node is gone, so is it (and the store closes, so a restarted node can
-/// open it again).
-fn spawn_token_sweeper(store: std::sync::Weak<dyn DocumentStore>) {
+/// [`EXPIRED_DOWNLOAD_TOKENS_KEPT`] and the completed upload sessions
+/// [`COMPLETED_KEPT`] past their expiry (Redis expires its own): none of
+/// these tables grows for ever with every sign-in, shared link and upload.
+/// Every node purges; the deletes are idempotent. The purger holds the store
+/// only while it purges: once the node is gone, so is it (and the store
+/// closes, so a restarted node can open it again).
+fn spawn_purger(store: std::sync::Weak<dyn DocumentStore>) {
+    /// Logs what one purge did.
+    fn report(what: &str, purged: StoreResult<u64>) {
+        match purged {
+            Ok(0) => {}
+            Ok(n) => log::info!("purged {n} {what}"),
+            Err(e) => log::warn!("purging {what}: {e}"),
+        }
+    }
+    let kept = chrono::Duration::from_std(COMPLETED_KEPT).unwrap_or(chrono::Duration::MAX);
     actix_web::rt::spawn(async move {
-        // The first sweep a minute after start, not during it.
+        // The first purge a minute after start, not during it.
         let first = tokio::time::Instant::now() + Duration::from_secs(60);
-        let mut tick = tokio::time::interval_at(first, TOKEN_SWEEP_INTERVAL);
+        let mut tick = tokio::time::interval_at(first, PURGE_INTERVAL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
@@ -233,25 +242,20 @@ fn spawn_token_sweeper(store: std::sync::Weak<dyn DocumentStore>) {
                 return;
             };
             let now = chrono::Utc::now();
-            match store.purge_refresh_tokens(now).await {
-                Ok(0) => {}
-                Ok(n) => log::info!("purged {n} expired refresh-token records"),
-                Err(e) => log::warn!("purging expired refresh tokens: {e}"),
-            }
-            match store
-                .purge_download_tokens(now - EXPIRED_DOWNLOAD_TOKENS_KEPT)
-                .await
-            {
-                Ok(0) => {}
-                Ok(n) => log::info!("purged {n} download tokens expired 30 days or more"),
-                Err(e) => log::warn!("purging expired download tokens: {e}"),
-            }
-            let kept = chrono::Duration::from_std(COMPLETED_KEPT).unwrap_or(chrono::Duration::MAX);
-            match store.purge_completed_upload_sessions(now - kept).await {
-                Ok(0) => {}
-                Ok(n) => log::info!("purged {n} completed upload sessions past their 30 days"),
-                Err(e) => log::warn!("purging completed upload sessions: {e}"),
-            }
+            report(
+                "expired refresh-token records",
+                store.purge_refresh_tokens(now).await,
+            );
+            report(
+                "download tokens expired 30 days or more",
+                store
+                    .purge_download_tokens(now - EXPIRED_DOWNLOAD_TOKENS_KEPT)
+                    .await,
+            );
+            report(
+                "completed upload sessions 30 days past their expiry",
+                store.purge_completed_upload_sessions(now - kept).await,
+            );
         }
     });
 }
@@ -274,7 +278,7 @@ impl Application {
         let blobs = open_blobs(&settings)?;
         let redis = open_redis(&settings)?;
         let state = AppState::with_redis(settings.clone(), store, blobs, redis);
-        spawn_token_sweeper(Arc::downgrade(&state.store));
+        spawn_purger(Arc::downgrade(&state.store));
         let engine = state.engine.clone();
         if let Some(conn) = &state.redis {
             crate::cluster::join(&settings, &engine, conn).await;
