@@ -228,17 +228,15 @@ impl RootNamespace {
         Ok(rooms)
     }
 
-    /// A workspace, project or task room with its workspace, when `user`
-    /// may be in it: a member of the workspace, its project or task still
-    /// there. `None` otherwise (a store error included: the room is left,
-    /// the client may join again).
-    async fn allowed(&self, user: &UserId, room: &RoomName) -> Option<(RoomName, WorkspaceId)> {
-        let r = RoomsRef::of_room(room)?;
-        let (room, ws) = self.resolve(&r).await.ok()?.pop()?;
-        match self.collab.authorize(&ws, user).await {
-            Ok(Some(_)) => Some((room, ws)),
-            _ => None,
-        }
+    /// Whether `user` may be in a workspace, project or task room: a member
+    /// of the workspace, its project or task still there. `false` otherwise
+    /// (a store error included: the room is left, the client may join
+    /// again).
+    async fn allowed(&self, user: &UserId, r: &RoomsRef) -> bool {
+        let Some((_, ws)) = self.resolve(r).await.ok().and_then(|mut t| t.pop()) else {
+            return false;
+        };
+        matches!(self.collab.authorize(&ws, user).await, Ok(Some(_)))
     }
 
     /// Tracks the workspace, project and task rooms a recovered socket came
@@ -367,7 +365,11 @@ impl Namespace for RootNamespace {
     async fn restorable_rooms(&self, user: &UserId, rooms: Vec<RoomName>) -> Vec<RoomName> {
         let mut kept = Vec::with_capacity(rooms.len());
         for room in rooms {
-            if RoomsRef::of_room(&room).is_none() || self.allowed(user, &room).await.is_some() {
+            let keep = match RoomsRef::of_room(&room) {
+                Some(r) => self.allowed(user, &r).await,
+                None => true,
+            };
+            if keep {
                 kept.push(room);
             }
         }
